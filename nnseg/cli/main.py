@@ -1,0 +1,71 @@
+"""Entry point of the ``nnseg`` command.
+
+Exit codes: 0 done; 1 failed or incomplete; 2 bad usage or bad input (one clear line on stderr,
+``--debug`` adds the traceback). Each subcommand lives in its own module that exposes
+``register(subparsers)``; the handler it sets returns the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import traceback
+from collections.abc import Sequence
+
+from nnseg._version import __version__
+from nnseg.errors import NnsegError
+
+__all__ = ["build_parser", "main"]
+
+# Subcommand modules, in the order they appear in --help.
+SUBCOMMAND_MODULES = (
+    "nnseg.cli._synth",
+    "nnseg.cli._verify",
+    "nnseg.cli._fingerprint",
+    "nnseg.cli._plan",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser with every available subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="nnseg",
+        description="nnU-Net v2 style self-configuring medical image segmentation, as a library.",
+    )
+    parser.add_argument("--version", action="version", version=f"nnseg {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name == module_name:  # not built yet
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``nnseg`` command and return its exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args))
+    except (NnsegError, FileNotFoundError, NotADirectoryError, PermissionError) as err:
+        if args.debug:
+            traceback.print_exc()
+        print(f"nnseg {args.command}: error: {type(err).__name__}: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"nnseg {args.command}: interrupted", file=sys.stderr)
+        return 1

@@ -1,0 +1,104 @@
+"""``Workspace``: the one explicit folder per dataset that replaces nnU-Net's environment variables.
+
+Layout::
+
+    WORK/
+      workspace.json          where the raw dataset lives
+      dataset.json            copy of the raw dataset's
+      fingerprint.json        (+ fingerprint_cache/ while it is being computed)
+      plans/<plans_name>.json
+      preprocessed/<name>/
+      runs/<plans_name>__<configuration>__<run_name>/fold_<k>/
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from nnseg._atomic import atomic_write_json
+from nnseg.errors import DatasetError
+
+__all__ = ["Workspace"]
+
+WORKSPACE_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    """Paths inside one work folder. Constructing it touches nothing on disk.
+
+    Args:
+        root: The work folder.
+    """
+
+    root: Path
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        object.__setattr__(self, "root", Path(root))
+
+    @property
+    def manifest_path(self) -> Path:
+        """``workspace.json``."""
+        return self.root / "workspace.json"
+
+    @property
+    def dataset_json_path(self) -> Path:
+        """The copy of the raw ``dataset.json``."""
+        return self.root / "dataset.json"
+
+    @property
+    def fingerprint_path(self) -> Path:
+        """``fingerprint.json``."""
+        return self.root / "fingerprint.json"
+
+    @property
+    def fingerprint_cache_dir(self) -> Path:
+        """Per-case fingerprint results while extraction runs (lets a killed run continue)."""
+        return self.root / "fingerprint_cache"
+
+    def plans_path(self, plans_name: str) -> Path:
+        """``plans/<plans_name>.json``."""
+        return self.root / "plans" / f"{plans_name}.json"
+
+    def preprocessed_dir(self, name: str) -> Path:
+        """``preprocessed/<name>/``."""
+        return self.root / "preprocessed" / name
+
+    def run_dir(self, plans_name: str, configuration: str, run_name: str, fold: int | str) -> Path:
+        """``runs/<plans_name>__<configuration>__<run_name>/fold_<fold>/``."""
+        return self.root / "runs" / f"{plans_name}__{configuration}__{run_name}" / f"fold_{fold}"
+
+    def raw_dataset_dir(self) -> Path:
+        """The raw dataset folder recorded in ``workspace.json``.
+
+        Raises:
+            DatasetError: If the workspace has not been initialised.
+        """
+        if not self.manifest_path.is_file():
+            raise DatasetError(
+                f"{self.root} is not an nnseg work folder: {self.manifest_path} is missing. "
+                f"Create it with `nnseg fingerprint RAW_DIR -o {self.root}`."
+            )
+        data = json.loads(self.manifest_path.read_text())
+        return Path(data["raw_dataset"])
+
+    def initialise(self, raw_dataset_dir: str | os.PathLike[str]) -> None:
+        """Create the folder and record the raw dataset it belongs to.
+
+        Raises:
+            DatasetError: If the folder already belongs to another raw dataset.
+        """
+        raw = Path(raw_dataset_dir).resolve()
+        if self.manifest_path.is_file():
+            existing = self.raw_dataset_dir()
+            if existing != raw:
+                raise DatasetError(
+                    f"work folder {self.root} belongs to raw dataset {existing}, not {raw}; "
+                    "use one work folder per dataset (pick another -o folder)."
+                )
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.manifest_path, {"format_version": WORKSPACE_FORMAT_VERSION, "raw_dataset": str(raw)})
