@@ -25,6 +25,7 @@ SUBCOMMAND_MODULES = (
     "nnseg.cli._verify",
     "nnseg.cli._fingerprint",
     "nnseg.cli._plan",
+    "nnseg.cli._demo",
 )
 
 

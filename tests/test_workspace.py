@@ -1,0 +1,40 @@
+"""``Workspace``: explicit per-dataset work folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nnseg.errors import DatasetError
+from nnseg.workspace import Workspace
+
+
+def test_constructor_touches_nothing(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "work")
+    assert not (tmp_path / "work").exists()
+    assert ws.plans_path("nnUNetPlans") == tmp_path / "work" / "plans" / "nnUNetPlans.json"
+    assert ws.run_dir("P", "3d_fullres", "default", 0).parts[-2:] == ("P__3d_fullres__default", "fold_0")
+
+
+def test_initialise_records_raw_dataset_and_is_idempotent(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    ws = Workspace(tmp_path / "work")
+    ws.initialise(raw)
+    ws.initialise(raw)
+    assert ws.raw_dataset_dir() == raw.resolve()
+
+
+def test_refuses_a_second_dataset(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    ws = Workspace(tmp_path / "work")
+    ws.initialise(tmp_path / "a")
+    with pytest.raises(DatasetError, match="belongs to raw dataset .*a, not .*b; use one work folder per dataset"):
+        ws.initialise(tmp_path / "b")
+
+
+def test_uninitialised_folder_explains_how_to_create_it(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="is not an nnseg work folder.*nnseg fingerprint RAW_DIR -o"):
+        Workspace(tmp_path).raw_dataset_dir()
