@@ -1,0 +1,305 @@
+"""``make_synthetic_dataset``: write a small, deterministic nnU-Net raw dataset to disk."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nnseg.dataset import DatasetSpec
+from nnseg.errors import ConfigError
+from nnseg.io import SUPPORTED_ENDINGS, ImageGeometry, write_image, write_segmentation
+from nnseg.testing._synthetic_case import (
+    MAX_CLASSES,
+    MIN_EXTENT,
+    channel_names,
+    check_int,
+    check_modality,
+    check_shape,
+    label_names,
+    make_synthetic_case,
+)
+
+__all__ = ["make_synthetic_dataset"]
+
+logger = logging.getLogger(__name__)
+
+GENERATOR_VERSION = 1
+"""Bumped whenever the same arguments would produce different data."""
+SHAPE_JITTER = 0.15
+"""Each case's extent along each axis is the requested one times a factor in [1 - j, 1 + j]."""
+IMAGE_FOLDERS = ("imagesTr", "labelsTr", "imagesTs", "labelsTs")
+CALLER = "make_synthetic_dataset"
+
+
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    """The validated arguments that determine the data."""
+
+    num_cases: int
+    num_test_cases: int
+    shape: tuple[int, ...]
+    spacing: tuple[float, ...]
+    modality: str
+    num_channels: int
+    num_classes: int
+    seed: int
+    two_d: bool
+    spacing_jitter: float
+    file_ending: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "generator": "nnseg.testing.make_synthetic_dataset",
+            "generator_version": GENERATOR_VERSION,
+            "num_cases": self.num_cases,
+            "num_test_cases": self.num_test_cases,
+            "shape": list(self.shape),
+            "spacing": list(self.spacing),
+            "modality": self.modality,
+            "num_channels": self.num_channels,
+            "num_classes": self.num_classes,
+            "seed": self.seed,
+            "two_d": self.two_d,
+            "spacing_jitter": self.spacing_jitter,
+        }
+
+    def case_id(self, index: int) -> str:
+        width = max(3, len(str(self.num_cases + self.num_test_cases - 1)))
+        return f"case_{index:0{width}d}"
+
+
+def make_synthetic_dataset(
+    out_dir: str | os.PathLike[str],
+    *,
+    num_cases: int = 8,
+    shape: Sequence[int] = (32, 48, 48),
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    modality: str = "ct",
+    num_channels: int = 1,
+    num_classes: int = 3,
+    seed: int = 0,
+    num_test_cases: int = 0,
+    two_d: bool = False,
+    dataset_name: str = "Dataset001_Synthetic",
+    file_ending: str = ".nii.gz",
+    spacing_jitter: float = 0.0,
+    overwrite: bool = False,
+) -> Path:
+    """Write a synthetic dataset in the nnU-Net v2 raw layout and return its folder.
+
+    The folder ``out_dir/dataset_name`` receives ``imagesTr/<case>_<XXXX><ending>``, ``labelsTr/`` and,
+    when ``num_test_cases > 0``, ``imagesTs/`` and ``labelsTs/`` with held-out cases; ``dataset.json`` is
+    written last, so its presence means the dataset is complete. Cases are named ``case_000``,
+    ``case_001``, ...; the test cases continue the numbering. Case ``i`` holds the arrays of
+    :func:`make_synthetic_case` with ``seed=(seed, i)`` for that case's shape, so the output is a pure
+    function of the arguments (same arguments, identical files; another seed, other data). CT images are
+    written as int16, MR images as float32, labels as uint8.
+
+    Every case gets its own shape (each axis of ``shape`` times a factor in [0.85, 1.15]) and its own
+    origin; the spacing is ``spacing`` exactly unless ``spacing_jitter`` is set. NIfTI stores spacing
+    and origin as float32, so a spacing such as 0.8 reads back as 0.800000011920929 (``.nrrd`` and
+    ``.mha`` keep it exact).
+
+    An existing folder is reused only when it is empty, holds the same synthetic dataset (its
+    ``dataset.json`` records the generator arguments), or holds nothing but files this call would write
+    anyway (an interrupted earlier call). Anything else is refused unless ``overwrite=True``, which deletes
+    the image and label files in the four image folders (other files are left alone) before writing.
+
+    Args:
+        out_dir: Parent folder, created if needed.
+        num_cases: Number of training cases (>= 1).
+        shape: Typical spatial shape in array order ``(z, y, x)``; each entry >= 8.
+        spacing: Spacing in mm in array order ``(z, y, x)``, e.g. ``(5.0, 1.0, 1.0)`` for thick slices.
+        modality: ``"ct"`` (channel name ``"CT"``, CT normalisation) or ``"mr"`` (names such as ``"T2"``
+            and ``"ADC"``, z-score normalisation, zero outside the body); see :func:`make_synthetic_case`.
+        num_channels: Number of image channels (>= 1).
+        num_classes: Number of labels including background, 2 to 10: background, organ, lesion (small),
+            structure3, ...
+        seed: Non-negative seed.
+        num_test_cases: Number of held-out cases in ``imagesTs``/``labelsTs`` (>= 0).
+        two_d: Write 2D files of shape ``(y, x)``, using the last two entries of ``shape`` and ``spacing``
+            (``shape`` and ``spacing`` may then also have two entries).
+        dataset_name: Name of the dataset folder, normally ``DatasetNNN_Name``.
+        file_ending: One of ``.nii.gz``, ``.nii``, ``.nrrd``, ``.mha``.
+        spacing_jitter: If > 0, each case's spacing is ``spacing`` times a factor in
+            ``[1 - spacing_jitter, 1 + spacing_jitter]``, rounded to 4 decimals (below 0.5).
+        overwrite: Replace the image and label files of a folder that holds something else.
+
+    Returns:
+        The dataset folder ``out_dir/dataset_name``.
+
+    Raises:
+        ConfigError: If an argument is out of range, or the folder holds other data and ``overwrite`` is
+            False.
+    """
+    settings = _validate(
+        num_cases=num_cases, shape=shape, spacing=spacing, modality=modality, num_channels=num_channels,
+        num_classes=num_classes, seed=seed, num_test_cases=num_test_cases, two_d=two_d,
+        file_ending=file_ending, spacing_jitter=spacing_jitter,
+    )
+    folder = Path(out_dir) / _check_dataset_name(dataset_name)
+    spec = DatasetSpec(
+        channel_names=channel_names(settings.modality, settings.num_channels),
+        labels={name: value for value, name in enumerate(label_names(settings.num_classes))},
+        num_training=settings.num_cases,
+        file_ending=settings.file_ending,
+        extra={
+            "name": dataset_name,
+            "description": f"Synthetic {settings.modality.upper()}-like dataset written by nnseg",
+            "nnseg_synthetic": settings.to_json(),
+        },
+    )
+    _prepare_folder(folder, spec, _expected_files(settings), overwrite=overwrite)
+    for index in range(settings.num_cases + settings.num_test_cases):
+        _write_case(folder, settings, index)
+    spec.save(folder / "dataset.json")
+    logger.info("wrote %d training and %d test cases to %s", settings.num_cases, settings.num_test_cases, folder)
+    return folder
+
+
+def _validate(*, shape: Any, spacing: Any, two_d: Any, spacing_jitter: Any, **values: Any) -> _Settings:
+    if not isinstance(two_d, bool):
+        raise ConfigError(f"{CALLER}: two_d must be True or False; got {two_d!r}.")
+    if two_d and isinstance(shape, Sequence) and len(shape) == 3:
+        shape = tuple(shape)[1:]  # 2D uses (y, x); the z entry is ignored
+        spacing = tuple(spacing)[1:] if isinstance(spacing, Sequence) and len(spacing) == 3 else spacing
+    spatial = check_shape(CALLER, shape, (2,) if two_d else (3,))
+    if not isinstance(spacing, Sequence) or isinstance(spacing, str) or len(spacing) != len(shape):
+        raise ConfigError(
+            f"{CALLER}: spacing must have one entry per entry of shape ({len(shape)}), in array order (z, y, x); "
+            f"got {spacing!r}."
+        )
+    if not all(_is_real(s) and math.isfinite(s) and s > 0 for s in spacing):
+        raise ConfigError(f"{CALLER}: every spacing must be a finite number > 0 (mm); got {tuple(spacing)!r}.")
+    if not _is_real(spacing_jitter) or not 0.0 <= spacing_jitter < 0.5:
+        raise ConfigError(f"{CALLER}: spacing_jitter must be a number in [0, 0.5); got {spacing_jitter!r}.")
+    ending = values["file_ending"]
+    if ending not in SUPPORTED_ENDINGS:
+        raise ConfigError(f"{CALLER}: file_ending must be one of {', '.join(SUPPORTED_ENDINGS)}; got {ending!r}.")
+    return _Settings(
+        num_cases=check_int(CALLER, "num_cases", values["num_cases"], 1),
+        num_test_cases=check_int(CALLER, "num_test_cases", values["num_test_cases"], 0),
+        shape=spatial,
+        spacing=tuple(float(s) for s in spacing),
+        modality=check_modality(CALLER, values["modality"]),
+        num_channels=check_int(CALLER, "num_channels", values["num_channels"], 1),
+        num_classes=check_int(CALLER, "num_classes", values["num_classes"], 2, MAX_CLASSES),
+        seed=check_int(CALLER, "seed", values["seed"], 0),
+        two_d=two_d,
+        spacing_jitter=float(spacing_jitter),
+        file_ending=ending,
+    )
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+
+
+def _check_dataset_name(name: Any) -> str:
+    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name:
+        raise ConfigError(
+            f"{CALLER}: dataset_name must be a plain folder name such as 'Dataset001_Synthetic'; got {name!r}."
+        )
+    if not re.fullmatch(r"Dataset\d{3}_\w+", name):
+        warnings.warn(
+            f"{CALLER}: dataset_name {name!r} does not follow nnU-Net's 'DatasetNNN_Name' pattern; nnU-Net's own "
+            "tools will not find it by id.",
+            stacklevel=3,
+        )
+    return name
+
+
+def _expected_files(settings: _Settings) -> set[str]:
+    """Relative paths of every image and label file this call writes."""
+    files: set[str] = set()
+    ending = settings.file_ending
+    for index in range(settings.num_cases + settings.num_test_cases):
+        suffix = "Tr" if index < settings.num_cases else "Ts"
+        case_id = settings.case_id(index)
+        files.update(f"images{suffix}/{case_id}_{c:04d}{ending}" for c in range(settings.num_channels))
+        files.add(f"labels{suffix}/{case_id}{ending}")
+    return files
+
+
+def _prepare_folder(folder: Path, spec: DatasetSpec, expected: set[str], *, overwrite: bool) -> None:
+    """Refuse to write into a folder that holds other data, unless ``overwrite``; see the public docstring."""
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{CALLER}: {folder} exists and is not a folder; choose another out_dir or dataset_name.")
+    if overwrite:
+        _remove_image_files(folder)
+        return
+    if not folder.is_dir():
+        return
+    existing = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")}
+    reason = ""
+    if "dataset.json" in existing and _read_json(folder / "dataset.json") != json.loads(json.dumps(spec.to_dict())):
+        reason = "its dataset.json differs from the one this call would write"
+    elif existing - expected - {"dataset.json"}:
+        extra = sorted(existing - expected - {"dataset.json"})
+        reason = f"it contains {len(extra)} file(s) this call would not write, e.g. {extra[0]!r}"
+    if reason:
+        raise ConfigError(
+            f"{CALLER}: {folder} already holds a different dataset ({reason}); refusing to overwrite it. "
+            "Pass overwrite=True (CLI: --overwrite) to replace its image and label files, or choose another "
+            "out_dir or dataset_name."
+        )
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+
+
+def _remove_image_files(folder: Path) -> None:
+    for name in IMAGE_FOLDERS:
+        sub = folder / name
+        if not sub.is_dir():
+            continue
+        for path in sub.iterdir():
+            if path.is_file() and path.name.endswith(SUPPORTED_ENDINGS):
+                path.unlink()
+
+
+def _case_geometry(settings: _Settings, index: int) -> tuple[tuple[int, ...], ImageGeometry]:
+    """Shape and geometry of case ``index``: jittered shape, optionally jittered spacing, an offset origin."""
+    rng = np.random.default_rng(np.random.SeedSequence((settings.seed, index), spawn_key=(1,)))
+    factors = rng.uniform(1.0 - SHAPE_JITTER, 1.0 + SHAPE_JITTER, len(settings.shape))
+    shape = tuple(max(int(round(n * f)), MIN_EXTENT) for n, f in zip(settings.shape, factors))
+    spacing = settings.spacing
+    if settings.spacing_jitter > 0.0:
+        jitter = rng.uniform(-settings.spacing_jitter, settings.spacing_jitter, len(spacing))
+        spacing = tuple(round(s * (1.0 + j), 4) for s, j in zip(spacing, jitter))
+    geometry = ImageGeometry.identity(spacing)
+    # Centre the image on the origin, shifted by whole millimetres; multiples of 0.5 are exact in float32.
+    extent = [n * s for n, s in zip(reversed(shape), geometry.itk_spacing)]
+    origin = tuple(float(np.round(-e)) / 2.0 + float(rng.integers(-20, 21)) for e in extent)
+    return shape, replace(geometry, itk_origin=origin)
+
+
+def _write_case(folder: Path, settings: _Settings, index: int) -> None:
+    shape, geometry = _case_geometry(settings, index)
+    image, label = make_synthetic_case(
+        shape, modality=settings.modality, num_channels=settings.num_channels,
+        num_classes=settings.num_classes, seed=(settings.seed, index),
+    )
+    suffix = "Tr" if index < settings.num_cases else "Ts"
+    case_id = settings.case_id(index)
+    for sub in (f"images{suffix}", f"labels{suffix}"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    dtype = np.int16 if settings.modality == "ct" else np.float32
+    for channel in range(settings.num_channels):
+        path = folder / f"images{suffix}" / f"{case_id}_{channel:04d}{settings.file_ending}"
+        write_image(image[channel].astype(dtype), path, geometry)
+    write_segmentation(label, folder / f"labels{suffix}" / f"{case_id}{settings.file_ending}", geometry)
