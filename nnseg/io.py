@@ -116,15 +116,15 @@ def _read_itk(path: str | os.PathLike[str]) -> sitk.Image:
     path = Path(path)
     _check_ending(path)
     if not path.is_file():
-        raise ImageIOError(f"image file {path} does not exist; expected a readable image file.")
+        raise ImageIOError(f"image file {path} does not exist; expected a readable image file. Check the path.")
     if path.stat().st_size == 0:
-        raise ImageIOError(f"image file {path} is empty (0 bytes); re-export or re-copy the file.")
+        raise ImageIOError(f"image file {path} is empty (0 bytes); expected an image. Re-export or re-copy the file.")
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as err:
-        first_line = str(err).strip().splitlines()[-1] if str(err).strip() else "unknown reason"
+        reason = str(err).strip().splitlines()[-1] if str(err).strip() else "unknown reason"
         raise ImageIOError(
-            f"cannot read image file {path}: SimpleITK failed ({first_line}). "
+            f"cannot read image file {path}: SimpleITK failed ({reason}). "
             "Check that the file is complete and not corrupt."
         ) from err
 
@@ -137,8 +137,9 @@ def _to_spatial_array(image: sitk.Image, path: Path) -> np.ndarray:
         )
     if image.GetDimension() not in (2, 3):
         raise ImageIOError(
-            f"image file {path} is {image.GetDimension()}D with size {image.GetSize()}; expected a 2D or 3D "
-            "image. Split 4D files into one 3D file per channel (<case>_0000, <case>_0001, ...)."
+            f"image file {path} is {image.GetDimension()}D (size {image.GetSize()}); expected a 3D (or 2D) image. "
+            "nnseg reads one 3D file per image channel (<case>_0000, <case>_0001, ...) and one per label map; "
+            "split the file into 3D files."
         )
     array = sitk.GetArrayFromImage(image)
     return array[None] if image.GetDimension() == 2 else array

@@ -10,6 +10,7 @@ import argparse
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from nnseg.workspace import Workspace
 
@@ -49,7 +50,7 @@ def run_demo(args: argparse.Namespace) -> int:
     root: Path = args.work_dir
     raw_dir = root / "raw" / DEMO_DATASET
     workspace = Workspace(root / "work")
-    state: dict[str, object] = {}
+    state: dict[str, Any] = {}
 
     def synthesise() -> str:
         if not (raw_dir / "dataset.json").is_file():
@@ -69,9 +70,9 @@ def run_demo(args: argparse.Namespace) -> int:
     def fingerprint() -> str:
         dataset = state["dataset"]
         workspace.initialise(raw_dir)
-        dataset.spec.save(workspace.dataset_json_path)  # type: ignore[attr-defined]
+        dataset.spec.save(workspace.dataset_json_path)
         fp = extract_fingerprint(
-            dataset, num_workers=args.num_workers, cache_dir=workspace.fingerprint_cache_dir  # type: ignore[arg-type]
+            dataset, num_workers=args.num_workers, cache_dir=workspace.fingerprint_cache_dir
         )
         fp.save(workspace.fingerprint_path)
         state["fingerprint"] = fp
@@ -79,7 +80,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     def plan() -> str:
         dataset = state["dataset"]
-        plans = Planner().plan(state["fingerprint"], dataset.spec)  # type: ignore[arg-type, attr-defined]
+        plans = Planner().plan(state["fingerprint"], dataset.spec)
         path = workspace.plans_path(plans.plans_name)
         plans.save(path)
         for name in plans.configuration_names:

@@ -1,5 +1,15 @@
-"""The raw dataset layer: ``DatasetSpec`` (dataset.json), ``Case`` and ``RawDataset``."""
+"""The raw dataset layer: ``DatasetSpec`` (dataset.json), ``Case``, ``RawDataset`` and its integrity check.
 
+Example:
+    >>> from nnseg.dataset import RawDataset
+    >>> ds = RawDataset.from_folder("raw/Dataset001_Liver")   # cheap layout checks, no image read
+    >>> report = ds.verify(num_workers=4)                      # reads every file
+    >>> print(report.format())
+"""
+
+from nnseg.dataset._case import Case
+from nnseg.dataset._raw import RawDataset
 from nnseg.dataset._spec import DatasetSpec, LabelValue
+from nnseg.dataset._verify import Problem, VerificationReport
 
-__all__ = ["DatasetSpec", "LabelValue"]
+__all__ = ["Case", "DatasetSpec", "LabelValue", "Problem", "RawDataset", "VerificationReport"]

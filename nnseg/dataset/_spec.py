@@ -34,6 +34,38 @@ def _parse_label_value(name: str, value: Any, where: str) -> LabelValue:
     )
 
 
+def _parse_channels(channels: Any, key: str, source: str) -> tuple[str, ...]:
+    if not isinstance(channels, Mapping):
+        raise DatasetError(f"{source}: {key!r} must map channel index to name; got {channels!r}.")
+    try:
+        order = sorted(channels, key=int)
+    except ValueError:
+        raise DatasetError(
+            f"{source}: {key!r} keys must be channel indices \"0\", \"1\", ...; got {list(channels)}."
+        ) from None
+    if [int(k) for k in order] != list(range(len(order))):
+        raise DatasetError(f"{source}: {key!r} keys must be 0..{len(order) - 1}; got {order}.")
+    return tuple(str(channels[k]) for k in order)
+
+
+def _parse_regions_class_order(value: Any, source: str) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list | tuple) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise DatasetError(f"{source}: 'regions_class_order' must be a list of ints; got {value!r}.")
+    return tuple(int(v) for v in value)
+
+
+def _reject_v1_labels(labels: Mapping[str, Any], source: str) -> None:
+    """Explain the nnU-Net v1 form ``{"0": "background", "1": "liver"}`` instead of failing on one value."""
+    if labels and all(str(k).isdigit() and isinstance(v, str) for k, v in labels.items()):
+        raise DatasetError(
+            f"{source}: 'labels' maps values to names ({dict(labels)!r}), the nnU-Net v1 form; nnU-Net v2 maps "
+            "names to values, e.g. {\"background\": 0, \"liver\": 1}. Swap keys and values (or convert the dataset "
+            "with nnUNetv2_convert_old_nnUNet_dataset)."
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class DatasetSpec:
     """What a dataset contains: channels, labels, file ending, number of training cases.
@@ -77,28 +109,41 @@ class DatasetSpec:
         if ignore is not None and not isinstance(ignore, int):
             raise DatasetError(f"{where}: the ignore label must be a single int; got {ignore!r}.")
         if self.has_regions:
-            if not self.regions_class_order:
+            self._validate_regions()
+            values = list(self.all_labels)
+        else:
+            values = sorted(v for v in self.labels.values() if isinstance(v, int))
+            if len(set(values)) != len(values):
                 raise DatasetError(
-                    f"{where}: labels define regions (lists of ints) but 'regions_class_order' is missing; "
-                    "expected a list with one label per foreground region, e.g. [1, 2, 3]."
+                    f"{where}: label values {values} contain duplicates; every label needs its own value."
                 )
-            if len(self.regions_class_order) != len(self.foreground_regions):
-                raise DatasetError(
-                    f"{where}: 'regions_class_order' has {len(self.regions_class_order)} entries but there are "
-                    f"{len(self.foreground_regions)} foreground regions; expected one entry per region."
-                )
-            return
-        values = sorted(v for v in self.labels.values() if isinstance(v, int))
-        if len(set(values)) != len(values):
-            raise DatasetError(f"{where}: label values {values} contain duplicates; every label needs its own value.")
         if values != list(range(len(values))):
             raise DatasetError(
-                f"{where}: label values must be consecutive integers starting at 0; got {values}. "
-                f"Expected {list(range(len(values)))}."
+                f"{where}: label values must be consecutive integers starting at 0 (the ignore label included); "
+                f"got {values}. Expected {list(range(len(values)))}; renumber the labels and the label files."
             )
         if ignore is not None and ignore != values[-1]:
             raise DatasetError(
                 f"{where}: the ignore label must have the highest value ({values[-1]}); got {ignore}."
+            )
+
+    def _validate_regions(self) -> None:
+        where = self.source
+        if not self.regions_class_order:
+            raise DatasetError(
+                f"{where}: labels define regions (lists of ints) but 'regions_class_order' is missing; "
+                "expected a list with one label per foreground region, e.g. [1, 2, 3]."
+            )
+        if len(self.regions_class_order) != len(self.foreground_regions):
+            raise DatasetError(
+                f"{where}: 'regions_class_order' has {len(self.regions_class_order)} entries but there are "
+                f"{len(self.foreground_regions)} foreground regions; expected one entry per region."
+            )
+        unknown = sorted(set(self.regions_class_order) - set(self.foreground_labels))
+        if unknown:
+            raise DatasetError(
+                f"{where}: 'regions_class_order' {list(self.regions_class_order)} contains {unknown}, which is not a "
+                f"foreground label value; expected values from {list(self.foreground_labels)}."
             )
 
     # ----------------------------------------------------------------------------------- derived views
@@ -164,26 +209,17 @@ class DatasetSpec:
         """
         if not isinstance(data, Mapping):
             raise DatasetError(f"{source}: expected a JSON object; got {type(data).__name__}.")
-        channel_key = "channel_names" if "channel_names" in data else "modality"
+        channel_key = "modality" if "modality" in data and "channel_names" not in data else "channel_names"
         missing = [k for k in (channel_key, *REQUIRED_KEYS) if k not in data]
         if missing:
             raise DatasetError(
                 f"{source}: missing required key(s) {', '.join(repr(k) for k in missing)}; a dataset.json needs "
                 "'channel_names' (or legacy 'modality'), 'labels', 'numTraining' and 'file_ending'."
             )
-        channels = data[channel_key]
-        if not isinstance(channels, Mapping):
-            raise DatasetError(f"{source}: {channel_key!r} must map channel index to name; got {channels!r}.")
-        try:
-            order = sorted(channels, key=int)
-        except ValueError:
-            raise DatasetError(
-                f"{source}: {channel_key!r} keys must be channel indices \"0\", \"1\", ...; got {list(channels)}."
-            ) from None
-        if [int(k) for k in order] != list(range(len(order))):
-            raise DatasetError(f"{source}: {channel_key!r} keys must be 0..{len(order) - 1}; got {order}.")
+        channel_names = _parse_channels(data[channel_key], channel_key, source)
         if not isinstance(data["labels"], Mapping):
             raise DatasetError(f"{source}: 'labels' must map name to value; got {data['labels']!r}.")
+        _reject_v1_labels(data["labels"], source)
         labels = {str(k): _parse_label_value(str(k), v, source) for k, v in data["labels"].items()}
         num_training = data["numTraining"]
         if isinstance(num_training, bool) or not isinstance(num_training, int) or num_training < 0:
@@ -191,15 +227,10 @@ class DatasetSpec:
         ending = data["file_ending"]
         if not isinstance(ending, str) or not ending.startswith("."):
             raise DatasetError(f"{source}: 'file_ending' must be a string such as \".nii.gz\"; got {ending!r}.")
-        order_raw = data.get("regions_class_order")
-        regions_class_order = None
-        if order_raw is not None:
-            if not isinstance(order_raw, list | tuple) or not all(isinstance(v, int) for v in order_raw):
-                raise DatasetError(f"{source}: 'regions_class_order' must be a list of ints; got {order_raw!r}.")
-            regions_class_order = tuple(int(v) for v in order_raw)
+        regions_class_order = _parse_regions_class_order(data.get("regions_class_order"), source)
         known = {channel_key, *REQUIRED_KEYS, "regions_class_order"}
         return cls(
-            channel_names=tuple(str(channels[k]) for k in order),
+            channel_names=channel_names,
             labels=labels,
             num_training=int(num_training),
             file_ending=ending,

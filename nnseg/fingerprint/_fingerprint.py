@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from nnseg._atomic import atomic_write_json
 from nnseg.errors import FingerprintError
 
-__all__ = ["Fingerprint", "IntensityStats"]
+__all__ = ["CaseFingerprint", "Fingerprint", "IntensityStats"]
 
 INTENSITY_KEYS = ("mean", "median", "std", "min", "max", "percentile_99_5", "percentile_00_5")
 
@@ -44,12 +46,92 @@ class IntensityStats:
         return {key: float(getattr(self, key)) for key in INTENSITY_KEYS}
 
     @classmethod
+    def from_samples(cls, samples: np.ndarray, *, overwrite_input: bool = False) -> IntensityStats:
+        """Compute the statistics of pooled foreground samples exactly as nnU-Net does.
+
+        Mean, std, min and max come from NumPy on the samples in their own dtype (float32 for
+        fingerprint samples); median and the 0.5 / 99.5 percentiles from one ``np.percentile`` call with
+        linear interpolation.
+
+        Args:
+            samples: 1-D array of intensities (at least one value).
+            overwrite_input: Let ``np.percentile`` partially sort ``samples`` in place instead of copying
+                it (saves one copy of a possibly large array; the values stay, their order changes).
+
+        Raises:
+            FingerprintError: If ``samples`` is empty.
+        """
+        samples = np.asarray(samples).ravel()
+        if samples.size == 0:
+            raise FingerprintError("cannot compute intensity statistics of zero samples; expected at least one.")
+        mean, std = float(np.mean(samples)), float(np.std(samples))
+        low, high = float(np.min(samples)), float(np.max(samples))
+        p00_5, median, p99_5 = np.percentile(samples, (0.5, 50.0, 99.5), overwrite_input=overwrite_input)
+        return cls(mean, float(median), std, low, high, float(p99_5), float(p00_5))
+
+    @classmethod
     def from_json(cls, data: Mapping[str, Any], *, where: str = "fingerprint") -> IntensityStats:
         """Parse nnU-Net's per-channel dict."""
         missing = [k for k in INTENSITY_KEYS if k not in data]
         if missing:
             raise FingerprintError(f"{where}: intensity statistics lack {missing}; expected keys {list(INTENSITY_KEYS)}.")
         return cls(**{key: float(data[key]) for key in INTENSITY_KEYS})
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CaseFingerprint:
+    """What fingerprinting learns from one case (the pooled statistics are computed over all cases).
+
+    Args:
+        spacing: Spacing in array axis order, untransposed (as read).
+        shape_before_crop: Spatial shape of the case as read.
+        shape_after_crop: Spatial shape after :func:`nnseg.preprocessing.crop_to_nonzero`.
+        samples: ``(c, n)`` float32 foreground intensities, one row per channel; ``n`` is the requested
+            number of samples, or 0 when the case has no foreground voxel.
+        num_foreground_voxels: Foreground voxels (label > 0) in the cropped case.
+    """
+
+    spacing: tuple[float, ...]
+    shape_before_crop: tuple[int, ...]
+    shape_after_crop: tuple[int, ...]
+    samples: np.ndarray
+    num_foreground_voxels: int
+
+    @property
+    def relative_size_after_cropping(self) -> float:
+        """Voxels after cropping divided by voxels before."""
+        return float(np.prod(self.shape_after_crop, dtype=np.int64) / np.prod(self.shape_before_crop, dtype=np.int64))
+
+    @property
+    def num_channels(self) -> int:
+        """Number of image channels."""
+        return int(self.samples.shape[0])
+
+    @property
+    def has_foreground(self) -> bool:
+        """Whether the case contributed intensity samples."""
+        return self.num_foreground_voxels > 0
+
+    def metadata_json(self) -> dict[str, Any]:
+        """Return every field except the samples, as JSON-ready values."""
+        return {
+            "spacing": [float(v) for v in self.spacing],
+            "shape_before_crop": [int(v) for v in self.shape_before_crop],
+            "shape_after_crop": [int(v) for v in self.shape_after_crop],
+            "num_foreground_voxels": int(self.num_foreground_voxels),
+            "samples_shape": [int(v) for v in self.samples.shape],
+        }
+
+    @classmethod
+    def from_metadata_json(cls, data: Mapping[str, Any], samples: np.ndarray) -> CaseFingerprint:
+        """Rebuild a case fingerprint from :meth:`metadata_json` output and its samples."""
+        return cls(
+            spacing=tuple(float(v) for v in data["spacing"]),
+            shape_before_crop=tuple(int(v) for v in data["shape_before_crop"]),
+            shape_after_crop=tuple(int(v) for v in data["shape_after_crop"]),
+            samples=samples,
+            num_foreground_voxels=int(data["num_foreground_voxels"]),
+        )
 
 
 @dataclass(frozen=True, slots=True)

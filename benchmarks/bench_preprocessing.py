@@ -1,0 +1,315 @@
+"""Benchmark the preprocessed store: on-disk array formats, then preprocess_dataset throughput.
+
+Part 1 compares array formats on one synthetic, CT-normalised case (image float32 + label int8):
+
+* ``blosc2-lz4hc`` -- what the store writes (nnseg.preprocessing._arrays: LZ4HC level 5, byte shuffle,
+  chunks/blocks from the patch size, one compression thread so the bytes are reproducible);
+* ``blosc2-lz4hc-2t`` -- the same with two compression threads (faster, but the file bytes change from run
+  to run, see the ``deterministic`` column);
+* ``blosc2-zstd1`` -- ZSTD level 1 instead of LZ4HC;
+* ``npy`` -- plain ``np.save`` files read through ``np.load(mmap_mode="r")``.
+
+For each: write time, size on disk, a random training patch (image + label) with a warm page cache and with
+the file's pages evicted (``posix_fadvise(DONTNEED)``, per file, no root needed), and a whole-case read.
+
+Part 2 runs ``preprocess_dataset`` on a synthetic dataset with 1 and 2 workers (fresh store each time, pool
+start-up included) and reports cases per second.
+
+Usage::
+
+    python benchmarks/bench_preprocessing.py            # full sizes
+    python benchmarks/bench_preprocessing.py --quick    # small sizes, a few seconds
+
+Prints a table and writes benchmarks/results/preprocessing.json (``--out`` to change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import blosc2
+import numpy as np
+
+from nnseg.preprocessing._arrays import array_layout, read_array, read_region, write_array
+
+RESULTS = Path(__file__).resolve().parent / "results" / "preprocessing.json"
+SIZES = {  # (case shape, patch size, random patches, dataset case shape, dataset cases)
+    "full": ((128, 256, 256), (96, 160, 160), 40, (64, 96, 96), 8),
+    "quick": ((48, 96, 96), (32, 64, 64), 20, (24, 40, 40), 4),
+}
+
+
+# ----------------------------------------------------------------------------------- part 1: formats
+def _blosc2_writer(codec: Any, clevel: int, nthreads: int) -> Callable[[Path, np.ndarray, tuple[int, ...]], None]:
+    def write(path: Path, array: np.ndarray, patch: tuple[int, ...]) -> None:
+        chunks, blocks = array_layout(array.shape, patch, array.dtype.itemsize)
+        cparams = blosc2.CParams(codec=codec, clevel=clevel, filters=[blosc2.Filter.SHUFFLE],
+                                 typesize=array.dtype.itemsize, nthreads=nthreads)  # fmt: skip
+        tmp = path.with_name(f".{path.name}.tmp")
+        blosc2.asarray(array, urlpath=str(tmp), mode="w", chunks=chunks, blocks=blocks, cparams=cparams)
+        os.replace(tmp, path)
+
+    return write
+
+
+def _write_store(path: Path, array: np.ndarray, patch: tuple[int, ...]) -> None:
+    write_array(path, array, patch_size=patch)
+
+
+def _write_npy(path: Path, array: np.ndarray, patch: tuple[int, ...]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        np.save(handle, array)
+    os.replace(tmp, path)
+
+
+def _read_npy_region(path: Path, index: tuple[slice, ...]) -> np.ndarray:
+    return np.array(np.load(path, mmap_mode="r")[index])
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    return np.load(path)
+
+
+FORMATS: dict[str, dict[str, Any]] = {
+    "blosc2-lz4hc": {"suffix": ".b2nd", "write": _write_store, "region": read_region, "whole": read_array},
+    "blosc2-lz4hc-2t": {"suffix": ".b2nd", "write": _blosc2_writer(blosc2.Codec.LZ4HC, 5, 2),
+                        "region": read_region, "whole": read_array},  # fmt: skip
+    "blosc2-zstd1": {"suffix": ".b2nd", "write": _blosc2_writer(blosc2.Codec.ZSTD, 1, 1),
+                     "region": read_region, "whole": read_array},  # fmt: skip
+    "npy": {"suffix": ".npy", "write": _write_npy, "region": _read_npy_region, "whole": _read_npy},
+}
+
+
+def _evict(*paths: Path) -> None:
+    """Drop the page-cache pages of these files (clean pages only; harmless, per file)."""
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _synthetic_case(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """A CT-like case as preprocessing leaves it: CT-normalised, then resampled (order 3 image, order 0 label).
+
+    The case is drawn at 0.8x the size and resampled up, so the image holds continuous values as after
+    nnU-Net's resampling (raw synthetic CT is integer-valued and would compress unrealistically well).
+    """
+    from scipy.ndimage import zoom
+
+    from nnseg.testing import make_synthetic_case
+
+    small = tuple(max(8, round(0.8 * s)) for s in shape)
+    image, label = make_synthetic_case(small, modality="ct", num_classes=3, seed=7)
+    foreground = image[label > 0]
+    low, high = np.percentile(foreground, [0.5, 99.5])
+    normalised = (np.clip(image[0], low, high) - foreground.mean()) / max(float(foreground.std()), 1e-8)
+    factors = [t / s for t, s in zip(shape, small)]
+    data = zoom(normalised, factors, order=3)[None].astype(np.float32)
+    seg = zoom(label[0], factors, order=0)[None].astype(np.int8)
+    return data, seg
+
+
+def _random_patches(shape: tuple[int, ...], patch: tuple[int, ...], count: int) -> list[tuple[slice, ...]]:
+    rng = np.random.default_rng(0)
+    out = []
+    for _ in range(count):
+        starts = [int(rng.integers(0, max(1, s - p + 1))) for s, p in zip(shape, patch)]
+        out.append((slice(None), *(slice(a, a + p) for a, p in zip(starts, patch))))
+    return out
+
+
+def _time(fn: Callable[[], Any], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench_format(name: str, folder: Path, data: np.ndarray, seg: np.ndarray, patch: tuple[int, ...],
+                 patches: list[tuple[slice, ...]]) -> dict[str, Any]:  # fmt: skip
+    """Measure one format; returns a row of the table."""
+    spec = FORMATS[name]
+    paths = (folder / f"{name}.data{spec['suffix']}", folder / f"{name}.seg{spec['suffix']}")
+
+    def write() -> None:
+        spec["write"](paths[0], data, patch)
+        spec["write"](paths[1], seg, patch)
+
+    write_s = _time(write, 3)
+    first = [_digest(p) for p in paths]
+    write()
+    deterministic = first == [_digest(p) for p in paths]
+    check = spec["region"](paths[0], patches[0])
+    if not np.array_equal(check, data[patches[0]]) or not np.array_equal(spec["whole"](paths[1]), seg):
+        raise RuntimeError(f"{name}: read back differs from what was written")
+
+    def read_patches(cold: bool) -> float:
+        total = 0.0
+        for index in patches:
+            if cold:
+                _evict(*paths)
+            start = time.perf_counter()
+            spec["region"](paths[0], index)
+            spec["region"](paths[1], index)
+            total += time.perf_counter() - start
+        return 1000 * total / len(patches)
+
+    read_patches(False)  # warm the cache
+    row = {
+        "format": name,
+        "write_s": write_s,
+        "size_mb": sum(p.stat().st_size for p in paths) / 2**20,
+        "deterministic": deterministic,
+        "patch_ms_warm": read_patches(False),
+        "patch_ms_cold": read_patches(True),
+        "whole_ms_warm": 1000 * _time(lambda: [spec["whole"](p) for p in paths], 3),
+    }
+    _evict(*paths)
+    start = time.perf_counter()
+    for p in paths:
+        spec["whole"](p)
+    row["whole_ms_cold"] = 1000 * (time.perf_counter() - start)
+    return row
+
+
+def run_formats(shape: tuple[int, ...], patch: tuple[int, ...], num_patches: int, work: Path) -> list[dict[str, Any]]:
+    """Part 1: every format on one case."""
+    data, seg = _synthetic_case(shape)
+    patches = _random_patches(shape, patch, num_patches)
+    rows = []
+    for name in FORMATS:
+        folder = work / name
+        folder.mkdir()
+        rows.append(bench_format(name, folder, data, seg, patch, patches))
+    raw_mb = (data.nbytes + seg.nbytes) / 2**20
+    for row in rows:
+        row["ratio"] = raw_mb / row["size_mb"]
+    return rows
+
+
+# ----------------------------------------------------------------------------------- part 2: throughput
+def _plan_for(dataset: Any) -> Any:
+    """3d_fullres plan of nnseg's default planner for ``dataset``.
+
+    Uses ``extract_fingerprint`` when it is available, else a quick fingerprint from the files (spacing,
+    shape and foreground intensities of each case; no crop, which synthetic CT cases do not need).
+    """
+    import nnseg.fingerprint as fingerprint
+    from nnseg.io import read_images, read_segmentation
+    from nnseg.planning import Planner
+
+    if hasattr(fingerprint, "extract_fingerprint"):
+        return Planner().plan(fingerprint.extract_fingerprint(dataset), dataset.spec)["3d_fullres"]
+    spacings, shapes, samples = [], [], []
+    for case in dataset.cases:
+        image, geometry = read_images(case.image_paths)
+        label = read_segmentation(case.label_path)[0]
+        spacings.append(geometry.spacing)
+        shapes.append(image.shape[1:])
+        samples.append(image[0][label.reshape(image.shape[1:]) > 0])
+    values = np.concatenate(samples)
+    stats = fingerprint.IntensityStats(
+        mean=float(values.mean()), median=float(np.median(values)), std=float(values.std()),
+        min=float(values.min()), max=float(values.max()), percentile_99_5=float(np.percentile(values, 99.5)),
+        percentile_00_5=float(np.percentile(values, 0.5)),
+    )  # fmt: skip
+    fp = fingerprint.Fingerprint(tuple(spacings), tuple(shapes), (stats,), 1.0, dataset.case_ids)
+    return Planner().plan(fp, dataset.spec)["3d_fullres"]
+
+
+def run_throughput(case_shape: tuple[int, ...], num_cases: int, work: Path) -> list[dict[str, Any]]:
+    """Part 2: cases per second of preprocess_dataset at 1 and 2 workers."""
+    from nnseg.dataset import RawDataset
+    from nnseg.preprocessing._run import preprocess_dataset
+    from nnseg.testing import make_synthetic_dataset
+
+    dataset = RawDataset.from_folder(make_synthetic_dataset(work / "raw", num_cases=num_cases, shape=case_shape))
+    plan = _plan_for(dataset)
+    rows = []
+    for workers in (1, 2):
+        start = time.perf_counter()
+        preprocess_dataset(dataset, plan, work / f"store_{workers}", num_workers=workers, progress=False)
+        seconds = time.perf_counter() - start
+        rows.append({"workers": workers, "cases": num_cases, "seconds": seconds, "cases_per_s": num_cases / seconds})
+    start = time.perf_counter()
+    preprocess_dataset(dataset, plan, work / "store_1", num_workers=1, progress=False)
+    rows.append({"workers": 1, "cases": 0, "seconds": time.perf_counter() - start, "cases_per_s": float("nan"),
+                 "note": "rerun on a complete store (everything skipped)"})  # fmt: skip
+    return rows
+
+
+# ----------------------------------------------------------------------------------- report
+def machine() -> dict[str, Any]:
+    """Where the numbers were measured."""
+    model = ""
+    if Path("/proc/cpuinfo").is_file():
+        lines = [line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")]
+        model = lines[0].split(":", 1)[1].strip() if lines else ""
+    return {"cpus": os.cpu_count(), "cpu_model": model, "platform": platform.platform(),
+            "python": platform.python_version(), "numpy": np.__version__, "blosc2": blosc2.__version__}  # fmt: skip
+
+
+def print_tables(formats: list[dict[str, Any]], throughput: list[dict[str, Any]], info: dict[str, Any]) -> None:
+    """Print both tables."""
+    print(f"machine: {info['cpus']} CPUs ({info['cpu_model']}), {info['platform']}, blosc2 {info['blosc2']}")
+    print(f"case {info['case_shape']} float32 + int8 label, patch {info['patch_size']}, "
+          f"{info['num_patches']} random patches")  # fmt: skip
+    header = ("format", "write s", "MB", "ratio", "determ.", "patch ms warm", "patch ms cold", "whole ms warm",
+              "whole ms cold")  # fmt: skip
+    print(" | ".join(header))
+    for r in formats:
+        print(f"{r['format']} | {r['write_s']:.3f} | {r['size_mb']:.1f} | {r['ratio']:.1f} | {r['deterministic']} | "
+              f"{r['patch_ms_warm']:.2f} | {r['patch_ms_cold']:.2f} | {r['whole_ms_warm']:.1f} | "
+              f"{r['whole_ms_cold']:.1f}")  # fmt: skip
+    print(f"\npreprocess_dataset, {info['dataset_cases']} synthetic CT cases of about {info['dataset_case_shape']}")
+    print("workers | cases | seconds | cases/s")
+    for r in throughput:
+        print(f"{r['workers']} | {r['cases']} | {r['seconds']:.2f} | {r['cases_per_s']:.2f} {r.get('note', '')}")
+
+
+def main() -> None:
+    """Run the benchmark."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (a few seconds)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="JSON output file")
+    parser.add_argument("--work", type=Path, help="scratch folder (default: a temporary folder)")
+    args = parser.parse_args()
+    mode = "quick" if args.quick else "full"
+    shape, patch, num_patches, dataset_shape, dataset_cases = SIZES[mode]
+    work = Path(tempfile.mkdtemp(prefix="nnseg_bench_pre_", dir=args.work))
+    try:
+        formats = run_formats(shape, patch, num_patches, work)
+        throughput = run_throughput(dataset_shape, dataset_cases, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # our own scratch folder
+    info = {**machine(), "mode": mode, "case_shape": shape, "patch_size": patch, "num_patches": num_patches,
+            "dataset_case_shape": dataset_shape, "dataset_cases": dataset_cases}  # fmt: skip
+    print_tables(formats, throughput, info)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"machine": info, "formats": formats, "throughput": throughput}, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,389 @@
+"""``PreprocessedStore``: a folder of preprocessed cases that is safe to kill, resume, shard and share.
+
+Layout (flat, one folder per distinct preprocessing)::
+
+    store.json                  manifest: format version, preprocessing hash and the fields behind it
+    <case>.data.b2nd            float32 image (c, z, y, x), blosc2 (see _arrays.py)
+    <case>.seg.b2nd             int8/int16 label map (1, z, y, x); absent for cases without a label
+    <case>.locations.npz        sampled foreground voxels per class (no pickle); absent without a label
+    <case>.properties.json      written LAST: the completion marker, holding the case properties, the
+                                preprocessing hash the case was built with and the size of every file
+
+Every file is written to a temporary name (``.<name>.<random>.tmp``) and renamed into place. A case is
+*done* when its properties file exists, names the store's preprocessing hash and every file it lists is
+there with the recorded size; anything else of a case (pieces without the marker, leftover temporary
+files, a marker from other preprocessing) makes it *stale*. Nothing is deleted unless asked for by case id
+(:meth:`PreprocessedStore.discard_cases`), and then only this store's own files of those cases.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nnseg._atomic import atomic_write_json
+from nnseg.errors import StoreError
+from nnseg.planning import ConfigurationPlan
+from nnseg.preprocessing._arrays import read_array, read_npz, read_region, write_array, write_npz
+from nnseg.preprocessing._case import CaseProperties, PreprocessedCase
+from nnseg.preprocessing._store_manifest import (
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    StoreManifest,
+    StoreStatus,
+    check_compatible,
+)
+
+__all__ = ["PreprocessedStore", "StoreManifest", "StoreStatus"]
+SUFFIXES = {
+    "data": ".data.b2nd",
+    "seg": ".seg.b2nd",
+    "class_locations": ".locations.npz",
+    "properties": ".properties.json",
+}
+TEMP = "tmp"
+
+
+def _piece_of(name: str) -> tuple[str, str] | None:
+    """Map a file name to ``(case_id, piece)``; temporary files map to piece ``"tmp"``; others to None."""
+    if name.startswith(".") and name.endswith(".tmp"):
+        final = name[1:-4].rsplit(".", 1)[0]  # _atomic names them .<final>.<random>.tmp
+        found = _piece_of(final)
+        return None if found is None else (found[0], TEMP)
+    for piece, suffix in SUFFIXES.items():
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)], piece
+    return None
+
+
+class PreprocessedStore:
+    """A folder of preprocessed cases. Constructing one touches nothing on disk.
+
+    Args:
+        root: The store folder (nnU-Net's ``nnUNet_preprocessed/<dataset>/<data_identifier>``).
+        read_threads: blosc2 decompression threads used by the readers (passed per call, never set globally).
+
+    Example:
+        >>> store = PreprocessedStore("work/preprocessed/nnUNetPlans_3d_fullres")
+        >>> store.status(dataset.case_ids).summary()
+        '8 done, 0 missing, 0 stale'
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, read_threads: int = 1) -> None:
+        self._root = Path(root)
+        self._read_threads = int(read_threads)
+
+    def __repr__(self) -> str:
+        return f"PreprocessedStore({str(self._root)!r})"
+
+    @property
+    def root(self) -> Path:
+        """The store folder."""
+        return self._root
+
+    @property
+    def manifest_path(self) -> Path:
+        """``store.json``."""
+        return self._root / MANIFEST_NAME
+
+    def path(self, case_id: str, piece: str) -> Path:
+        """The file of one piece (``"data"``, ``"seg"``, ``"class_locations"``, ``"properties"``) of a case."""
+        return self._root / f"{case_id}{SUFFIXES[piece]}"
+
+    # ----------------------------------------------------------------------------------- manifest
+    def manifest(self) -> StoreManifest | None:
+        """Read ``store.json``; None when the store has not been initialised.
+
+        Raises:
+            StoreError: If the manifest exists but cannot be parsed.
+        """
+        if not self.manifest_path.is_file():
+            return None
+        try:
+            data = json.loads(self.manifest_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise StoreError(
+                f"{self.manifest_path} is not valid JSON ({err}); pass overwrite=True to write a new one "
+                "(case files are then rebuilt), or use a new store folder."
+            ) from err
+        return StoreManifest.from_json(data, where=str(self.manifest_path))
+
+    def initialise(self, plan: ConfigurationPlan, *, overwrite: bool = False) -> StoreManifest:
+        """Create the store for ``plan``, or check that an existing store holds the same preprocessing.
+
+        A store made by another plan with the same :meth:`~ConfigurationPlan.preprocessing_hash` (the default
+        plans and ResEnc-L at one spacing, say) is shared as is. Leftover temporary manifests are removed.
+
+        Args:
+            plan: The configuration to preprocess.
+            overwrite: Replace a manifest of other preprocessing (or an unreadable one). No case file is
+                deleted here: cases built for the old hash count as stale and the runner rebuilds them.
+
+        Returns:
+            The manifest in force.
+
+        Raises:
+            StoreError: If the store was built for other preprocessing (or has an unreadable or newer
+                manifest) and ``overwrite`` is False, or ``root`` is a file.
+        """
+        if self._root.exists() and not self._root.is_dir():
+            raise StoreError(f"store folder {self._root} is a file; pass a folder path for the preprocessed store.")
+        self._root.mkdir(parents=True, exist_ok=True)
+        self._remove_temp_manifests()
+        wanted = StoreManifest.for_plan(plan)
+        try:
+            existing = self.manifest()
+        except StoreError:
+            if not overwrite:
+                raise
+            existing = None
+        if existing is not None and not overwrite:
+            check_compatible(existing, wanted, plan, self._root)
+        same = existing is not None and existing.preprocessing_hash == wanted.preprocessing_hash
+        if existing is not None and same and existing.format_version == FORMAT_VERSION:
+            return existing  # shared by every plan with this preprocessing; keeps the original chunk layout
+        atomic_write_json(self.manifest_path, wanted.to_json())
+        return wanted
+
+    def _remove_temp_manifests(self) -> None:
+        for entry in os.scandir(self._root):
+            if entry.name.startswith(f".{MANIFEST_NAME}.") and entry.name.endswith(".tmp"):
+                Path(entry.path).unlink(missing_ok=True)
+
+    def _require_manifest(self) -> StoreManifest:
+        manifest = self.manifest()
+        if manifest is None:
+            raise StoreError(
+                f"{self._root} is not an initialised preprocessed store ({MANIFEST_NAME} is missing); run "
+                "preprocess_dataset(...) or `nnseg preprocess WORK -c CONFIG` first."
+            )
+        return manifest
+
+    # ----------------------------------------------------------------------------------- status
+    def _scan(self) -> dict[str, set[str]]:
+        """Map every case id with files in the store to the pieces present (``"tmp"`` for temp files)."""
+        found: dict[str, set[str]] = {}
+        if not self._root.is_dir():
+            return found
+        for entry in os.scandir(self._root):
+            parsed = _piece_of(entry.name)
+            if parsed is not None and entry.is_file():
+                found.setdefault(parsed[0], set()).add(parsed[1])
+        return found
+
+    def _marker(self, case_id: str) -> dict[str, Any] | None:
+        """The parsed properties file of a case, or None when it is absent or unreadable."""
+        try:
+            data = json.loads(self.path(case_id, "properties").read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def _is_done(self, case_id: str, pieces: set[str], expected_hash: str | None) -> bool:
+        if "properties" not in pieces or TEMP in pieces or expected_hash is None:
+            return False
+        marker = self._marker(case_id)
+        if marker is None or marker.get("preprocessing_hash") != expected_hash:
+            return False
+        files = marker.get("files")
+        if not isinstance(files, dict):
+            return False
+        for piece, info in files.items():
+            if piece not in SUFFIXES or piece not in pieces or not isinstance(info, dict):
+                return False
+            try:
+                if self.path(case_id, piece).stat().st_size != info.get("nbytes"):
+                    return False
+            except OSError:  # removed since the scan
+                return False
+        return True
+
+    def status(self, expected_ids: Iterable[str] | None = None) -> StoreStatus:
+        """Say which cases are done, missing or stale.
+
+        Args:
+            expected_ids: The cases the store should hold (a dataset's ``case_ids``, or one shard's). None
+                means every case with files in the store.
+
+        Raises:
+            StoreError: If the manifest exists but cannot be parsed.
+        """
+        manifest = self.manifest()
+        expected_hash = None if manifest is None else manifest.preprocessing_hash
+        found = self._scan()
+        expected = sorted(set(found) if expected_ids is None else set(expected_ids))
+        done, missing, stale = [], [], []
+        for case_id in expected:
+            pieces = found.get(case_id)
+            if not pieces:
+                missing.append(case_id)
+            elif self._is_done(case_id, pieces, expected_hash):
+                done.append(case_id)
+            else:
+                stale.append(case_id)
+        extra = sorted(set(found) - set(expected))
+        return StoreStatus(tuple(done), tuple(missing), tuple(stale), tuple(extra))
+
+    def case_ids(self) -> tuple[str, ...]:
+        """The complete cases, sorted."""
+        return self.status().done
+
+    def missing(self, case_ids: Iterable[str]) -> list[str]:
+        """Return the ids of ``case_ids`` that are not complete (missing or stale), in the given order."""
+        ids = list(case_ids)
+        done = set(self.status(ids).done)
+        return [case_id for case_id in ids if case_id not in done]
+
+    def discard_cases(self, case_ids: Iterable[str]) -> list[Path]:
+        """Delete this store's files of the given cases (marker first) and return what was deleted.
+
+        Only files named after those case ids with the store's suffixes (and their temporary files) are
+        touched; nothing else in the folder is.
+        """
+        wanted = set(case_ids)
+        by_kind: dict[bool, list[Path]] = {True: [], False: []}
+        if self._root.is_dir():
+            for entry in os.scandir(self._root):
+                parsed = _piece_of(entry.name)
+                if parsed is not None and parsed[0] in wanted and entry.is_file():
+                    by_kind[parsed[1] == "properties"].append(Path(entry.path))
+        removed = sorted(by_kind[True]) + sorted(by_kind[False])  # the marker goes first
+        for path in removed:
+            path.unlink(missing_ok=True)
+        return removed
+
+    # ----------------------------------------------------------------------------------- writing
+    def write_case(self, case: PreprocessedCase) -> None:
+        """Write one case: its arrays first, its properties file (the completion marker) last.
+
+        A previous copy of the case stops counting as done before anything is replaced.
+
+        Raises:
+            StoreError: If the store is not initialised, or the case id or arrays are unusable.
+        """
+        manifest = self._require_manifest()
+        _check_case(case, self._root)
+        self.path(case.case_id, "properties").unlink(missing_ok=True)
+        files: dict[str, dict[str, Any]] = {}
+        patch = manifest.chunk_patch_size
+        for piece, array in (("data", case.data), ("seg", case.seg)):
+            if array is None:
+                self.path(case.case_id, piece).unlink(missing_ok=True)
+                continue
+            nbytes = write_array(self.path(case.case_id, piece), array, patch_size=patch)
+            files[piece] = {"file": self.path(case.case_id, piece).name, "nbytes": nbytes,
+                            "shape": list(array.shape), "dtype": str(array.dtype)}  # fmt: skip
+        if case.class_locations is None:
+            self.path(case.case_id, "class_locations").unlink(missing_ok=True)
+        else:
+            path = self.path(case.case_id, "class_locations")
+            nbytes = write_npz(path, case.class_locations)
+            files["class_locations"] = {"file": path.name, "nbytes": nbytes, "keys": list(case.class_locations)}
+        marker = {"format_version": FORMAT_VERSION, "case_id": case.case_id,
+                  "preprocessing_hash": manifest.preprocessing_hash, "files": files,
+                  "properties": case.properties.to_json()}  # fmt: skip
+        atomic_write_json(self.path(case.case_id, "properties"), marker)
+
+    # ----------------------------------------------------------------------------------- reading
+    def _complete_marker(self, case_id: str) -> dict[str, Any]:
+        marker = self._marker(case_id)
+        manifest = self._require_manifest()
+        if marker is None:
+            raise StoreError(
+                f"case {case_id!r} is not complete in store {self._root} (no readable "
+                f"{self.path(case_id, 'properties').name}); run preprocessing again to build it."
+            )
+        if marker.get("preprocessing_hash") != manifest.preprocessing_hash:
+            raise StoreError(
+                f"case {case_id!r} in store {self._root} was built for preprocessing "
+                f"{marker.get('preprocessing_hash')}, but the store holds {manifest.preprocessing_hash}; run "
+                "preprocessing again to rebuild it."
+            )
+        return marker
+
+    def read_properties(self, case_id: str) -> CaseProperties:
+        """Read the properties of a complete case.
+
+        Raises:
+            StoreError: If the case is not complete.
+        """
+        marker = self._complete_marker(case_id)
+        return CaseProperties.from_json(marker["properties"], where=str(self.path(case_id, "properties")))
+
+    def read_class_locations(self, case_id: str) -> dict[str, np.ndarray] | None:
+        """Read the sampled foreground locations of a complete case (None for a case without a label)."""
+        marker = self._complete_marker(case_id)
+        if "class_locations" not in marker["files"]:
+            return None
+        return read_npz(self.path(case_id, "class_locations"))
+
+    def read_case(self, case_id: str) -> PreprocessedCase:
+        """Read a whole complete case into memory.
+
+        Raises:
+            StoreError: If the case is not complete.
+        """
+        marker = self._complete_marker(case_id)
+        files = marker["files"]
+        seg = read_array(self.path(case_id, "seg"), nthreads=self._read_threads) if "seg" in files else None
+        locations = read_npz(self.path(case_id, "class_locations")) if "class_locations" in files else None
+        return PreprocessedCase(
+            case_id=case_id,
+            data=read_array(self.path(case_id, "data"), nthreads=self._read_threads),
+            seg=seg,
+            properties=CaseProperties.from_json(marker["properties"], where=str(self.path(case_id, "properties"))),
+            class_locations=locations,
+        )
+
+    def read_patch(self, case_id: str, slices: Sequence[slice]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Read one spatial region of a complete case, decompressing only the chunks it touches.
+
+        Args:
+            case_id: The case.
+            slices: One ``slice`` per spatial axis (step 1 or None); all channels are returned. Bounds are
+                clipped like NumPy slicing.
+
+        Returns:
+            ``(data[:, *slices], seg[:, *slices])``; the second is None for a case without a label.
+
+        Raises:
+            StoreError: If the case is not complete or ``slices`` is malformed.
+        """
+        index = _check_slices(slices, case_id)
+        if not self.path(case_id, "properties").is_file():
+            raise StoreError(f"case {case_id!r} is not complete in store {self._root}; run preprocessing again.")
+        data = read_region(self.path(case_id, "data"), index, nthreads=self._read_threads)
+        seg_path = self.path(case_id, "seg")
+        seg = read_region(seg_path, index, nthreads=self._read_threads) if seg_path.is_file() else None
+        return data, seg
+
+
+def _check_case(case: PreprocessedCase, root: Path) -> None:
+    case_id = case.case_id
+    if not case_id or case_id in {".", ".."} or "/" in case_id or os.sep in case_id or case_id.startswith("."):
+        raise StoreError(
+            f"case id {case_id!r} cannot name a file in store {root}; ids must be non-empty, must not start "
+            "with '.' and must not contain path separators."
+        )
+    if case.data.ndim != 4:
+        raise StoreError(f"case {case_id!r}: data must be (c, z, y, x); got shape {case.data.shape}.")
+    if case.seg is not None and (case.seg.ndim != 4 or case.seg.shape[1:] != case.data.shape[1:]):
+        raise StoreError(
+            f"case {case_id!r}: seg must be (1, z, y, x) with the spatial shape of data {case.data.shape[1:]}; "
+            f"got shape {case.seg.shape}."
+        )
+
+
+def _check_slices(slices: Sequence[slice], case_id: str) -> tuple[slice, ...]:
+    index = tuple(slices)
+    if len(index) != 3 or not all(isinstance(s, slice) and s.step in (None, 1) for s in index):
+        raise StoreError(
+            f"read_patch({case_id!r}, ...): expected one slice with step 1 per spatial axis (z, y, x); got "
+            f"{slices!r}."
+        )
+    return (slice(None), *index)
