@@ -30,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--num-cases", type=int, default=12, help="training cases to generate (default 12)")
     parser.add_argument("--num-workers", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data (default 0)")
+    parser.add_argument("--small", action="store_true", help="tiny images and budgets (a smoke test in seconds)")
     parser.set_defaults(handler=run_demo)
 
 
@@ -55,7 +56,7 @@ def run_demo(args: argparse.Namespace) -> int:
     def synthesise() -> str:
         if not (raw_dir / "dataset.json").is_file():
             make_synthetic_dataset(
-                root / "raw", num_cases=args.num_cases, num_test_cases=4, shape=(40, 64, 64),
+                root / "raw", num_cases=args.num_cases, num_test_cases=4, shape=(16, 32, 32) if args.small else (40, 64, 64),
                 spacing=(2.5, 0.8, 0.8), modality="ct", num_classes=3, seed=args.seed, dataset_name=DEMO_DATASET,
             )
         return str(raw_dir)
