@@ -1,0 +1,182 @@
+"""``TrainerConfig``: every training hyper-parameter in one frozen, JSON-serialisable value.
+
+The schedule is counted in optimiser steps: ``iterations_per_epoch * num_epochs`` steps in total. An epoch is
+only the period of validation, logging and checkpoints, so changing the schedule is a matter of configuration,
+never of a subclass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from nnseg._suggest import unknown_name_hint
+from nnseg.errors import ConfigError
+
+__all__ = ["LrSchedule", "TrainerConfig"]
+
+LrSchedule = Literal["per_step", "per_epoch"]
+_SCHEDULES = ("per_step", "per_epoch")
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    """Training hyper-parameters; the defaults are nnU-Net v2's.
+
+    Args:
+        iterations_per_epoch: Optimiser steps per epoch (nnU-Net: 250).
+        num_epochs: Epochs (nnU-Net: 1000). Total steps = ``iterations_per_epoch * num_epochs``.
+        val_iterations_per_epoch: Validation batches per epoch for the pseudo-Dice (nnU-Net: 50).
+        initial_lr: Learning rate at step 0.
+        weight_decay: SGD weight decay.
+        momentum: SGD momentum (Nesterov when ``nesterov``).
+        nesterov: Use Nesterov momentum.
+        poly_exponent: Exponent of the polynomial decay ``lr = initial_lr * (1 - t / T) ** poly_exponent``.
+        lr_schedule: ``"per_step"`` (t counts steps, T the total: smooth) or ``"per_epoch"`` (t counts epochs,
+            T = num_epochs: nnU-Net's update at the start of each epoch).
+        oversample_foreground: Fraction of each batch forced to contain foreground (nnU-Net: 0.33).
+        deep_supervision: Train with losses at every decoder resolution.
+        grad_clip_norm: Gradient norm clipping threshold; None disables clipping.
+        amp: Mixed precision; None means on for CUDA devices, off otherwise.
+        compile: Wrap the network with ``torch.compile``.
+        cudnn_benchmark: Set ``torch.backends.cudnn.benchmark`` for the run (faster, not bitwise reproducible).
+        seed: Seed of weights initialisation, sampling and augmentation.
+        num_loader_workers: Data-loading worker processes (0 loads in the training process).
+        checkpoint_every_epochs: Write ``checkpoint_latest`` every this many epochs.
+        keep_checkpoints: How many periodic checkpoints to keep (``checkpoint_latest`` plus older ones).
+        ema_momentum: Weight of the previous value in the EMA of the validation pseudo-Dice (nnU-Net: 0.9).
+    """
+
+    iterations_per_epoch: int = 250
+    num_epochs: int = 1000
+    val_iterations_per_epoch: int = 50
+    initial_lr: float = 1e-2
+    weight_decay: float = 3e-5
+    momentum: float = 0.99
+    nesterov: bool = True
+    poly_exponent: float = 0.9
+    lr_schedule: LrSchedule = "per_step"
+    oversample_foreground: float = 0.33
+    deep_supervision: bool = True
+    grad_clip_norm: float | None = 12.0
+    amp: bool | None = None
+    compile: bool = False
+    cudnn_benchmark: bool = False
+    seed: int = 0
+    num_loader_workers: int = 2
+    checkpoint_every_epochs: int = 1
+    keep_checkpoints: int = 1
+    ema_momentum: float = 0.9
+
+    def __post_init__(self) -> None:
+        for name in ("iterations_per_epoch", "num_epochs", "checkpoint_every_epochs", "keep_checkpoints"):
+            _require_int(name, getattr(self, name), minimum=1)
+        for name in ("val_iterations_per_epoch", "num_loader_workers", "seed"):
+            _require_int(name, getattr(self, name), minimum=0)
+        _require_range("initial_lr", self.initial_lr, low=0.0, low_open=True)
+        _require_range("weight_decay", self.weight_decay, low=0.0)
+        _require_range("momentum", self.momentum, low=0.0, high=1.0, high_open=True)
+        _require_range("poly_exponent", self.poly_exponent, low=0.0)
+        _require_range("oversample_foreground", self.oversample_foreground, low=0.0, high=1.0)
+        _require_range("ema_momentum", self.ema_momentum, low=0.0, high=1.0, high_open=True)
+        if self.grad_clip_norm is not None:
+            _require_range("grad_clip_norm", self.grad_clip_norm, low=0.0, low_open=True)
+        if self.lr_schedule not in _SCHEDULES:
+            raise ConfigError(
+                f"TrainerConfig: lr_schedule {self.lr_schedule!r} is unknown. {unknown_name_hint(self.lr_schedule, _SCHEDULES)}"
+            )
+        for name in ("nesterov", "deep_supervision", "compile", "cudnn_benchmark"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"TrainerConfig: {name} must be True or False; got {getattr(self, name)!r}.")
+        if self.amp is not None and not isinstance(self.amp, bool):
+            raise ConfigError(f"TrainerConfig: amp must be True, False or None (auto); got {self.amp!r}.")
+
+    @property
+    def total_steps(self) -> int:
+        """``iterations_per_epoch * num_epochs``: the number of optimiser steps of the whole run."""
+        return self.iterations_per_epoch * self.num_epochs
+
+    @classmethod
+    def from_step_budget(cls, total_steps: int, *, iterations_per_epoch: int = 250, **fields: Any) -> TrainerConfig:
+        """Build a config that trains exactly ``total_steps`` steps.
+
+        Args:
+            total_steps: The step budget.
+            iterations_per_epoch: Steps between validations and checkpoints; lowered to ``total_steps`` when
+                the budget is smaller than one epoch.
+            **fields: Any other :class:`TrainerConfig` field.
+
+        Raises:
+            ConfigError: If the budget is not a positive multiple of ``iterations_per_epoch``.
+        """
+        _require_int("total_steps", total_steps, minimum=1)
+        _require_int("iterations_per_epoch", iterations_per_epoch, minimum=1)
+        per_epoch = min(iterations_per_epoch, total_steps)
+        if total_steps % per_epoch:
+            lower = total_steps - total_steps % per_epoch
+            raise ConfigError(
+                f"TrainerConfig.from_step_budget: total_steps={total_steps} is not a multiple of "
+                f"iterations_per_epoch={per_epoch}; expected a whole number of epochs. Use {lower} or "
+                f"{lower + per_epoch} steps, or an iterations_per_epoch that divides {total_steps}."
+            )
+        return cls(iterations_per_epoch=per_epoch, num_epochs=total_steps // per_epoch, **fields)
+
+    def learning_rate(self, step: int) -> float:
+        """Learning rate of optimiser step ``step`` (0-based): a pure function of the step.
+
+        Args:
+            step: The global step, ``0 <= step < total_steps``.
+        """
+        if self.lr_schedule == "per_epoch":
+            progress = (step // self.iterations_per_epoch) / self.num_epochs
+        else:
+            progress = step / self.total_steps
+        return self.initial_lr * (1.0 - min(max(progress, 0.0), 1.0)) ** self.poly_exponent
+
+    def use_amp(self, device_type: str) -> bool:
+        """Whether mixed precision is used on a device of type ``device_type`` (``"cuda"``, ``"cpu"``, ...)."""
+        return device_type == "cuda" if self.amp is None else self.amp
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the config as a JSON-compatible dict (every field)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrainerConfig:
+        """Build a config from :meth:`to_json` output; missing fields take their defaults.
+
+        Raises:
+            ConfigError: On an unknown field (with a suggestion) or an invalid value.
+        """
+        names = [f.name for f in dataclasses.fields(cls)]
+        for key in data:
+            if key not in names:
+                raise ConfigError(f"TrainerConfig: unknown field {key!r}. {unknown_name_hint(key, names)}")
+        return cls(**data)
+
+
+def _require_int(name: str, value: Any, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(
+            f"TrainerConfig: {name} must be an integer >= {minimum}; got {value!r}. Set {name}={max(minimum, 1)} "
+            "or more."
+        )
+
+
+def _require_range(
+    name: str,
+    value: Any,
+    *,
+    low: float,
+    high: float = math.inf,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not ok:
+        left, right = "(" if low_open else "[", ")" if high_open or high == math.inf else "]"
+        raise ConfigError(f"TrainerConfig: {name} must be a number in {left}{low:g}, {high:g}{right}; got {value!r}.")
