@@ -23,7 +23,10 @@ if TYPE_CHECKING:
         ResEncMPlanner,
         ResEncXLPlanner,
     )
+    from nnseg.preprocessing import PreprocessedStore, Preprocessor, preprocess_dataset
     from nnseg.sharding import Shard
+    from nnseg.training._config import TrainerConfig
+    from nnseg.training._split import Split
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
@@ -40,6 +43,11 @@ _LAZY: dict[str, str] = {
     "ResEncMPlanner": "nnseg.planning",
     "ResEncXLPlanner": "nnseg.planning",
     "Shard": "nnseg.sharding",
+    "PreprocessedStore": "nnseg.preprocessing",
+    "Preprocessor": "nnseg.preprocessing",
+    "preprocess_dataset": "nnseg.preprocessing",
+    "Split": "nnseg.training._split",
+    "TrainerConfig": "nnseg.training._config",
 }
 
 __all__ = [
@@ -54,9 +62,14 @@ __all__ = [
     "ResEncLPlanner",
     "ResEncMPlanner",
     "ResEncXLPlanner",
+    "PreprocessedStore",
+    "Preprocessor",
     "Shard",
+    "Split",
+    "TrainerConfig",
     "__version__",
     "extract_fingerprint",
+    "preprocess_dataset",
 ]
 
 

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from nnseg._atomic import atomic_write_json
-from nnseg.errors import StoreError
+from nnseg.errors import ConfigError, StoreError
 from nnseg.io import ImageGeometry
 
 __all__ = ["CaseProperties", "PreprocessedCase", "location_key", "parse_location_key"]
@@ -107,6 +107,29 @@ class CaseProperties:
                      "shape_after_resampling"):  # fmt: skip
             object.__setattr__(self, name, _ints(getattr(self, name)))
         object.__setattr__(self, "bbox_used_for_cropping", tuple(_ints(pair) for pair in self.bbox_used_for_cropping))
+        self._check_consistency()
+
+    def _check_consistency(self) -> None:
+        """Raise ConfigError unless the shapes, box and permutation describe one case (mapping back needs it)."""
+        lengths = {len(getattr(self, key)) for key in PROPERTIES_KEYS}
+        problem = ""
+        if len(lengths) != 1:
+            problem = f"the entries have different numbers of axes {sorted(lengths)}"
+        elif sorted(self.transpose_forward) != list(range(len(self.transpose_forward))):
+            problem = f"transpose_forward {list(self.transpose_forward)} is not a permutation"
+        elif any(pair_len != 2 for pair_len in map(len, self.bbox_used_for_cropping)) or any(
+            not 0 <= lo <= hi <= size or hi - lo != cropped
+            for (lo, hi), size, cropped in zip(
+                self.bbox_used_for_cropping, self.shape_before_cropping, self.shape_after_cropping_and_before_resampling
+            )
+        ):
+            problem = (
+                f"bbox_used_for_cropping {[list(p) for p in self.bbox_used_for_cropping]} does not cut "
+                f"shape_after_cropping_and_before_resampling {list(self.shape_after_cropping_and_before_resampling)} "
+                f"out of shape_before_cropping {list(self.shape_before_cropping)}"
+            )
+        if problem:
+            raise ConfigError(f"inconsistent case properties: {problem}; they cannot map a prediction back.")
 
     @property
     def transpose_backward(self) -> tuple[int, ...]:

@@ -115,11 +115,15 @@ def sample_class_locations(
             for label in group
         ]
         candidates = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
-        total = len(candidates)
-        if total == 0:
-            locations[location_key(cls)] = np.empty((0, 4), dtype=np.int64)
-            continue
-        count = max(min(max_samples, total), math.ceil(total * min_coverage))
-        chosen = candidates[rng.choice(total, count, replace=False)]
+        chosen = _draw(candidates, rng, max_samples, min_coverage)
         locations[location_key(cls)] = np.stack(np.unravel_index(chosen, seg.shape), axis=1).astype(np.int64)
     return locations
+
+
+def _draw(candidates: np.ndarray, rng: np.random.RandomState, max_samples: int, min_coverage: float) -> np.ndarray:
+    """Draw ``max(min(max_samples, N), ceil(N * min_coverage))`` of the ``N`` candidates without replacement."""
+    total = len(candidates)
+    if total == 0:  # no draw, so the random state stays where it is
+        return candidates
+    count = max(min(max_samples, total), math.ceil(total * min_coverage))
+    return candidates[rng.choice(total, count, replace=False)]

@@ -175,15 +175,11 @@ class Preprocessor:
         target = self.target_spacing(spacing_t)
         new_shape = compute_new_shape(data.shape[1:], spacing_t, target)
         properties = CaseProperties(
-            spacing=tuple(float(s) for s in spacing),
-            transpose_forward=self.plan.transpose_forward,
-            shape_before_cropping=shape_before,
-            bbox_used_for_cropping=tuple((int(lo), int(hi)) for lo, hi in bbox),
-            shape_after_cropping_and_before_resampling=data.shape[1:],
-            shape_after_resampling=new_shape,
-            target_spacing=target,
-            geometry=geometry,
-        )
+            spacing=tuple(float(s) for s in spacing), transpose_forward=self.plan.transpose_forward,
+            shape_before_cropping=shape_before, bbox_used_for_cropping=bbox,
+            shape_after_cropping_and_before_resampling=data.shape[1:], shape_after_resampling=new_shape,
+            target_spacing=target, geometry=geometry,
+        )  # fmt: skip
         data = self._normalize(data, mask_seg, where)
         data = np.ascontiguousarray(self._resample_data(data, new_shape, spacing_t, target), dtype=np.float32)
         logger.debug("preprocessed %s: %s -> %s", where, shape_before, new_shape)
