@@ -22,6 +22,10 @@ def test_demo_runs_every_available_stage(tmp_path: Path, capsys: pytest.CaptureF
     assert [p.name for p in plans_files] == ["nnUNetPlans.json"]
     assert "3d_fullres" in json.loads(plans_files[0].read_text())["configurations"]
     assert (tmp_path / "work" / "fingerprint.json").is_file()
+    stores = list((tmp_path / "work" / "preprocessed").iterdir())
+    assert len(stores) == 1
+    assert stores[0].name.startswith("3d_fullres_")
+    assert "4 cases in" in out
 
 
 def test_demo_is_rerunnable_in_the_same_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

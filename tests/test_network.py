@@ -88,8 +88,9 @@ def test_init_is_kaiming_normal_with_zero_biases() -> None:
     net = build_network(arch, num_input_channels=1, num_outputs=3)
     convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv3d | torch.nn.ConvTranspose3d)]
     assert convs
-    assert all(torch.count_nonzero(m.bias) == 0 for m in convs)
-    conv = net.encoder.stages[1][0].convs[1].conv  # 128 -> 128, 3x3x3
+    assert all(m.bias is not None and torch.count_nonzero(m.bias) == 0 for m in convs)
+    encoder: Any = net.encoder
+    conv = encoder.stages[1][0].convs[1].conv  # 128 -> 128, 3x3x3
     fan_in = conv.weight.shape[1] * 27
     expected = math.sqrt(2.0 / (1 + 0.01**2) / fan_in)
     assert conv.weight.std().item() == pytest.approx(expected, rel=0.05)
@@ -110,7 +111,8 @@ def test_residual_blocks_start_with_their_last_norm_at_zero() -> None:
 
 def test_initialize_false_keeps_torch_defaults() -> None:
     net = build_network(resenc_2d(), num_input_channels=1, num_outputs=3, initialize=False)
-    norms = [m.conv2.norm.weight for m in net.modules() if hasattr(m, "conv2") and hasattr(m.conv2, "norm")]
+    modules: list[Any] = list(net.modules())
+    norms = [m.conv2.norm.weight for m in modules if hasattr(m, "conv2") and hasattr(m.conv2, "norm")]
     assert norms
     assert all(torch.all(w == 1) for w in norms)
 
@@ -120,7 +122,8 @@ def test_initialize_false_keeps_torch_defaults() -> None:
 )
 def test_building_blocks_accept_every_spelling(conv_op: str) -> None:
     net = build_network(_with(plain_3d(), conv_op=conv_op), num_input_channels=1, num_outputs=2)
-    assert isinstance(net.encoder.stages[0][0].convs[0].conv, torch.nn.Conv3d)
+    encoder: Any = net.encoder
+    assert isinstance(encoder.stages[0][0].convs[0].conv, torch.nn.Conv3d)
 
 
 def test_bare_network_class_name_is_accepted() -> None:

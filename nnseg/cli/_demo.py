@@ -17,6 +17,7 @@ from nnseg.workspace import Workspace
 __all__ = ["register"]
 
 DEMO_DATASET = "Dataset001_SyntheticCT"
+CONFIGURATION = "3d_fullres"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -46,6 +47,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from nnseg.dataset import RawDataset
     from nnseg.fingerprint import extract_fingerprint
     from nnseg.planning import Planner
+    from nnseg.preprocessing import preprocess_dataset, store_name
     from nnseg.testing import make_synthetic_dataset
 
     root: Path = args.work_dir
@@ -87,11 +89,20 @@ def run_demo(args: argparse.Namespace) -> int:
         for name in plans.configuration_names:
             configuration = plans[name]
             print(f"    {name:<20} patch {tuple(configuration.patch_size)} batch {configuration.batch_size}")
+        state["plans"] = plans
         return str(path)
+
+    def preprocess() -> str:
+        dataset, plan = state["dataset"], state["plans"][CONFIGURATION]
+        store_dir = workspace.preprocessed_dir(store_name(plan, dataset.spec))
+        store = preprocess_dataset(dataset, plan, store_dir, num_workers=args.num_workers, progress=False)
+        state["store"] = store
+        return f"{len(store.case_ids())} cases in {store_dir}"
 
     _step("generate the synthetic dataset", synthesise)
     _step("verify the dataset", verify)
     _step("extract the fingerprint", fingerprint)
     _step("plan (default nnU-Net planner)", plan)
+    _step(f"preprocess ({CONFIGURATION}; resumes if interrupted)", preprocess)
     print(f"All outputs are under {root.resolve()}")
     return 0

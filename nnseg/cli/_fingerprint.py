@@ -4,15 +4,25 @@ Writes ``WORK/workspace.json`` (which raw dataset the folder belongs to), ``WORK
 ``WORK/fingerprint.json``. Per-case results go to ``WORK/fingerprint_cache/`` as they finish, so a killed
 run continues where it stopped; ``--num-parts N --part-id K`` computes one share of the cases on one
 machine, and a final run without them assembles the fingerprint. ``--status`` only reports progress.
+Once ``fingerprint.json`` is written the cache is deleted (it holds the intensity samples, up to 400 MB
+per channel) unless ``--keep-cache``; an existing ``fingerprint.json`` of the same cases is kept unless
+``--clean``.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nnseg.errors import ConfigError
+
+if TYPE_CHECKING:
+    from nnseg.dataset import RawDataset
+    from nnseg.sharding import Shard
+    from nnseg.workspace import Workspace
 
 __all__ = ["register", "run_fingerprint"]
 
@@ -34,13 +44,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--num-parts", type=int, default=1, metavar="N", help="split the cases into N parts")
     parser.add_argument("--part-id", type=int, default=0, metavar="K", help="compute part K only (0-based)")
     parser.add_argument("--status", action="store_true", help="report cached and missing cases, compute nothing")
+    parser.add_argument(
+        "--num-samples",
+        type=int,
+        default=None,
+        metavar="N",
+        help="foreground samples per case and channel (default nnU-Net's 1e8 // cases; other values differ from "
+        "nnU-Net; give the same value to every part, --status and the assembling run)",
+    )
+    parser.add_argument("--clean", action="store_true", help="recompute even if WORK/fingerprint.json exists")
+    parser.add_argument("--keep-cache", action="store_true", help="keep WORK/fingerprint_cache after assembling")
     parser.set_defaults(handler=run_fingerprint)
 
 
 def run_fingerprint(args: argparse.Namespace) -> int:
     """Compute (or report on) the fingerprint; return the exit code."""
     from nnseg.dataset import RawDataset
-    from nnseg.fingerprint import extract_fingerprint, fingerprint_cache_status
     from nnseg.sharding import Shard
     from nnseg.workspace import Workspace
 
@@ -50,22 +69,67 @@ def run_fingerprint(args: argparse.Namespace) -> int:
     dataset = RawDataset.from_folder(args.raw_dir)
     workspace = Workspace(args.output)
     if args.status:
-        status = fingerprint_cache_status(dataset, workspace.fingerprint_cache_dir)
-        print(f"{len(status.done)} of {len(dataset)} case(s) cached in {workspace.fingerprint_cache_dir}")
-        if status.missing:
-            print("missing: " + ", ".join(status.missing))
-        return 0
+        return _report_status(dataset, workspace, shard, args.num_samples)
     workspace.initialise(args.raw_dir)
     dataset.spec.save(workspace.dataset_json_path)
-    progress = sys.stderr.isatty()
-    cache = workspace.fingerprint_cache_dir
     if not shard.is_whole:
-        extract_fingerprint(dataset, num_workers=args.num_workers, cache_dir=cache, shard=shard, progress=progress)
-        print(f"part {args.part_id} of {args.num_parts} done; when every part is done, run this command "
-              "again without --num-parts/--part-id to assemble the fingerprint")  # fmt: skip
+        return _compute_part(dataset, workspace, shard, args)
+    if not args.clean and _is_current(workspace, dataset):
+        print(f"{workspace.fingerprint_path} already holds the fingerprint of these {len(dataset)} case(s); "
+              "pass --clean to recompute it")  # fmt: skip
         return 0
-    fingerprint = extract_fingerprint(dataset, num_workers=args.num_workers, cache_dir=cache, progress=progress)
+    return _assemble(dataset, workspace, args)
+
+
+def _report_status(dataset: RawDataset, workspace: Workspace, shard: Shard, num_samples: int | None) -> int:
+    from nnseg.fingerprint import fingerprint_cache_status
+
+    if workspace.fingerprint_path.is_file() and _is_current(workspace, dataset):
+        print(f"done: {workspace.fingerprint_path} holds the fingerprint of all {len(dataset)} case(s)")
+        return 0
+    status = fingerprint_cache_status(dataset, workspace.fingerprint_cache_dir, num_samples=num_samples)
+    print(f"{len(status.done)} of {len(dataset)} case(s) cached in {workspace.fingerprint_cache_dir}")
+    missing = status.missing if shard.is_whole else status.missing_in(shard)
+    where = "" if shard.is_whole else f" in {shard}"
+    if missing:
+        print(f"missing{where}: " + ", ".join(missing))
+    elif status.is_complete:
+        print("every case is cached; run without --status (and without --num-parts/--part-id) to assemble")
+    return 0
+
+
+def _compute_part(dataset: RawDataset, workspace: Workspace, shard: Shard, args: argparse.Namespace) -> int:
+    from nnseg.fingerprint import extract_fingerprint
+
+    extract_fingerprint(dataset, num_workers=args.num_workers, cache_dir=workspace.fingerprint_cache_dir, shard=shard,
+                        progress=sys.stderr.isatty(), num_samples=args.num_samples)  # fmt: skip
+    print(f"{shard} done; when every part is done, run this command again without --num-parts/--part-id "
+          "to assemble the fingerprint")  # fmt: skip
+    return 0
+
+
+def _assemble(dataset: RawDataset, workspace: Workspace, args: argparse.Namespace) -> int:
+    from nnseg.fingerprint import extract_fingerprint
+
+    cache = workspace.fingerprint_cache_dir
+    fingerprint = extract_fingerprint(dataset, num_workers=args.num_workers, cache_dir=cache,
+                                      progress=sys.stderr.isatty(), num_samples=args.num_samples)  # fmt: skip
     fingerprint.save(workspace.fingerprint_path)
     print(f"fingerprint of {len(dataset)} case(s) written to {workspace.fingerprint_path}")
-    print(f"next: nnseg plan {args.output}")
+    if not args.keep_cache:
+        shutil.rmtree(cache, ignore_errors=True)
+    print(f"next: nnseg plan {workspace.root}")
     return 0
+
+
+def _is_current(workspace: Workspace, dataset: RawDataset) -> bool:
+    """Whether ``fingerprint.json`` exists, loads, and lists exactly the dataset's training cases."""
+    from nnseg.errors import FingerprintError
+    from nnseg.fingerprint import Fingerprint
+
+    if not workspace.fingerprint_path.is_file():
+        return False
+    try:
+        return Fingerprint.load(workspace.fingerprint_path).case_ids == dataset.case_ids
+    except FingerprintError:
+        return False

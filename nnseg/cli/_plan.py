@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,7 +75,7 @@ def run_plan(args: argparse.Namespace) -> int:
     spec = DatasetSpec.load(workspace.dataset_json_path)
     # nnU-Net names plans after the raw dataset folder (Dataset001_Liver)
     dataset_name = workspace.raw_dataset_dir().name if workspace.manifest_path.is_file() else None
-    plans = _make_planner(args).plan(fingerprint, spec, dataset_name=dataset_name)
+    plans = _plan_reporting_warnings(_make_planner(args), fingerprint, spec, dataset_name)
     if not args.no_measure:
         from nnseg.planning._memory import attach_memory_reports
 
@@ -85,6 +87,16 @@ def run_plan(args: argparse.Namespace) -> int:
         print(line)
     print(f"wrote {path}")
     return 0
+
+
+def _plan_reporting_warnings(planner: Any, fingerprint: Any, spec: Any, dataset_name: str | None) -> Plans:
+    """Run the planner; print each warning it raises as one ``nnseg plan: warning:`` line on stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plans: Plans = planner.plan(fingerprint, spec, dataset_name=dataset_name)
+    for warning in caught:
+        print(f"nnseg plan: warning: {warning.message}", file=sys.stderr)
+    return plans
 
 
 def _make_planner(args: argparse.Namespace) -> Any:

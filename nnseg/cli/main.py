@@ -25,6 +25,7 @@ SUBCOMMAND_MODULES = (
     "nnseg.cli._verify",
     "nnseg.cli._fingerprint",
     "nnseg.cli._plan",
+    "nnseg.cli._preprocess",
     "nnseg.cli._demo",
 )
 
@@ -40,13 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in SUBCOMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            if err.name == module_name:  # not built yet
-                continue
-            raise
-        module.register(subparsers)
+        importlib.import_module(module_name).register(subparsers)
     return parser
 
 

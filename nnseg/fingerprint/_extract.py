@@ -26,7 +26,6 @@ from nnseg.fingerprint._fingerprint import CaseFingerprint, Fingerprint
 from nnseg.fingerprint._pooling import SampleBuffer, pool_fingerprint
 from nnseg.fingerprint._runner import run_cases
 from nnseg.io import read_images, read_segmentation
-from nnseg.preprocessing._cropping import crop_to_nonzero
 from nnseg.sharding import Shard
 
 if TYPE_CHECKING:
@@ -116,6 +115,9 @@ def fingerprint_case(
         FingerprintError: If the image has zero size or the label map does not match it.
         ConfigError: If ``num_samples`` is not a positive int.
     """
+    # Imported here: nnseg.preprocessing imports nnseg.planning, which imports this package (import cycle).
+    from nnseg.preprocessing._cropping import crop_to_nonzero
+
     num_samples = _check_positive_int("num_samples", num_samples)
     images = np.asarray(images)
     seg = _check_case_arrays(images, np.asarray(seg), spacing)

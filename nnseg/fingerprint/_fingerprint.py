@@ -214,13 +214,13 @@ class Fingerprint:
             return cls(
                 spacings=tuple(tuple(float(v) for v in s) for s in data["spacings"]),
                 shapes_after_crop=tuple(tuple(int(v) for v in s) for s in data["shapes_after_crop"]),
-                intensity_stats=tuple(IntensityStats.from_json(per_channel[c], where=where) for c in channels),
+                intensity_stats=tuple(IntensityStats.from_json(per_channel[c], where=f"channel {c}") for c in channels),
                 median_relative_size_after_cropping=float(data["median_relative_size_after_cropping"]),
                 case_ids=tuple(data["case_ids"]) if data.get("case_ids") is not None else None,
             )
+        except FingerprintError as err:
+            raise FingerprintError(f"{where}: {err}") from err
         except (TypeError, ValueError) as err:
-            if isinstance(err, FingerprintError):
-                raise
             raise FingerprintError(f"{where}: malformed fingerprint ({err}).") from err
 
     @classmethod

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from nnseg.planning._configuration import ArchitecturePlan, ConfigurationPlan, MemoryReport
-from nnseg.planning._memory import attach_memory_reports
+from nnseg.planning._memory import MemoryMeasurement, attach_memory_reports, measure_training_step_memory
 from nnseg.planning._planner import Planner
 from nnseg.planning._plans import Plans
 from nnseg.planning._presets import ResEncLPlanner, ResEncMPlanner, ResEncXLPlanner
@@ -11,6 +11,7 @@ from nnseg.planning._presets import ResEncLPlanner, ResEncMPlanner, ResEncXLPlan
 __all__ = [
     "ArchitecturePlan",
     "ConfigurationPlan",
+    "MemoryMeasurement",
     "MemoryReport",
     "Planner",
     "Plans",
@@ -18,5 +19,6 @@ __all__ = [
     "ResEncMPlanner",
     "ResEncXLPlanner",
     "attach_memory_reports",
+    "measure_training_step_memory",
 ]
 

@@ -2,8 +2,9 @@
 
 The planner is a frozen dataclass whose fields are nnU-Net's tuning constants; the residual-encoder
 presets (:mod:`nnseg.planning._presets`) are the same planner with other field values. The numeric
-rules live in :mod:`nnseg.planning._spacing` and :mod:`nnseg.planning._topology`; this module only
-orchestrates them and writes the result in nnU-Net v2's plans schema.
+rules live in :mod:`nnseg.planning._spacing` and :mod:`nnseg.planning._topology`, the dataset checks and
+the plans-schema output in :mod:`nnseg.planning._plan_schema`; this module fits patches to the budget,
+searches the 3d_lowres spacing and assembles the plans.
 """
 
 from __future__ import annotations
@@ -21,6 +22,18 @@ from nnseg.errors import ConfigError, PlanningError
 from nnseg.fingerprint import Fingerprint
 from nnseg.planning import _spacing as spacing_rules
 from nnseg.planning._configuration import MemoryReport
+from nnseg.planning._plan_schema import (
+    NETWORKS,
+    PLAIN_CONV_UNET,
+    RESIDUAL_ENCODER_UNET,
+    DatasetFacts,
+    Fit,
+    architecture_json,
+    configuration_json,
+    dataset_facts,
+    default_dataset_name,
+    reader_writer,
+)
 from nnseg.planning._plans import Plans
 from nnseg.planning._topology import (
     Floats,
@@ -37,55 +50,16 @@ __all__ = ["PLAIN_CONV_UNET", "RESIDUAL_ENCODER_UNET", "Planner", "ShrinkConditi
 
 logger = logging.getLogger(__name__)
 
-PLAIN_CONV_UNET = "dynamic_network_architectures.architectures.unet.PlainConvUNet"
-RESIDUAL_ENCODER_UNET = "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet"
-# network class -> (arch_kwargs key of the encoder depth, counted as residual blocks?)
-_NETWORKS = {PLAIN_CONV_UNET: ("n_conv_per_stage", False), RESIDUAL_ENCODER_UNET: ("n_blocks_per_stage", True)}
-
 ShrinkCondition = Literal["two_samples", "reference_batch"]
 """When the patch is small enough: ``"two_samples"`` (nnU-Net's default planner: a batch of two fits the
 budget) or ``"reference_batch"`` (ResEnc planners: the reference batch size fits)."""
 
-_NORMALIZATION = {
-    "ct": "CTNormalization",
-    "nonorm": "NoNormalization",
-    "zscore": "ZScoreNormalization",
-    "rescale_to_0_1": "RescaleTo01Normalization",
-    "rgb_to_0_1": "RGBTo01Normalization",
-}
-_MASKABLE_NORMALIZATION = "ZScoreNormalization"
-_MASK_CROP_THRESHOLD = 0.75
-_READER_BY_ENDING = {".nii": "NibabelIO", ".png": "NaturalImage2DIO", ".bmp": "NaturalImage2DIO",
-                     ".tif": "NaturalImage2DIO", ".tiff": "Tiff3DIO"}  # fmt: skip
-_RESAMPLING_FN = "resample_data_or_seg_to_shape"
 _LOWRES_SPACING_FACTOR = 1.03
 _LOWRES_MIN_SHRINK = 2.0
-
-
-def _resampling_kwargs(is_seg: bool, order: int) -> dict[str, Any]:
-    return {"is_seg": is_seg, "order": order, "order_z": 0, "force_separate_z": None}
-
-
-@dataclass(frozen=True, slots=True)
-class _Fit:
-    """The result of fitting a patch to the budget at one spacing."""
-
-    topology: Topology
-    batch_size: int
-    estimate: int
-    budget: float
-
-
-@dataclass(frozen=True, slots=True)
-class _DatasetFacts:
-    """What the planner needs from the fingerprint and the spec, checked once."""
-
-    num_classes: int
-    num_training: int
-    spacings: tuple[tuple[float, ...], ...]
-    shapes: tuple[tuple[int, ...], ...]
-    normalization: tuple[str, ...]
-    use_mask: tuple[bool, ...]
+_POSITIVE_FIELDS = ("reference_value_3d", "reference_value_2d", "reference_gb", "anisotropy_threshold",
+                    "max_dataset_covered", "lowres_creation_threshold")  # fmt: skip
+_COUNT_FIELDS = ("base_num_features", "max_features_3d", "max_features_2d", "reference_batch_size_3d",
+                 "reference_batch_size_2d", "featuremap_min_edge_length", "min_batch_size")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,32 +133,35 @@ class Planner:
     image_reader_writer: str | None = None
 
     def __post_init__(self) -> None:
-        if not self.gpu_memory_gb > 0:
+        gpu = self.gpu_memory_gb
+        if isinstance(gpu, bool) or not isinstance(gpu, (int, float)) or not (0 < gpu < math.inf):
             raise ConfigError(
-                f"Planner: gpu_memory_gb must be a positive number of gigabytes; got {self.gpu_memory_gb!r}. "
+                f"Planner: gpu_memory_gb must be a positive, finite number of gigabytes; got {gpu!r}. "
                 "Pass the memory of the GPU you train on, e.g. gpu_memory_gb=8."
             )
-        for name in ("reference_value_3d", "reference_value_2d", "reference_gb", "anisotropy_threshold",
-                     "max_dataset_covered", "lowres_creation_threshold"):  # fmt: skip
+        for name in _POSITIVE_FIELDS:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"Planner: {name} must be positive; got {getattr(self, name)!r}.")
-        for name in ("base_num_features", "max_features_3d", "max_features_2d", "reference_batch_size_3d",
-                     "reference_batch_size_2d", "featuremap_min_edge_length", "min_batch_size"):  # fmt: skip
+        for name in _COUNT_FIELDS:
             if not getattr(self, name) >= 1:
                 raise ConfigError(f"Planner: {name} must be an integer >= 1; got {getattr(self, name)!r}.")
-        if self.network_class not in _NETWORKS:
+        if self.network_class not in NETWORKS:
             raise ConfigError(
-                f"Planner: network_class {self.network_class!r} is not supported; expected one of {list(_NETWORKS)}."
+                f"Planner: network_class {self.network_class!r} is not supported; expected one of {list(NETWORKS)}."
             )
+        if self.shrink_condition not in ("two_samples", "reference_batch"):
+            raise ConfigError(
+                f"Planner: shrink_condition must be 'two_samples' or 'reference_batch'; got {self.shrink_condition!r}."
+            )
+        self._normalise_sequences()
+
+    def _normalise_sequences(self) -> None:
+        """Store the sequence fields as tuples of int/float (so planners compare and hash by value)."""
         for name in ("encoder_per_stage", "decoder_convs_per_stage"):
             values = getattr(self, name)
             if not values or any(int(v) < 1 for v in values):
                 raise ConfigError(f"Planner: {name} must be a non-empty sequence of integers >= 1; got {values!r}.")
             object.__setattr__(self, name, tuple(int(v) for v in values))
-        if self.shrink_condition not in ("two_samples", "reference_batch"):
-            raise ConfigError(
-                f"Planner: shrink_condition must be 'two_samples' or 'reference_batch'; got {self.shrink_condition!r}."
-            )
         if self.overwrite_target_spacing is not None:
             spacing = tuple(float(v) for v in self.overwrite_target_spacing)
             if len(spacing) != 3 or not all(v > 0 for v in spacing):
@@ -217,7 +194,7 @@ class Planner:
                 f"{self.gpu_memory_gb:g} GB scales its budget linearly. Ignore this if you chose it on purpose.",
                 stacklevel=2,
             )
-        facts = self._dataset_facts(fingerprint, spec)
+        facts = dataset_facts(fingerprint, spec)
         fullres_spacing = self._fullres_spacing(facts)
         forward, backward = spacing_rules.transpose_axes(fullres_spacing, suppress=self.suppress_transpose)
         median = spacing_rules.median_resampled_shape(facts.spacings, facts.shapes, fullres_spacing)
@@ -228,11 +205,11 @@ class Planner:
         median_spacing = spacing_rules.median_spacing(facts.spacings)
         median_shape = spacing_rules.median_shape(facts.shapes)
         plans = {
-            "dataset_name": dataset_name if dataset_name is not None else _default_dataset_name(spec),
+            "dataset_name": dataset_name if dataset_name is not None else default_dataset_name(spec),
             "plans_name": self.plans_name,
             "original_median_spacing_after_transp": [median_spacing[a] for a in forward],
             "original_median_shape_after_transp": [int(np.round(median_shape[a])) for a in forward],
-            "image_reader_writer": self.image_reader_writer or _reader_writer(spec),
+            "image_reader_writer": self.image_reader_writer or reader_writer(spec),
             "transpose_forward": list(forward),
             "transpose_backward": list(backward),
             "configurations": configurations,
@@ -245,44 +222,13 @@ class Planner:
         return Plans.from_json(plans)
 
     # ------------------------------------------------------------------------------------------ steps
-    def _dataset_facts(self, fingerprint: Fingerprint, spec: DatasetSpec) -> _DatasetFacts:
-        if fingerprint.num_cases == 0:
-            raise PlanningError(
-                "cannot plan from a fingerprint with zero cases; expected at least one training case. "
-                "Check that the dataset has images in imagesTr and recompute the fingerprint."
-            )
-        if fingerprint.num_channels != spec.num_channels:
-            raise PlanningError(
-                f"the fingerprint has intensity statistics for {fingerprint.num_channels} channel(s) but the "
-                f"dataset.json declares {spec.num_channels} ({list(spec.channel_names)}); recompute the "
-                "fingerprint for this dataset or pass the matching dataset.json."
-            )
-        bad = [i for i, (sp, sh) in enumerate(zip(fingerprint.spacings, fingerprint.shapes_after_crop))
-               if len(sp) != 3 or len(sh) != 3 or min(sp) <= 0 or min(sh) < 1]  # fmt: skip
-        if bad:
-            raise PlanningError(
-                f"fingerprint case {bad[0]} has spacing {list(fingerprint.spacings[bad[0]])} and shape "
-                f"{list(fingerprint.shapes_after_crop[bad[0]])}; expected three positive spacings and three "
-                "shape values >= 1 per case (2-D images are (1, y, x)). Recompute the fingerprint."
-            )
-        schemes = tuple(_NORMALIZATION.get(name.lower(), _MASKABLE_NORMALIZATION) for name in spec.channel_names)
-        masked = fingerprint.median_relative_size_after_cropping < _MASK_CROP_THRESHOLD
-        return _DatasetFacts(
-            num_classes=len(spec.labels),
-            num_training=spec.num_training,
-            spacings=fingerprint.spacings,
-            shapes=fingerprint.shapes_after_crop,
-            normalization=schemes,
-            use_mask=tuple(masked and s == _MASKABLE_NORMALIZATION for s in schemes),
-        )
-
-    def _fullres_spacing(self, facts: _DatasetFacts) -> tuple[float, ...]:
+    def _fullres_spacing(self, facts: DatasetFacts) -> tuple[float, ...]:
         if self.overwrite_target_spacing is not None:
             return self.overwrite_target_spacing
         return spacing_rules.target_spacing(facts.spacings, facts.shapes, self.anisotropy_threshold)
 
     def _plan_configurations(
-        self, spacing: np.ndarray, median: np.ndarray, num_voxels: float, facts: _DatasetFacts
+        self, spacing: np.ndarray, median: np.ndarray, num_voxels: float, facts: DatasetFacts
     ) -> dict[str, dict[str, Any]]:
         configurations: dict[str, dict[str, Any]] = {}
         plane = self._fit(spacing[1:], median[1:], num_voxels, facts)
@@ -303,8 +249,8 @@ class Planner:
         return configurations
 
     def _lowres(
-        self, spacing: np.ndarray, median: np.ndarray, full: _Fit, facts: _DatasetFacts
-    ) -> tuple[np.ndarray, tuple[int, ...], _Fit] | None:
+        self, spacing: np.ndarray, median: np.ndarray, full: Fit, facts: DatasetFacts
+    ) -> tuple[np.ndarray, tuple[int, ...], Fit] | None:
         """Search a coarser spacing whose patch covers enough of the image (nnU-Net's 3d_lowres rule)."""
         threshold = self.lowres_creation_threshold
         fit, low_spacing, low_median = full, spacing, median
@@ -323,7 +269,7 @@ class Planner:
             return None
         return low_spacing, tuple(round(float(v)) for v in low_median), fit
 
-    def _fit(self, spacing: np.ndarray, median: np.ndarray, num_voxels: float, facts: _DatasetFacts) -> _Fit:
+    def _fit(self, spacing: np.ndarray, median: np.ndarray, num_voxels: float, facts: DatasetFacts) -> Fit:
         """Choose the largest patch (and then the batch size) whose estimate fits the budget."""
         is_3d = len(spacing) == 3
         ref_value = self.reference_value_3d if is_3d else self.reference_value_2d
@@ -333,13 +279,13 @@ class Planner:
         topology = pooling_topology(spacing, initial_patch_size(spacing, median), min_edge)
         estimate = self._estimate(topology, facts.num_classes)
         while self._too_large(estimate, ref_batch, budget):
-            axis, patch, topology = shrink_patch(spacing, topology, median, min_edge)
+            axis, patch, smaller = shrink_patch(spacing, topology, median, min_edge)
             if patch[axis] < min_edge:
                 raise PlanningError(self._too_small_message(estimate, ref_batch, budget, topology, len(spacing)))
-            estimate = self._estimate(topology, facts.num_classes)
+            topology, estimate = smaller, self._estimate(smaller, facts.num_classes)
         batch_size = round(budget / estimate * ref_batch)
         covered = round(num_voxels * self.max_dataset_covered / np.prod(topology.patch_size, dtype=np.float64))
-        return _Fit(topology, max(min(batch_size, covered), self.min_batch_size), estimate, budget)
+        return Fit(topology, max(min(batch_size, covered), self.min_batch_size), estimate, budget)
 
     def _too_large(self, estimate: float, ref_batch: int, budget: float) -> bool:
         if self.shrink_condition == "two_samples":
@@ -352,14 +298,14 @@ class Planner:
         return (
             f"no {ndim}-D patch fits gpu_memory_gb={self.gpu_memory_gb:g}: shrinking the patch to fit the budget "
             f"of {budget:.4g} feature-map elements would make an edge shorter than featuremap_min_edge_length="
-            f"{self.featuremap_min_edge_length} (patch {list(topology.patch_size)} still needs {estimate}). "
+            f"{self.featuremap_min_edge_length} (the smallest patch, {list(topology.patch_size)}, needs {estimate}). "
             f"Use gpu_memory_gb >= {needed:g}."
         )
 
     def _estimate(self, topology: Topology, num_classes: int) -> int:
         ndim = len(topology.patch_size)
         features = self._features(topology.num_stages, ndim)
-        _, residual = _NETWORKS[self.network_class]
+        _, residual = NETWORKS[self.network_class]
         return feature_map_size(
             topology.patch_size,
             topology.strides,
@@ -374,79 +320,39 @@ class Planner:
         cap = self.max_features_3d if ndim == 3 else self.max_features_2d
         return features_per_stage(num_stages, self.base_num_features, cap)
 
-    # ------------------------------------------------------------------------------------------ output
     def _configuration(
-        self, name: str, spacing: Floats, median: Floats, fit: _Fit, facts: _DatasetFacts,
-        *, batch_dice: bool,
-    ) -> dict[str, Any]:  # fmt: skip
+        self, name: str, spacing: Floats, median: Floats, fit: Fit, facts: DatasetFacts, *, batch_dice: bool
+    ) -> dict[str, Any]:
         base = self.plans_name if name == "3d_lowres" else (self.data_identifier_base or self.plans_name)
+        stages = fit.topology.num_stages
+        architecture = architecture_json(
+            self.network_class,
+            fit.topology,
+            self._features(stages, len(spacing)),
+            repeat_last(self.encoder_per_stage, stages),
+            repeat_last(self.decoder_convs_per_stage, stages - 1),
+        )
         report = MemoryReport(
             estimate=fit.estimate,
             budget=fit.budget,
             gpu_memory_gb=self.gpu_memory_gb,
-            note=f"estimate: conv feature-map elements per sample (nnU-Net's proxy); shrink rule {self.shrink_condition!r}"
-            "; not measured",
+            note="estimate: conv feature-map elements per sample (nnU-Net's proxy); shrink rule "
+            f"{self.shrink_condition!r}; not measured",
         )
-        return {
-            "data_identifier": f"{base}_{name}",
-            "preprocessor_name": self.preprocessor_name,
-            "batch_size": int(fit.batch_size),
-            "patch_size": list(fit.topology.patch_size),
-            "median_image_size_in_voxels": [float(v) if name != "3d_lowres" else int(v) for v in median],
-            "spacing": [float(v) for v in spacing],
-            "normalization_schemes": list(facts.normalization),
-            "use_mask_for_norm": list(facts.use_mask),
-            "resampling_fn_data": _RESAMPLING_FN,
-            "resampling_fn_seg": _RESAMPLING_FN,
-            "resampling_fn_data_kwargs": _resampling_kwargs(False, 3),
-            "resampling_fn_seg_kwargs": _resampling_kwargs(True, 1),
-            "resampling_fn_probabilities": _RESAMPLING_FN,
-            "resampling_fn_probabilities_kwargs": _resampling_kwargs(False, 1),
-            "architecture": self._architecture(fit.topology),
-            "batch_dice": batch_dice,
-            "nnseg_memory_report": report.to_json(),
-        }
-
-    def _architecture(self, topology: Topology) -> dict[str, Any]:
-        ndim = len(topology.patch_size)
-        stages = topology.num_stages
-        encoder_key, _ = _NETWORKS[self.network_class]
-        kwargs = {
-            "n_stages": stages,
-            "features_per_stage": list(self._features(stages, ndim)),
-            "conv_op": f"torch.nn.modules.conv.Conv{ndim}d",
-            "kernel_sizes": [list(k) for k in topology.kernel_sizes],
-            "strides": [list(s) for s in topology.strides],
-            encoder_key: list(repeat_last(self.encoder_per_stage, stages)),
-            "n_conv_per_stage_decoder": list(repeat_last(self.decoder_convs_per_stage, stages - 1)),
-            "conv_bias": True,
-            "norm_op": f"torch.nn.modules.instancenorm.InstanceNorm{ndim}d",
-            "norm_op_kwargs": {"eps": 1e-05, "affine": True},
-            "dropout_op": None,
-            "dropout_op_kwargs": None,
-            "nonlin": "torch.nn.LeakyReLU",
-            "nonlin_kwargs": {"inplace": True},
-        }
-        return {
-            "network_class_name": self.network_class,
-            "arch_kwargs": kwargs,
-            "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
-        }
+        configuration = configuration_json(
+            data_identifier=f"{base}_{name}",
+            preprocessor_name=self.preprocessor_name,
+            spacing=spacing,
+            median=median,
+            fit=fit,
+            facts=facts,
+            architecture=architecture,
+            batch_dice=batch_dice,
+            integer_median=name == "3d_lowres",
+        )
+        return {**configuration, "nnseg_memory_report": report.to_json()}
 
 
 def _coverage(patch: Floats, median: Floats) -> float:
     """Fraction of the median image a patch covers."""
     return float(np.prod(patch, dtype=np.float64) / np.prod(median, dtype=np.float64))
-
-
-def _default_dataset_name(spec: DatasetSpec) -> str:
-    name = spec.extra.get("name")
-    return name if isinstance(name, str) and name else "nnseg_dataset"
-
-
-def _reader_writer(spec: DatasetSpec) -> str:
-    """nnU-Net's reader/writer name for a dataset: dataset.json's override, else by file ending."""
-    override = spec.extra.get("overwrite_image_reader_writer")
-    if isinstance(override, str) and override != "None":
-        return override
-    return _READER_BY_ENDING.get(spec.file_ending.lower(), "SimpleITKIO")

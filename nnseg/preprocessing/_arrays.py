@@ -1,9 +1,9 @@
 """The on-disk array format of the preprocessed store: chunked, compressed blosc2 ``.b2nd`` files.
 
 Why blosc2 and not plain ``.npy`` memory maps: see docs/preprocessing.md (measured by
-benchmarks/bench_preprocessing.py). The short version: the store is 4-8x smaller on disk and a random
-training patch costs about the same, because only the chunks (and inside them only the blocks) under the
-patch are decompressed.
+benchmarks/bench_preprocess.py). The short version: the store is about 9x smaller on disk and a random
+training patch read from a cold page cache costs about the same, because only the chunks (and inside them
+only the blocks) under the patch are decompressed.
 
 Two rules keep the files reproducible and the readers harmless:
 

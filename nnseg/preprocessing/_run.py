@@ -12,6 +12,7 @@ values (the plan's standalone JSON and ``dataset.json`` content), so they inheri
 
 from __future__ import annotations
 
+import errno
 import logging
 import multiprocessing
 import os
@@ -37,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT_PER_WORKER = 2
 MAX_POOL_DEATHS_PER_CASE = 2
+DISK_FULL = "the disk holding the store is full"
+NOT_STARTED = "not started: preprocessing stopped because the disk holding the store is full"
 T = TypeVar("T")
 R = TypeVar("R")
 Job = tuple[str, tuple[str, ...], str | None]  # (case_id, image paths, label path)
@@ -86,6 +89,8 @@ class _CaseWriter:
 def _reason(err: BaseException) -> str:
     """``"Type: message"``, plus where it was raised for errors nnseg did not raise on purpose."""
     reason = f"{type(err).__name__}: {err}"
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return f"{DISK_FULL} ({reason})"
     frames = traceback.extract_tb(err.__traceback__)
     if not isinstance(err, NnsegError) and frames:
         reason += f" (raised at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno})"
@@ -156,7 +161,7 @@ def _run_pool(
     jobs: list[Job],
     make_pool: Callable[[], Executor],
     max_in_flight: int,
-    record: Callable[[str, str | None], None],
+    record: Callable[[str, str | None], bool],
 ) -> None:
     """Run ``jobs`` on pools from ``make_pool``; a new pool replaces one whose worker died.
 
@@ -171,7 +176,8 @@ def _run_pool(
         try:
             for job, future in run_bounded(_submitter(pool), queue, max_in_flight=max_in_flight):
                 try:
-                    record(job[0], future.result())
+                    if not record(job[0], future.result()):
+                        _give_up(queue, record)
                 except BrokenProcessPool:
                     deaths[job[0]] = deaths.get(job[0], 0) + 1
                     if deaths[job[0]] >= MAX_POOL_DEATHS_PER_CASE:
@@ -182,9 +188,13 @@ def _run_pool(
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         if len(queue) >= before:  # the pool could not take a single case: give up on the rest
-            for job in queue:
-                record(job[0], "no worker process could be started for this case")
-            queue.clear()
+            _give_up(queue, record, "no worker process could be started for this case")
+
+
+def _give_up(queue: deque[Job], record: Callable[[str, str | None], bool], reason: str = NOT_STARTED) -> None:
+    """Record every queued job as failed with ``reason`` and empty the queue."""
+    while queue:
+        record(queue.popleft()[0], reason)
 
 
 # ----------------------------------------------------------------------------------- the runner
@@ -227,7 +237,7 @@ def preprocess_dataset(
         raise ConfigError(f"num_workers must be an int >= 0 (0 or 1: work in this process); got {num_workers!r}.")
     Preprocessor(plan, dataset.spec)  # fail on a plan that does not fit before touching the disk
     store = PreprocessedStore(store_dir)
-    store.initialise(plan, overwrite=overwrite)
+    store.initialise(plan, dataset.spec, overwrite=overwrite)
     cases = {case.case_id: case for case in dataset.cases}
     owned = (shard or Shard.whole()).select(cases)
     status = store.status(owned)
@@ -255,16 +265,21 @@ def _run_jobs(jobs: list[Job], worker_args: WorkerArgs, num_workers: int, *, pro
     failures: dict[str, str] = {}
     with tqdm(total=len(jobs), desc=desc, unit="case", disable=not progress) as bar:
 
-        def record(case_id: str, error: str | None) -> None:
+        def record(case_id: str, error: str | None) -> bool:
+            """Note one finished case; return False when the run should stop (the disk is full)."""
             if error is not None:
                 failures[case_id] = error
                 logger.error("case %r failed: %s", case_id, error)
             bar.update(1)
+            return error is None or not error.startswith(DISK_FULL)
 
         if num_workers <= 1 or len(jobs) <= 1:
             writer = _CaseWriter(*worker_args)
-            for job in jobs:
-                record(job[0], writer(job))
+            queue = deque(jobs)
+            while queue:
+                job = queue.popleft()
+                if not record(job[0], writer(job)):
+                    _give_up(queue, record)
         elif jobs:
             workers = min(num_workers, len(jobs))
             _run_pool(jobs, lambda: _make_pool(workers, worker_args), MAX_IN_FLIGHT_PER_WORKER * workers, record)
@@ -273,8 +288,10 @@ def _run_jobs(jobs: list[Job], worker_args: WorkerArgs, num_workers: int, *, pro
 
 def _failure_message(failures: Mapping[str, str], total: int, root: Path) -> str:
     lines = "\n".join(f"  - {case_id}: {reason}" for case_id, reason in sorted(failures.items()))
+    full = any(reason.startswith(DISK_FULL) for reason in failures.values())
+    head = f"the disk holding store {root} is full; free space and run again. " if full else ""
     return (
-        f"preprocessing failed for {len(failures)} of {total} case(s) written to store {root}:\n{lines}\n"
+        f"{head}preprocessing failed for {len(failures)} of {total} case(s) written to store {root}:\n{lines}\n"
         f"The other {total - len(failures)} case(s) are complete and stay. Fix the inputs listed above and run "
         "again; complete cases are skipped."
     )

@@ -9,17 +9,16 @@ Layout (flat, one folder per distinct preprocessing)::
     <case>.properties.json      written LAST: the completion marker, holding the case properties, the
                                 preprocessing hash the case was built with and the size of every file
 
-Every file is written to a temporary name (``.<name>.<random>.tmp``) and renamed into place. A case is
-*done* when its properties file exists, names the store's preprocessing hash and every file it lists is
-there with the recorded size; anything else of a case (pieces without the marker, leftover temporary
-files, a marker from other preprocessing) makes it *stale*. Nothing is deleted unless asked for by case id
-(:meth:`PreprocessedStore.discard_cases`), and then only this store's own files of those cases.
+Files are written to temporary names (``.<name>.<random>.tmp``) and renamed into place. A case is *done*
+when its marker names the store's key and every file it lists has the recorded size; anything else of a
+case makes it *stale*. Nothing is deleted unless asked for by case id (:meth:`~PreprocessedStore.discard_cases`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,10 @@ from typing import Any
 import numpy as np
 
 from nnseg._atomic import atomic_write_json
+from nnseg.dataset import DatasetSpec
 from nnseg.errors import StoreError
 from nnseg.planning import ConfigurationPlan
+from nnseg.planning._frozen import short_hash
 from nnseg.preprocessing._arrays import read_array, read_npz, read_region, write_array, write_npz
 from nnseg.preprocessing._case import CaseProperties, PreprocessedCase
 from nnseg.preprocessing._store_manifest import (
@@ -37,9 +38,10 @@ from nnseg.preprocessing._store_manifest import (
     StoreManifest,
     StoreStatus,
     check_compatible,
+    store_fields,
 )
 
-__all__ = ["PreprocessedStore", "StoreManifest", "StoreStatus"]
+__all__ = ["PreprocessedStore", "StoreManifest", "StoreStatus", "store_fields", "store_name"]
 SUFFIXES = {
     "data": ".data.b2nd",
     "seg": ".seg.b2nd",
@@ -47,6 +49,16 @@ SUFFIXES = {
     "properties": ".properties.json",
 }
 TEMP = "tmp"
+TEMP_MANIFEST_AGE_S = 3600
+
+
+def store_name(plan: ConfigurationPlan, spec: DatasetSpec) -> str:
+    """A folder name that is the same exactly for plans with the same store key: ``<configuration>_<hash>``.
+
+    Used by ``nnseg preprocess`` (``WORK/preprocessed/<store_name>/``): the default plans and ResEnc-L at the
+    same spacing land in one folder, and an edited plan lands in a new one instead of overwriting.
+    """
+    return f"{plan.name}_{short_hash(store_fields(plan, spec))}"
 
 
 def _piece_of(name: str) -> tuple[str, str] | None:
@@ -69,7 +81,7 @@ class PreprocessedStore:
         read_threads: blosc2 decompression threads used by the readers (passed per call, never set globally).
 
     Example:
-        >>> store = PreprocessedStore("work/preprocessed/nnUNetPlans_3d_fullres")
+        >>> store = PreprocessedStore("work/preprocessed/3d_fullres_5aabd932ccde9e25")
         >>> store.status(dataset.case_ids).summary()
         '8 done, 0 missing, 0 stale'
     """
@@ -86,10 +98,7 @@ class PreprocessedStore:
         """The store folder."""
         return self._root
 
-    @property
-    def manifest_path(self) -> Path:
-        """``store.json``."""
-        return self._root / MANIFEST_NAME
+    manifest_path = property(lambda self: self._root / MANIFEST_NAME, doc="``store.json``.")
 
     def path(self, case_id: str, piece: str) -> Path:
         """The file of one piece (``"data"``, ``"seg"``, ``"class_locations"``, ``"properties"``) of a case."""
@@ -113,14 +122,16 @@ class PreprocessedStore:
             ) from err
         return StoreManifest.from_json(data, where=str(self.manifest_path))
 
-    def initialise(self, plan: ConfigurationPlan, *, overwrite: bool = False) -> StoreManifest:
+    def initialise(self, plan: ConfigurationPlan, spec: DatasetSpec, *, overwrite: bool = False) -> StoreManifest:
         """Create the store for ``plan``, or check that an existing store holds the same preprocessing.
 
-        A store made by another plan with the same :meth:`~ConfigurationPlan.preprocessing_hash` (the default
-        plans and ResEnc-L at one spacing, say) is shared as is. Leftover temporary manifests are removed.
+        A store made by another plan with the same store key (the plan's preprocessing fields plus the
+        dataset's labels, see :func:`store_fields`; the default plans and ResEnc-L at one spacing, say) is
+        shared as is. Temporary manifests older than an hour (a killed run's) are removed.
 
         Args:
             plan: The configuration to preprocess.
+            spec: The dataset's ``dataset.json`` (its labels and regions decide the stored class locations).
             overwrite: Replace a manifest of other preprocessing (or an unreadable one). No case file is
                 deleted here: cases built for the old hash count as stale and the runner rebuilds them.
 
@@ -135,7 +146,7 @@ class PreprocessedStore:
             raise StoreError(f"store folder {self._root} is a file; pass a folder path for the preprocessed store.")
         self._root.mkdir(parents=True, exist_ok=True)
         self._remove_temp_manifests()
-        wanted = StoreManifest.for_plan(plan)
+        wanted = StoreManifest.for_plan(plan, spec)
         try:
             existing = self.manifest()
         except StoreError:
@@ -151,8 +162,10 @@ class PreprocessedStore:
         return wanted
 
     def _remove_temp_manifests(self) -> None:
+        # only old ones: a shard starting at the same moment may be renaming its own right now
         for entry in os.scandir(self._root):
-            if entry.name.startswith(f".{MANIFEST_NAME}.") and entry.name.endswith(".tmp"):
+            temp = entry.name.startswith(f".{MANIFEST_NAME}.") and entry.name.endswith(".tmp")
+            if temp and time.time() - entry.stat().st_mtime > TEMP_MANIFEST_AGE_S:
                 Path(entry.path).unlink(missing_ok=True)
 
     def _require_manifest(self) -> StoreManifest:
@@ -365,7 +378,7 @@ class PreprocessedStore:
 
 def _check_case(case: PreprocessedCase, root: Path) -> None:
     case_id = case.case_id
-    if not case_id or case_id in {".", ".."} or "/" in case_id or os.sep in case_id or case_id.startswith("."):
+    if not case_id or "/" in case_id or os.sep in case_id or case_id.startswith("."):  # also "." and ".."
         raise StoreError(
             f"case id {case_id!r} cannot name a file in store {root}; ids must be non-empty, must not start "
             "with '.' and must not contain path separators."
@@ -382,8 +395,6 @@ def _check_case(case: PreprocessedCase, root: Path) -> None:
 def _check_slices(slices: Sequence[slice], case_id: str) -> tuple[slice, ...]:
     index = tuple(slices)
     if len(index) != 3 or not all(isinstance(s, slice) and s.step in (None, 1) for s in index):
-        raise StoreError(
-            f"read_patch({case_id!r}, ...): expected one slice with step 1 per spatial axis (z, y, x); got "
-            f"{slices!r}."
-        )
+        raise StoreError(f"read_patch({case_id!r}, ...): expected one slice with step 1 per spatial axis (z, y, x); "
+                         f"got {slices!r}.")  # fmt: skip
     return (slice(None), *index)

@@ -8,14 +8,29 @@ from pathlib import Path
 from typing import Any
 
 from nnseg._version import __version__
+from nnseg.dataset import DatasetSpec
 from nnseg.errors import StoreError
 from nnseg.planning import ConfigurationPlan
+from nnseg.planning._frozen import short_hash
 from nnseg.preprocessing._arrays import CLEVEL, CODEC
+from nnseg.preprocessing._locations import location_classes
 
-__all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "StoreManifest", "StoreStatus", "check_compatible"]
+__all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "StoreManifest", "StoreStatus", "check_compatible", "store_fields"]
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "store.json"
+
+
+def store_fields(plan: ConfigurationPlan, spec: DatasetSpec) -> dict[str, Any]:
+    """Everything that changes the bytes a store holds for a case, as a JSON dict.
+
+    That is the plan's :meth:`~ConfigurationPlan.preprocessing_fields` (spacing, transposition, normalisation,
+    resampling, intensity properties, ...) plus what the plan does not cover but the stored label map and
+    class locations depend on: the dataset's labels, regions and ignore label (as the sampled classes) and
+    the store's format version. Its :func:`short_hash` is the store's ``preprocessing_hash``.
+    """
+    classes = [list(c) if isinstance(c, tuple) else int(c) for c in location_classes(spec)]
+    return {**plan.preprocessing_fields(), "location_classes": classes, "store_format_version": FORMAT_VERSION}
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +38,8 @@ class StoreManifest:
     """The content of ``store.json``: what preprocessing a store holds.
 
     Args:
-        preprocessing_hash: :meth:`ConfigurationPlan.preprocessing_hash` of the plan that created the store.
+        preprocessing_hash: The store key: ``short_hash`` of :func:`store_fields` (the plan's preprocessing
+            and the dataset's labels / regions). Two plans with the same key share a store.
         preprocessing_fields: The fields behind the hash (for humans and for error messages).
         configuration: Configuration name of the plan that created the store.
         data_identifier: Its ``data_identifier``.
@@ -44,11 +60,12 @@ class StoreManifest:
     format_version: int = FORMAT_VERSION
 
     @classmethod
-    def for_plan(cls, plan: ConfigurationPlan) -> StoreManifest:
-        """Return the manifest a new store for ``plan`` gets."""
+    def for_plan(cls, plan: ConfigurationPlan, spec: DatasetSpec) -> StoreManifest:
+        """Return the manifest a new store for ``plan`` on a dataset with ``spec`` gets."""
+        fields = store_fields(plan, spec)
         return cls(
-            preprocessing_hash=plan.preprocessing_hash(),
-            preprocessing_fields=plan.preprocessing_fields(),
+            preprocessing_hash=short_hash(fields),
+            preprocessing_fields=fields,
             configuration=plan.name,
             data_identifier=plan.data_identifier,
             plans_name=plan.plans_name,
@@ -127,7 +144,6 @@ class StoreStatus:
     def summary(self) -> str:
         """One line: ``"6 done, 1 missing, 1 stale"``."""
         return f"{len(self.done)} done, {len(self.missing)} missing, {len(self.stale)} stale"
-
 
 
 def check_compatible(existing: StoreManifest, wanted: StoreManifest, plan: ConfigurationPlan, root: Path) -> None:

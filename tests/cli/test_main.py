@@ -24,7 +24,7 @@ def test_help_lists_the_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
         cli.main(["--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("synth", "verify", "fingerprint", "plan", "demo"):
+    for command in ("synth", "verify", "fingerprint", "plan", "preprocess", "demo"):
         assert command in out
 
 

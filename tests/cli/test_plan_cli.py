@@ -145,7 +145,26 @@ def test_no_measure_leaves_the_measurement_empty(
 
 
 # ----------------------------------------------------------------------------------- the real planner
-@pytest.mark.skipif(not hasattr(nnseg.planning, "ResEncLPlanner"), reason="planner not built yet")
+def test_non_standard_target_of_a_preset_is_one_warning_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    work = _work(tmp_path)
+    assert cli.main(["plan", str(work), "--planner", "resenc-l", "--gpu-memory-gb", "12", "--no-measure"]) == 0
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "nnseg plan: warning: nnUNetPlannerResEncL is tuned for gpu_memory_gb=24; planning for 12 GB scales its "
+        "budget linearly. Ignore this if you chose it on purpose."
+    )
+    report = Plans.load(work / "plans" / "nnUNetResEncUNetLPlans.json")["3d_fullres"].memory_report
+    assert report is not None
+    assert report.budget == pytest.approx(2.1e9 / 2)
+
+
+def test_a_target_so_small_that_no_patch_fits_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["plan", str(_work(tmp_path)), "--gpu-memory-gb", "0.00001", "--no-measure"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("nnseg plan: error: PlanningError: no 2-D patch fits gpu_memory_gb=1e-05")
+    assert "Use gpu_memory_gb >=" in err
+
+
 def test_real_planner_on_a_hand_built_work_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     work = _work(tmp_path)
     assert cli.main(["plan", str(work), "--planner", "resenc-l"]) == 0
@@ -164,18 +183,12 @@ def test_real_planner_on_a_hand_built_work_folder(tmp_path: Path, capsys: pytest
 
 
 # ----------------------------------------------------------------------------------- the real chain
-def _real_chain_available() -> bool:
-    names = ("Planner", "ResEncLPlanner", "attach_memory_reports")
-    return all(hasattr(nnseg.planning, n) for n in names) and hasattr(nnseg.fingerprint, "extract_fingerprint")
-
-
-@pytest.mark.skipif(not _real_chain_available(), reason="planner / fingerprint extraction not built yet")
 def test_synthetic_dataset_fingerprint_then_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from nnseg.testing import make_synthetic_dataset
 
     raw = make_synthetic_dataset(tmp_path / "raw", num_cases=4, shape=(24, 40, 40), spacing=(2.0, 1.0, 1.0))
     work = tmp_path / "work"
-    assert cli.main(["fingerprint", str(raw), "-o", str(work)]) == 0
+    assert cli.main(["fingerprint", str(raw), "-o", str(work), "--num-samples", "1000"]) == 0
     capsys.readouterr()
     assert cli.main(["plan", str(work), "--planner", "resenc-l"]) == 0
     out = capsys.readouterr().out

@@ -12,15 +12,18 @@ Part 1 compares array formats on one synthetic, CT-normalised case (image float3
 For each: write time, size on disk, a random training patch (image + label) with a warm page cache and with
 the file's pages evicted (``posix_fadvise(DONTNEED)``, per file, no root needed), and a whole-case read.
 
-Part 2 runs ``preprocess_dataset`` on a synthetic dataset with 1 and 2 workers (fresh store each time, pool
-start-up included) and reports cases per second.
+Part 2 preprocesses a synthetic CT dataset (3d_fullres of nnseg's plans) at equal worker counts with
+``nnseg`` (``preprocess_dataset``), with nnU-Net's ``nnUNetv2_preprocess -d ID -c 3d_fullres -np N`` (when
+nnunetv2 is installed; same plans file) and with the IO floor (read the raw files, write the output arrays,
+nothing else). Each runs as its own process; wall time includes interpreter start-up, imports and the pool;
+peak RSS is sampled every 20 ms and summed over the process and all its children.
 
 Usage::
 
-    python benchmarks/bench_preprocessing.py            # full sizes
-    python benchmarks/bench_preprocessing.py --quick    # small sizes, a few seconds
+    python benchmarks/bench_preprocess.py            # full sizes
+    python benchmarks/bench_preprocess.py --quick    # small sizes, about a minute
 
-Prints a table and writes benchmarks/results/preprocessing.json (``--out`` to change).
+Prints the tables and writes benchmarks/results/preprocess.json (``--output`` to change).
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -43,10 +48,10 @@ import numpy as np
 
 from nnseg.preprocessing._arrays import array_layout, read_array, read_region, write_array
 
-RESULTS = Path(__file__).resolve().parent / "results" / "preprocessing.json"
+RESULTS = Path(__file__).resolve().parent / "results" / "preprocess.json"
 SIZES = {  # (case shape, patch size, random patches, dataset case shape, dataset cases)
-    "full": ((128, 256, 256), (96, 160, 160), 40, (64, 96, 96), 8),
-    "quick": ((48, 96, 96), (32, 64, 64), 20, (24, 40, 40), 4),
+    "full": ((128, 256, 256), (96, 160, 160), 40, (96, 160, 160), 16),
+    "quick": ((48, 96, 96), (32, 64, 64), 20, (64, 96, 96), 8),
 }
 
 
@@ -209,53 +214,122 @@ def run_formats(shape: tuple[int, ...], patch: tuple[int, ...], num_patches: int
 
 
 # ----------------------------------------------------------------------------------- part 2: throughput
-def _plan_for(dataset: Any) -> Any:
-    """3d_fullres plan of nnseg's default planner for ``dataset``.
+NNSEG_RUN = """
+import json, sys
+from nnseg.dataset import RawDataset
+from nnseg.planning import Plans
+from nnseg.preprocessing import preprocess_dataset
+raw, plans, store, workers = sys.argv[1:]
+plan = Plans.load(plans)["3d_fullres"]
+preprocess_dataset(RawDataset.from_folder(raw), plan, store, num_workers=int(workers), progress=False)
+"""
+FLOOR_RUN = """
+import sys, time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from nnseg.dataset import RawDataset
+from nnseg.io import read_images, read_segmentation
+from nnseg.preprocessing import PreprocessedStore
+from nnseg.preprocessing._arrays import write_array
 
-    Uses ``extract_fingerprint`` when it is available, else a quick fingerprint from the files (spacing,
-    shape and foreground intensities of each case; no crop, which synthetic CT cases do not need).
-    """
-    import nnseg.fingerprint as fingerprint
-    from nnseg.io import read_images, read_segmentation
-    from nnseg.planning import Planner
+def one(args):
+    case, store, out = args
+    done = PreprocessedStore(store).read_case(case.case_id)  # the outputs to write (not timed)
+    start = time.perf_counter()
+    read_images(case.image_paths)
+    read_segmentation(case.label_path)
+    patch = PreprocessedStore(store).manifest().chunk_patch_size
+    write_array(Path(out) / f"{case.case_id}.data.b2nd", done.data, patch_size=patch)
+    write_array(Path(out) / f"{case.case_id}.seg.b2nd", done.seg, patch_size=patch)
+    return time.perf_counter() - start
 
-    if hasattr(fingerprint, "extract_fingerprint"):
-        return Planner().plan(fingerprint.extract_fingerprint(dataset), dataset.spec)["3d_fullres"]
-    spacings, shapes, samples = [], [], []
-    for case in dataset.cases:
-        image, geometry = read_images(case.image_paths)
-        label = read_segmentation(case.label_path)[0]
-        spacings.append(geometry.spacing)
-        shapes.append(image.shape[1:])
-        samples.append(image[0][label.reshape(image.shape[1:]) > 0])
-    values = np.concatenate(samples)
-    stats = fingerprint.IntensityStats(
-        mean=float(values.mean()), median=float(np.median(values)), std=float(values.std()),
-        min=float(values.min()), max=float(values.max()), percentile_99_5=float(np.percentile(values, 99.5)),
-        percentile_00_5=float(np.percentile(values, 0.5)),
-    )  # fmt: skip
-    fp = fingerprint.Fingerprint(tuple(spacings), tuple(shapes), (stats,), 1.0, dataset.case_ids)
-    return Planner().plan(fp, dataset.spec)["3d_fullres"]
+if __name__ == "__main__":
+    raw, store, out, workers = sys.argv[1:]
+    Path(out).mkdir()
+    cases = RawDataset.from_folder(raw).cases
+    with ProcessPoolExecutor(int(workers)) as pool:
+        seconds = sum(pool.map(one, [(c, store, out) for c in cases]))
+    print(seconds / int(workers))
+"""
 
 
-def run_throughput(case_shape: tuple[int, ...], num_cases: int, work: Path) -> list[dict[str, Any]]:
-    """Part 2: cases per second of preprocess_dataset at 1 and 2 workers."""
+def _tree_rss(root: int) -> int:
+    """Resident memory (bytes) of ``root`` and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                ppid = int(Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return total
+
+
+def _measure(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int, str]:
+    """Run ``cmd``; return (wall seconds, peak RSS of its process tree summed over processes, stdout)."""
+    start = time.perf_counter()
+    child = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = 0
+    while child.poll() is None:
+        peak = max(peak, _tree_rss(child.pid))
+        time.sleep(0.02)
+    seconds = time.perf_counter() - start
+    out, err = child.communicate()
+    if child.returncode:
+        raise RuntimeError(f"{cmd[:3]} failed:\n{err[-2000:]}")
+    return seconds, peak, out
+
+
+def _prepare(case_shape: tuple[int, ...], num_cases: int, work: Path) -> tuple[Path, Path]:
+    """Synthetic raw dataset (nnU-Net layout) + nnseg's plans for it; returns (raw dataset dir, plans file)."""
     from nnseg.dataset import RawDataset
-    from nnseg.preprocessing._run import preprocess_dataset
+    from nnseg.fingerprint import extract_fingerprint
+    from nnseg.planning import Planner
     from nnseg.testing import make_synthetic_dataset
 
-    dataset = RawDataset.from_folder(make_synthetic_dataset(work / "raw", num_cases=num_cases, shape=case_shape))
-    plan = _plan_for(dataset)
+    raw = make_synthetic_dataset(work / "nnUNet_raw", num_cases=num_cases, shape=case_shape)
+    dataset = RawDataset.from_folder(raw)
+    plans = Planner().plan(extract_fingerprint(dataset), dataset.spec, dataset_name=raw.name)
+    nnunet_pre = work / "nnUNet_preprocessed" / raw.name
+    nnunet_pre.mkdir(parents=True)
+    plans.save(nnunet_pre / "nnUNetPlans.json")
+    shutil.copy(raw / "dataset.json", nnunet_pre / "dataset.json")
+    return raw, nnunet_pre / "nnUNetPlans.json"
+
+
+def run_throughput(case_shape: tuple[int, ...], num_cases: int, workers: list[int], work: Path) -> list[dict[str, Any]]:
+    """Part 2: cases/s and peak RSS of nnseg, nnU-Net (when installed) and the IO floor at equal workers."""
+    raw, plans = _prepare(case_shape, num_cases, work)
+    nnunet_cli = shutil.which("nnUNetv2_preprocess")
     rows = []
-    for workers in (1, 2):
-        start = time.perf_counter()
-        preprocess_dataset(dataset, plan, work / f"store_{workers}", num_workers=workers, progress=False)
-        seconds = time.perf_counter() - start
-        rows.append({"workers": workers, "cases": num_cases, "seconds": seconds, "cases_per_s": num_cases / seconds})
-    start = time.perf_counter()
-    preprocess_dataset(dataset, plan, work / "store_1", num_workers=1, progress=False)
-    rows.append({"workers": 1, "cases": 0, "seconds": time.perf_counter() - start, "cases_per_s": float("nan"),
-                 "note": "rerun on a complete store (everything skipped)"})  # fmt: skip
+    for n in workers:
+        store = work / f"nnseg_{n}"
+        runs = {"nnseg": [sys.executable, "-c", NNSEG_RUN, str(raw), str(plans), str(store), str(n)]}
+        if nnunet_cli:
+            runs["nnunetv2"] = [nnunet_cli, "-d", raw.name.split("_")[0][7:], "-c", "3d_fullres", "-np", str(n)]
+        for tool, cmd in runs.items():
+            env = {**os.environ, "nnUNet_raw": str(raw.parent), "nnUNet_preprocessed": str(work / "nnUNet_preprocessed"),
+                   "nnUNet_results": str(work / "nnUNet_results")}  # fmt: skip
+            seconds, peak, _ = _measure(cmd, env)
+            rows.append({"tool": tool, "workers": n, "cases": num_cases, "seconds": seconds,
+                         "cases_per_s": num_cases / seconds, "peak_rss_mb": peak / 2**20})  # fmt: skip
+        floor_cmd = [sys.executable, "-c", FLOOR_RUN, str(raw), str(store), str(work / f"floor_{n}"), str(n)]
+        seconds, peak, out = _measure(floor_cmd)
+        io_seconds = float(out.strip().splitlines()[-1])
+        rows.append({"tool": "io-floor", "workers": n, "cases": num_cases, "seconds": io_seconds,
+                     "cases_per_s": num_cases / io_seconds, "peak_rss_mb": peak / 2**20,
+                     "note": "read raw files + write outputs only (per-case time / workers; no start-up)"})  # fmt: skip
     return rows
 
 
@@ -282,17 +356,19 @@ def print_tables(formats: list[dict[str, Any]], throughput: list[dict[str, Any]]
         print(f"{r['format']} | {r['write_s']:.3f} | {r['size_mb']:.1f} | {r['ratio']:.1f} | {r['deterministic']} | "
               f"{r['patch_ms_warm']:.2f} | {r['patch_ms_cold']:.2f} | {r['whole_ms_warm']:.1f} | "
               f"{r['whole_ms_cold']:.1f}")  # fmt: skip
-    print(f"\npreprocess_dataset, {info['dataset_cases']} synthetic CT cases of about {info['dataset_case_shape']}")
-    print("workers | cases | seconds | cases/s")
+    print(f"\n3d_fullres preprocessing, {info['dataset_cases']} synthetic CT cases of about "
+          f"{info['dataset_case_shape']} (whole process: start-up, imports, pool)")  # fmt: skip
+    print("tool | workers | seconds | cases/s | peak RSS MB (all processes)")
     for r in throughput:
-        print(f"{r['workers']} | {r['cases']} | {r['seconds']:.2f} | {r['cases_per_s']:.2f} {r.get('note', '')}")
+        print(f"{r['tool']} | {r['workers']} | {r['seconds']:.2f} | {r['cases_per_s']:.2f} | {r['peak_rss_mb']:.0f}")
 
 
 def main() -> None:
     """Run the benchmark."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (a few seconds)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="JSON output file")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="JSON output file")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts (default 1 2)")
     parser.add_argument("--work", type=Path, help="scratch folder (default: a temporary folder)")
     args = parser.parse_args()
     mode = "quick" if args.quick else "full"
@@ -300,15 +376,15 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="nnseg_bench_pre_", dir=args.work))
     try:
         formats = run_formats(shape, patch, num_patches, work)
-        throughput = run_throughput(dataset_shape, dataset_cases, work)
+        throughput = run_throughput(dataset_shape, dataset_cases, args.workers, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)  # our own scratch folder
     info = {**machine(), "mode": mode, "case_shape": shape, "patch_size": patch, "num_patches": num_patches,
             "dataset_case_shape": dataset_shape, "dataset_cases": dataset_cases}  # fmt: skip
     print_tables(formats, throughput, info)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": info, "formats": formats, "throughput": throughput}, indent=2) + "\n")
-    print(f"\nwrote {args.out}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps({"machine": info, "formats": formats, "throughput": throughput}, indent=2) + "\n")
+    print(f"\nwrote {args.output}")
 
 
 if __name__ == "__main__":

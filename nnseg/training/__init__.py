@@ -1,0 +1,32 @@
+"""Training data: patch sampling, augmentation and the deterministic batch loaders.
+
+Example:
+    >>> from nnseg.training import TrainingLoader
+    >>> loader = TrainingLoader(store, case_ids, plans["3d_fullres"], ds.spec, seed=0, num_workers=2)
+    >>> batch = next(iter(loader.iterate(start_step=0)))
+"""
+
+from nnseg.training._augment_spatial import initial_patch_size
+from nnseg.training._augmentation import AugmentationConfig, augment_sample, deep_supervision_scales, make_targets
+from nnseg.training._batches import Batch, BatchFactory, LoaderError, check_training_cases
+from nnseg.training._loader import TrainingLoader, ValidationLoader, iterate_batches
+from nnseg.training._sampling import PatchSampler, SampledPatch, crop_and_pad, patch_bounds
+
+__all__ = [
+    "AugmentationConfig",
+    "Batch",
+    "BatchFactory",
+    "LoaderError",
+    "PatchSampler",
+    "SampledPatch",
+    "TrainingLoader",
+    "ValidationLoader",
+    "augment_sample",
+    "check_training_cases",
+    "crop_and_pad",
+    "deep_supervision_scales",
+    "initial_patch_size",
+    "iterate_batches",
+    "make_targets",
+    "patch_bounds",
+]

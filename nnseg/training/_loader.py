@@ -1,0 +1,225 @@
+"""Training and validation loaders: worker processes, prefetching, pinned memory, deterministic per step.
+
+The batch of step ``s`` is :class:`~nnseg.training.BatchFactory` ``(s)``: a pure function of the seed and
+``s``. Workers (``torch.utils.data.DataLoader`` processes) each compute whole batches and the loader yields
+them in step order, so the stream is identical with 0, 1 or any number of workers, and a loader started at
+step ``s`` continues exactly where an uninterrupted one would be. A failing sample raises
+:class:`LoaderError` naming the step and case in the main process; a dying worker raises too (torch's
+watchdog); closing the iterator, an exception or Ctrl-C shuts the workers down.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Generator, Iterable, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from nnseg.dataset import DatasetSpec
+from nnseg.errors import ConfigError
+from nnseg.planning import ConfigurationPlan
+from nnseg.preprocessing import PreprocessedStore
+from nnseg.training._augmentation import AugmentationConfig
+from nnseg.training._batches import Batch, BatchFactory, check_training_cases
+from nnseg.training._sampling import PatchSampler
+
+__all__ = ["TrainingLoader", "ValidationLoader", "iterate_batches"]
+
+
+class _Steps(Dataset[Batch]):
+    """Map-style view of a factory: item ``s`` is the batch of step ``s``."""
+
+    def __init__(self, factory: BatchFactory) -> None:
+        self.factory = factory
+
+    def __getitem__(self, step: int) -> Batch:
+        return self.factory(step)
+
+
+def _worker_init(worker_id: int) -> None:
+    torch.set_num_threads(1)  # only inside our own worker processes
+
+
+def iterate_batches(
+    factory: BatchFactory,
+    steps: Iterable[int],
+    *,
+    num_workers: int = 0,
+    prefetch: int = 2,
+    pin_memory: bool = False,
+    multiprocessing_context: str | None = None,
+) -> Generator[Batch, None, None]:
+    """Yield ``factory(s)`` for every ``s`` in ``steps``, in order, computed by ``num_workers`` processes.
+
+    Args:
+        factory: The batch function.
+        steps: The global steps (may be infinite, e.g. ``itertools.count(start)``).
+        num_workers: Worker processes; 0 computes every batch in this process.
+        prefetch: Batches each worker prepares ahead.
+        pin_memory: Put batches in page-locked memory (only when CUDA is available).
+        multiprocessing_context: ``"fork"``, ``"spawn"`` or ``"forkserver"``; None is torch's default.
+    """
+    if num_workers == 0:
+        for step in steps:
+            batch = factory(step)
+            yield batch.pin_memory() if pin_memory and torch.cuda.is_available() else batch
+        return
+    loader = DataLoader(
+        _Steps(factory), batch_size=None, sampler=steps, num_workers=num_workers,  # type: ignore[arg-type]
+        prefetch_factor=prefetch, pin_memory=pin_memory and torch.cuda.is_available(),
+        worker_init_fn=_worker_init, multiprocessing_context=multiprocessing_context,
+    )  # fmt: skip
+    iterator = iter(loader)
+    try:
+        yield from iterator
+    finally:
+        shutdown = getattr(iterator, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
+        del iterator
+
+
+def _check_workers(num_workers: int, prefetch: int) -> None:
+    if int(num_workers) < 0 or int(prefetch) < 1:
+        raise ConfigError(f"num_workers must be >= 0 and prefetch >= 1; got {num_workers} and {prefetch}.")
+
+
+class TrainingLoader:
+    """The training batch stream of one configuration: nnU-Net's sampling and augmentation, step-deterministic.
+
+    Args:
+        store: The preprocessed store.
+        case_ids: Training cases (a split's ``train`` ids).
+        plan: The configuration (patch size, batch size, ``use_mask_for_norm``, network strides).
+        spec: The dataset's labels (regions, ignore label).
+        seed: The run's seed; step ``s`` always gives the same batch for the same seed.
+        augmentation: Transforms; defaults to :meth:`AugmentationConfig.for_plan`.
+        batch_size: Overrides ``plan.batch_size``.
+        oversample_foreground_percent: Fraction of each batch forced to contain foreground.
+        probabilistic_oversampling: Force each sample with that probability instead.
+        deep_supervision: One target per network output (else a single full-resolution target).
+        num_workers: Worker processes (0: in this process).
+        prefetch: Batches each worker prepares ahead.
+        pin_memory: Page-locked batches for fast host-to-GPU copies (ignored without CUDA).
+        multiprocessing_context: Start method of the workers (None: torch's default).
+
+    Example:
+        >>> loader = TrainingLoader(store, split.train, plans["3d_fullres"], ds.spec, seed=0, num_workers=4)
+        >>> for batch in loader.iterate(start_step=1250):   # resumes the stream exactly
+        ...     loss = step(batch.data, batch.target)
+    """
+
+    def __init__(
+        self,
+        store: PreprocessedStore,
+        case_ids: Sequence[str],
+        plan: ConfigurationPlan,
+        spec: DatasetSpec,
+        *,
+        seed: int = 0,
+        augmentation: AugmentationConfig | None = None,
+        batch_size: int | None = None,
+        oversample_foreground_percent: float = 0.33,
+        probabilistic_oversampling: bool = False,
+        deep_supervision: bool = True,
+        num_workers: int = 2,
+        prefetch: int = 2,
+        pin_memory: bool = False,
+        multiprocessing_context: str | None = None,
+    ) -> None:
+        _check_workers(num_workers, prefetch)
+        self.augmentation = augmentation or AugmentationConfig.for_plan(plan, spec, deep_supervision=deep_supervision)
+        self.sampler = PatchSampler(
+            plan.patch_size, initial_patch_size=self.augmentation.initial_patch_size(plan.patch_size),
+            batch_size=plan.batch_size if batch_size is None else batch_size,
+            oversample_foreground_percent=oversample_foreground_percent,
+            probabilistic_oversampling=probabilistic_oversampling, has_ignore_label=spec.ignore_label is not None,
+        )  # fmt: skip
+        self.factory = BatchFactory(store, case_ids, self.sampler, self.augmentation, seed=seed)
+        self.num_workers, self.prefetch, self.pin_memory = int(num_workers), int(prefetch), bool(pin_memory)
+        self.multiprocessing_context = multiprocessing_context
+        self._checked = False
+
+    def check(self) -> None:
+        """Check the cases once (labelled, readable); warn about cases without foreground or smaller than the patch.
+
+        Raises:
+            LoaderError: If a case is unusable.
+        """
+        if not self._checked:
+            check_training_cases(self.factory.store, self.factory.case_ids, self.sampler)
+            self._checked = True
+
+    def batch(self, step: int) -> Batch:
+        """Return the batch of global step ``step``, computed in this process."""
+        return self.factory(step)
+
+    def iterate(self, start_step: int = 0, num_steps: int | None = None) -> Generator[Batch, None, None]:
+        """Yield the batches of steps ``start_step, start_step + 1, ...`` (``num_steps`` of them, or forever).
+
+        Close the iterator (``iterator.close()``, leaving a ``for`` loop, an exception) to stop the workers.
+        """
+        self.check()
+        stop = None if num_steps is None else int(start_step) + int(num_steps)
+        steps: Iterable[int] = itertools.count(int(start_step)) if stop is None else range(int(start_step), stop)
+        return iterate_batches(self.factory, steps, num_workers=self.num_workers, prefetch=self.prefetch,
+                               pin_memory=self.pin_memory, multiprocessing_context=self.multiprocessing_context)  # fmt: skip
+
+
+class ValidationLoader:
+    """A fixed sequence of validation batches: no augmentation, the same patches at every validation.
+
+    Args:
+        store: The preprocessed store.
+        case_ids: Validation cases.
+        plan: The configuration.
+        spec: The dataset's labels.
+        num_batches: Batches per validation (nnU-Net: 50).
+        seed: Seed of the fixed sequence.
+        batch_size: Overrides ``plan.batch_size``.
+        oversample_foreground_percent: As for training.
+        deep_supervision: One target per network output.
+        num_workers: Worker processes (0: in this process).
+        prefetch: Batches each worker prepares ahead.
+        pin_memory: Page-locked batches (ignored without CUDA).
+        multiprocessing_context: Start method of the workers.
+    """
+
+    def __init__(
+        self,
+        store: PreprocessedStore,
+        case_ids: Sequence[str],
+        plan: ConfigurationPlan,
+        spec: DatasetSpec,
+        *,
+        num_batches: int = 50,
+        seed: int = 0,
+        batch_size: int | None = None,
+        oversample_foreground_percent: float = 0.33,
+        deep_supervision: bool = True,
+        num_workers: int = 1,
+        prefetch: int = 2,
+        pin_memory: bool = False,
+        multiprocessing_context: str | None = None,
+    ) -> None:
+        _check_workers(num_workers, prefetch)
+        if int(num_batches) < 1:
+            raise ConfigError(f"num_batches must be >= 1; got {num_batches}.")
+        targets = AugmentationConfig.for_plan(plan, spec, deep_supervision=deep_supervision)
+        self.sampler = PatchSampler(plan.patch_size, batch_size=plan.batch_size if batch_size is None else batch_size,
+                                    oversample_foreground_percent=oversample_foreground_percent,
+                                    has_ignore_label=spec.ignore_label is not None)  # fmt: skip
+        self.factory = BatchFactory(store, case_ids, self.sampler, targets, seed=seed, augment=False)
+        self.num_batches = int(num_batches)
+        self.num_workers, self.prefetch, self.pin_memory = int(num_workers), int(prefetch), bool(pin_memory)
+        self.multiprocessing_context = multiprocessing_context
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __iter__(self) -> Generator[Batch, None, None]:
+        """Yield the same ``num_batches`` batches every time."""
+        return iterate_batches(self.factory, range(self.num_batches), num_workers=self.num_workers,
+                               prefetch=self.prefetch, pin_memory=self.pin_memory,
+                               multiprocessing_context=self.multiprocessing_context)  # fmt: skip

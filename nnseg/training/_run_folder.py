@@ -1,0 +1,197 @@
+"""The run folder of one training: its checkpoints, the files describing the run, and resuming from them.
+
+```
+run_dir/
+  run.json                    plan, dataset spec, split and config of the run (written at the start)
+  checkpoint_latest.pt        every ``checkpoint_every_epochs`` epochs (removed once the final one exists)
+  checkpoint_epoch_<k>.pt     older periodic checkpoints when ``keep_checkpoints > 1``
+  checkpoint_best.pt          best EMA of the validation pseudo-Dice
+  checkpoint_final.pt         end of the schedule
+  metrics.jsonl  progress.png (callbacks)
+```
+
+Every file is written atomically, so the folder is never left half-written.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from nnseg._atomic import atomic_write_json
+from nnseg.checkpoint import (
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+    strip_wrapper_prefixes,
+)
+from nnseg.errors import CheckpointError, ConfigError
+
+if TYPE_CHECKING:
+    from nnseg.training._trainer import Trainer
+
+__all__ = ["RESUMABLE_CONFIG_CHANGES", "RunFolder", "resolve_device"]
+
+logger = logging.getLogger(__name__)
+
+# Config fields that may differ between a checkpoint and the resuming run without changing the result.
+RESUMABLE_CONFIG_CHANGES = frozenset(
+    {"num_loader_workers", "checkpoint_every_epochs", "keep_checkpoints", "compile", "cudnn_benchmark"}
+)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """Parse ``device`` and check that it exists on this machine.
+
+    Raises:
+        ConfigError: For an unknown device string, CUDA without a CUDA device, or an index beyond the GPUs.
+    """
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ConfigError(f"device {device!r} is not a torch device; expected e.g. 'cpu', 'cuda', 'cuda:1'.") from err
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"device {device!r}: this machine has no CUDA device; use device='cpu'.")
+        if parsed.index is not None and parsed.index >= count:
+            raise ConfigError(f"device {device!r}: this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1}).")
+    elif parsed.type not in ("cpu", "mps"):
+        raise ConfigError(f"device {device!r}: unsupported device type {parsed.type!r}; expected 'cpu' or 'cuda[:N]'.")
+    return parsed
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """Paths and checkpoint logic of one run folder."""
+
+    root: Path
+
+    @property
+    def latest_path(self) -> Path:
+        """``checkpoint_latest.pt``."""
+        return self.root / "checkpoint_latest.pt"
+
+    @property
+    def best_path(self) -> Path:
+        """``checkpoint_best.pt``."""
+        return self.root / "checkpoint_best.pt"
+
+    @property
+    def final_path(self) -> Path:
+        """``checkpoint_final.pt``."""
+        return self.root / "checkpoint_final.pt"
+
+    def load(self, path: Path) -> dict[str, Any]:
+        """Load a checkpoint of this folder."""
+        return load_checkpoint(path)
+
+    def start(self, trainer: Trainer) -> None:
+        """Resume from ``checkpoint_latest.pt`` if present (after checking it fits), then write ``run.json``."""
+        if self.latest_path.is_file():
+            checkpoint = self.load(self.latest_path)
+            self.check_compatible(checkpoint, trainer)
+            _restore(checkpoint, trainer)
+            logger.info("resuming %s at step %d", self.root, trainer.step)
+        atomic_write_json(self.root / "run.json", _describe(trainer))
+
+    def check_compatible(self, checkpoint: dict[str, Any], trainer: Trainer) -> None:
+        """Refuse a checkpoint written for another plan, dataset, split or config.
+
+        Raises:
+            CheckpointError: Naming what differs and how to proceed.
+        """
+        described = _describe(trainer)
+        different = [key for key in ("plan", "dataset_spec", "split") if checkpoint.get(key) != described[key]]
+        saved_config = checkpoint.get("config", {})
+        different += [
+            f"config.{k}" for k, v in described["config"].items()
+            if k not in RESUMABLE_CONFIG_CHANGES and saved_config.get(k) != v
+        ]  # fmt: skip
+        if different:
+            raise CheckpointError(
+                f"the run folder {self.root} holds a checkpoint of a different run: {', '.join(different)} differ. "
+                "Use a new run folder, or the same plan, dataset, split and config to resume this one."
+            )
+
+    def after_epoch(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+        """Write the periodic and the best checkpoint as the config asks."""
+        epoch = metrics["epoch"]
+        config = trainer.config
+        ema = trainer.ema_pseudo_dice
+        if not math.isnan(ema) and ema > trainer.best_ema_pseudo_dice:
+            trainer.best_ema_pseudo_dice = ema
+            self.save(self.best_path, trainer)
+        finished = trainer.step >= config.total_steps
+        if (epoch + 1) % config.checkpoint_every_epochs == 0 and not finished:
+            self.save(self.latest_path, trainer)
+            if config.keep_checkpoints > 1:
+                self.save(self.root / f"checkpoint_epoch_{epoch + 1:05d}.pt", trainer)
+                self._prune(config.keep_checkpoints - 1)
+
+    def save(self, path: Path, trainer: Trainer) -> None:
+        """Write the trainer's complete state to ``path`` atomically."""
+        payload = {
+            **_describe(trainer),
+            "network_weights": strip_wrapper_prefixes(trainer.network.state_dict()),
+            "optimizer_state": trainer.optimizer.state_dict(),
+            "grad_scaler_state": trainer.grad_scaler.state_dict(),
+            "step": trainer.step,
+            "rng_state": capture_rng_state(),
+            "loader_state": {"seed": trainer.config.seed, "next_step": trainer.step},
+            "callback_states": [c.state_dict() for c in trainer.callbacks],
+            "extra": {"ema_pseudo_dice": trainer.ema_pseudo_dice, "best_ema_pseudo_dice": trainer.best_ema_pseudo_dice},
+        }
+        save_checkpoint(path, payload)
+
+    def remove_latest(self) -> None:
+        """Remove ``checkpoint_latest.pt`` once the final checkpoint exists."""
+        self.latest_path.unlink(missing_ok=True)
+
+    def _prune(self, keep: int) -> None:
+        periodic = sorted(self.root.glob("checkpoint_epoch_*.pt"))
+        for path in periodic[: max(len(periodic) - keep, 0)]:
+            path.unlink(missing_ok=True)
+
+
+def _describe(trainer: Trainer) -> dict[str, Any]:
+    return {
+        "plan": trainer.plan.to_json(),
+        "plan_name": trainer.plan.name,
+        "dataset_spec": trainer.spec.to_dict(),
+        "split": trainer.split.to_json(),
+        "config": trainer.config.to_json(),
+        "plans_hash": trainer.plan.preprocessing_hash(),
+    }
+
+
+def _restore(checkpoint: dict[str, Any], trainer: Trainer) -> None:
+    try:
+        trainer.network.load_state_dict(checkpoint["network_weights"])
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"the checkpoint's weights do not fit the network ({str(err).splitlines()[0]}); it was written for a "
+            "different network. Use a new run folder."
+        ) from err
+    trainer.optimizer.load_state_dict(checkpoint["optimizer_state"])
+    if checkpoint.get("grad_scaler_state"):
+        trainer.grad_scaler.load_state_dict(checkpoint["grad_scaler_state"])
+    trainer.step = int(checkpoint["step"])
+    restore_rng_state(checkpoint["rng_state"])
+    extra = checkpoint.get("extra", {})
+    trainer.ema_pseudo_dice = float(extra.get("ema_pseudo_dice", math.nan))
+    trainer.best_ema_pseudo_dice = float(extra.get("best_ema_pseudo_dice", -math.inf))
+    states = checkpoint.get("callback_states", [])
+    if len(states) != len(trainer.callbacks):
+        raise ConfigError(
+            f"the checkpoint holds the state of {len(states)} callback(s) but the trainer has "
+            f"{len(trainer.callbacks)}; resume with the same callbacks."
+        )
+    for callback, state in zip(trainer.callbacks, states, strict=True):
+        callback.load_state_dict(state)

@@ -1,0 +1,286 @@
+"""``Trainer``: nnU-Net's training as a step loop with hooks, exact resume and no global state.
+
+The run is ``config.iterations_per_epoch * config.num_epochs`` optimiser steps. The batch of step ``s`` and the
+learning rate of step ``s`` are pure functions of ``(seed, s)``, and a checkpoint holds everything else that
+changes (weights, optimiser, grad scaler, RNG states, EMA, callback state), so a run killed at any moment and
+resumed from its last checkpoint ends with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from nnseg.dataset import DatasetSpec
+from nnseg.network import build_network
+from nnseg.planning import ConfigurationPlan
+from nnseg.preprocessing import PreprocessedStore
+from nnseg.training._batches import Batch
+from nnseg.training._callbacks import Callback, MetricsLog, ProgressBar, ProgressPlot
+from nnseg.training._config import TrainerConfig
+from nnseg.training._loader import TrainingLoader, ValidationLoader
+from nnseg.training._loss import DeepSupervisionLoss, DiceBCELoss, DiceCELoss, deep_supervision_weights
+from nnseg.training._pseudo_dice import ConfusionCounts, confusion_counts
+from nnseg.training._run_folder import RunFolder, resolve_device
+from nnseg.training._split import Split
+
+__all__ = ["Trainer"]
+
+logger = logging.getLogger(__name__)
+
+
+class Trainer:
+    """Train one configuration on one split.
+
+    Args:
+        plan: The configuration to train (``plans["3d_fullres"]``).
+        store: Its preprocessed store.
+        split: Training and validation case ids.
+        spec: The dataset's labels and channels.
+        config: Hyper-parameters (nnU-Net's defaults).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; no environment variable is read.
+        network: A network to train instead of the plan's (it must return a list of outputs, highest
+            resolution first, when ``config.deep_supervision``).
+        loss: A loss to use instead of Dice + CE (called as ``loss(outputs, targets)``).
+        callbacks: Callbacks; None gives the defaults (metrics log, progress bar, progress plot).
+
+    Example:
+        >>> trainer = Trainer(plans["3d_fullres"], store, Split.kfold(store.case_ids, 0), spec=ds.spec,
+        ...                   config=TrainerConfig(num_epochs=100), device="cuda:0")
+        >>> trainer.fit("work/runs/fold_0")
+    """
+
+    def __init__(
+        self,
+        plan: ConfigurationPlan,
+        store: PreprocessedStore,
+        split: Split,
+        *,
+        spec: DatasetSpec,
+        config: TrainerConfig | None = None,
+        device: str | torch.device = "cpu",
+        network: nn.Module | None = None,
+        loss: nn.Module | None = None,
+        callbacks: Sequence[Callback] | None = None,
+    ) -> None:
+        self.plan, self.store, self.split, self.spec = plan, store, split, spec
+        self.config = config or TrainerConfig()
+        self.device = resolve_device(device)
+        self.callbacks: list[Callback] = list(callbacks) if callbacks is not None else [
+            MetricsLog(), ProgressBar(), ProgressPlot()
+        ]  # fmt: skip
+        self._network_override, self._loss_override = network, loss
+        self.step = 0
+        self.ema_pseudo_dice = math.nan
+        self.best_ema_pseudo_dice = -math.inf
+        self._stop_requested = False
+
+    # ----------------------------------------------------------------------------------------------- hooks
+    def build_network(self) -> nn.Module:
+        """The plan's network (seeded with ``config.seed``), with deep supervision as configured."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.seed)
+            return build_network(
+                self.plan.architecture, num_input_channels=self.spec.num_channels,
+                num_outputs=self.spec.num_segmentation_heads, deep_supervision=self.config.deep_supervision,
+            )  # fmt: skip
+
+    def build_loss(self) -> nn.Module:
+        """Dice + CE (labels) or Dice + BCE (regions), wrapped for deep supervision."""
+        if self.spec.has_regions:
+            base: nn.Module = DiceBCELoss(batch_dice=self.plan.batch_dice,
+                                          has_ignore_channel=self.spec.ignore_label is not None)  # fmt: skip
+        else:
+            base = DiceCELoss(batch_dice=self.plan.batch_dice, ignore_label=self.spec.ignore_label)
+        if not self.config.deep_supervision:
+            return _FirstOutput(base)
+        from nnseg.training._augmentation import deep_supervision_scales
+
+        return DeepSupervisionLoss(base, deep_supervision_weights(len(deep_supervision_scales(self.plan))))
+
+    def build_optimizer(self, network: nn.Module) -> torch.optim.Optimizer:
+        """SGD with Nesterov momentum, as nnU-Net."""
+        c = self.config
+        return torch.optim.SGD(network.parameters(), lr=c.initial_lr, momentum=c.momentum,
+                               weight_decay=c.weight_decay, nesterov=c.nesterov)  # fmt: skip
+
+    def build_lr_schedule(self) -> Callable[[int], float]:
+        """The learning rate as a function of the global step."""
+        return self.config.learning_rate
+
+    def build_train_loader(self) -> TrainingLoader:
+        """The step-deterministic training batch stream."""
+        return TrainingLoader(
+            self.store, self.split.train, self.plan, self.spec, seed=self.config.seed,
+            oversample_foreground_percent=self.config.oversample_foreground,
+            deep_supervision=self.config.deep_supervision, num_workers=self.config.num_loader_workers,
+            pin_memory=self.device.type == "cuda",
+        )  # fmt: skip
+
+    def build_val_loader(self) -> ValidationLoader | None:
+        """The fixed validation batches (None when ``val_iterations_per_epoch`` is 0)."""
+        if self.config.val_iterations_per_epoch == 0:
+            return None
+        return ValidationLoader(
+            self.store, self.split.val, self.plan, self.spec, num_batches=self.config.val_iterations_per_epoch,
+            seed=self.config.seed + 1, oversample_foreground_percent=self.config.oversample_foreground,
+            deep_supervision=self.config.deep_supervision, num_workers=min(self.config.num_loader_workers, 1),
+        )  # fmt: skip
+
+    def training_step(self, batch: Batch) -> float:
+        """One optimiser step on ``batch``; returns the loss."""
+        batch = batch.to(self.device, non_blocking=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            outputs = self.model(batch.data)
+            loss = self.loss(outputs, list(batch.target))
+        self.grad_scaler.scale(loss).backward()
+        if self.config.grad_clip_norm is not None:
+            self.grad_scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.config.grad_clip_norm)
+        self.grad_scaler.step(self.optimizer)
+        self.grad_scaler.update()
+        return float(loss.detach())
+
+    def validation_step(self, batch: Batch, counts: ConfusionCounts) -> float:
+        """Loss of one validation batch; its TP/FP/FN are added to ``counts``."""
+        batch = batch.to(self.device, non_blocking=True)
+        with torch.no_grad(), self._autocast():
+            outputs = self.model(batch.data)
+            loss = self.loss(outputs, list(batch.target))
+        full = outputs[0] if isinstance(outputs, list | tuple) else outputs
+        counts.add(*confusion_counts(full, batch.target[0], regions=self.spec.has_regions,
+                                     ignore_label=self.spec.ignore_label))  # fmt: skip
+        return float(loss)
+
+    # ------------------------------------------------------------------------------------------------- fit
+    def request_stop(self) -> None:
+        """Ask ``fit`` to stop after the current epoch (and its checkpoint)."""
+        self._stop_requested = True
+
+    def fit(self, run_dir: str | Path) -> Path:
+        """Train to the end of the schedule, resuming from ``run_dir``'s latest checkpoint if there is one.
+
+        Returns:
+            The path of ``checkpoint_final.pt``.
+
+        Raises:
+            CheckpointError: If ``run_dir`` holds a checkpoint of another plan, dataset or config, or a damaged one.
+            ConfigError: If the split names cases the store lacks.
+        """
+        folder = RunFolder(Path(run_dir))
+        if folder.final_path.is_file():
+            folder.check_compatible(folder.load(folder.final_path), self)
+            logger.info("%s is already trained to the end; nothing to do", folder.final_path)
+            return folder.final_path
+        self.split.check_cases(self.store.case_ids(), f"the store {self.store.root}")
+        self._setup()
+        folder.start(self)
+        for callback in self.callbacks:
+            callback.on_fit_start(self, folder.root)
+        self._run_epochs(folder)
+        folder.save(folder.final_path, self)
+        folder.remove_latest()
+        for callback in self.callbacks:
+            callback.on_fit_end(self, folder.root)
+        return folder.final_path
+
+    def _setup(self) -> None:
+        self.network = (self._network_override or self.build_network()).to(self.device)
+        self.loss = self._loss_override or self.build_loss()
+        self.optimizer = self.build_optimizer(self.network)
+        self.lr_at = self.build_lr_schedule()
+        self.grad_scaler = torch.amp.GradScaler(self.device.type, enabled=self._use_amp())
+        self.train_loader = self.build_train_loader()
+        self.val_loader = self.build_val_loader()
+        # the compiled wrapper shares the parameters; checkpoints store the plain module's weights
+        self.model: nn.Module = torch.compile(self.network) if self.config.compile else self.network  # type: ignore[assignment]
+
+    def _run_epochs(self, folder: RunFolder) -> None:
+        c = self.config
+        batches: Iterator[Batch] = self.train_loader.iterate(start_step=self.step, num_steps=c.total_steps - self.step)
+        try:
+            with _cudnn_benchmark(self.config.cudnn_benchmark):
+                while self.step < c.total_steps and not self._stop_requested:
+                    metrics = self._run_epoch(batches)
+                    for callback in self.callbacks:
+                        callback.on_epoch_end(self, metrics)
+                    folder.after_epoch(self, metrics)
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
+
+    def _run_epoch(self, batches: Iterator[Batch]) -> dict[str, Any]:
+        c = self.config
+        epoch = self.step // c.iterations_per_epoch
+        end = min((epoch + 1) * c.iterations_per_epoch, c.total_steps)
+        self.network.train()
+        losses, start = [], time.perf_counter()
+        lr = self.lr_at(self.step)  # logged: the rate at the start of the epoch, as nnU-Net logs it
+        while self.step < end:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.lr_at(self.step)
+            losses.append(self.training_step(next(batches)))
+            self.step += 1
+            for callback in self.callbacks:
+                callback.on_step_end(self, self.step, losses[-1])
+        seconds_per_step = (time.perf_counter() - start) / max(len(losses), 1)
+        val_loss, counts = self._validate()
+        dice = counts.mean_dice()
+        if not math.isnan(dice):
+            first = math.isnan(self.ema_pseudo_dice)
+            self.ema_pseudo_dice = dice if first else c.ema_momentum * self.ema_pseudo_dice + (1 - c.ema_momentum) * dice
+        return {
+            "epoch": epoch, "step": self.step, "train_loss": sum(losses) / len(losses), "val_loss": val_loss,
+            "pseudo_dice": dice, "pseudo_dice_per_class": counts.dice_per_class(),
+            "ema_pseudo_dice": self.ema_pseudo_dice, "lr": lr, "seconds_per_step": seconds_per_step,
+        }  # fmt: skip
+
+    def _validate(self) -> tuple[float, ConfusionCounts]:
+        counts = ConfusionCounts()
+        if self.val_loader is None:
+            return math.nan, counts
+        self.network.eval()
+        losses = [self.validation_step(batch, counts) for batch in self.val_loader]
+        self.network.train()
+        return sum(losses) / len(losses), counts
+
+    def _use_amp(self) -> bool:
+        return self.config.use_amp(self.device.type)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if not self._use_amp():
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type)
+
+
+class _FirstOutput(nn.Module):
+    """Apply a loss to the full-resolution output and target only (deep supervision off)."""
+
+    def __init__(self, loss: nn.Module) -> None:
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, outputs: Any, targets: Sequence[torch.Tensor]) -> torch.Tensor:
+        output = outputs[0] if isinstance(outputs, list | tuple) else outputs
+        return self.loss(output, targets[0])
+
+
+@contextlib.contextmanager
+def _cudnn_benchmark(enabled: bool) -> Iterator[None]:
+    """Set ``cudnn.benchmark`` for the run and restore the previous value after it."""
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous

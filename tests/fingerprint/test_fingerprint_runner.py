@@ -1,0 +1,23 @@
+"""The case runner: order-independent results and a clear error when a worker process dies."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+
+from nnseg.errors import FingerprintError
+from nnseg.fingerprint._runner import run_cases
+
+
+def test_in_process_results_come_with_their_index() -> None:
+    results = dict(run_cases(math.sqrt, [4.0, 9.0, 16.0], ["a", "b", "c"], num_workers=1, progress=False))
+    assert results == {0: 2.0, 1: 3.0, 2: 4.0}
+
+
+def test_dead_worker_is_reported_with_the_cases_in_flight() -> None:
+    # os._exit kills the worker process without a Python exception, like the out-of-memory killer
+    with pytest.raises(FingerprintError, match=r"a fingerprint worker process died \(often the out-of-memory killer\) "
+                       r"while computing case\(s\) .*'x'.*rerun with fewer workers \(num_workers=2 now\)"):  # fmt: skip
+        list(run_cases(os._exit, [3, 3], ["x", "y"], num_workers=2, progress=False))

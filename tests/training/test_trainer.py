@@ -1,0 +1,140 @@
+"""Trainer: a short run end to end, exact resume, refusals, composition, and run-folder contents."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from training_data_helpers import make_plan, make_spec, threshold_case, write_store
+
+from nnseg.errors import CheckpointError, ConfigError
+from nnseg.training._callbacks import Callback, EarlyStopping, MetricsLog
+from nnseg.training._config import TrainerConfig
+from nnseg.training._loss import DiceCELoss
+from nnseg.training._split import Split
+from nnseg.training._trainer import Trainer
+
+CONFIG = TrainerConfig(iterations_per_epoch=2, num_epochs=4, val_iterations_per_epoch=1, num_loader_workers=0, seed=3)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    plan, spec = make_plan(), make_spec()
+    shapes = [(20, 24, 28), (24, 20, 22), (18, 26, 20), (17, 30, 30), (20, 20, 20)]
+    cases = {f"case_{i}": threshold_case(shape, seed=i) for i, shape in enumerate(shapes)}
+    store = write_store(tmp_path_factory.mktemp("store"), plan, spec, cases)
+    split = Split(("case_0", "case_1", "case_2", "case_3"), ("case_4",), 0)
+    return {"plan": plan, "spec": spec, "store": store, "split": split}
+
+
+def _trainer(setup: dict[str, Any], config: TrainerConfig = CONFIG, **kwargs: Any) -> Trainer:
+    kwargs.setdefault("callbacks", [MetricsLog()])
+    return Trainer(setup["plan"], setup["store"], setup["split"], spec=setup["spec"], config=config, **kwargs)
+
+
+class Crash(RuntimeError):
+    pass
+
+
+class CrashAtEpoch(Callback):
+    """Raises at the end of an epoch, before its checkpoint: like a kill in the middle of that epoch."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+        if metrics["epoch"] == self.epoch:
+            raise Crash(f"crash in epoch {self.epoch}")
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=True)["network_weights"]
+
+
+def test_short_run_writes_a_complete_run_folder(setup: dict[str, Any], tmp_path: Path) -> None:
+    final = _trainer(setup).fit(tmp_path / "run")
+    assert final == tmp_path / "run" / "checkpoint_final.pt"
+    names = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert names == ["checkpoint_best.pt", "checkpoint_final.pt", "metrics.jsonl", "run.json"]
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in lines] == [0, 1, 2, 3]
+    assert [m["step"] for m in lines] == [2, 4, 6, 8]
+    assert all(torch.isfinite(torch.tensor(m["train_loss"])) for m in lines)
+    assert lines[0]["lr"] == CONFIG.initial_lr
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["split"]["val"] == ["case_4"]
+    assert torch.load(final, weights_only=True)["step"] == CONFIG.total_steps
+
+
+def test_stopped_and_resumed_run_equals_a_straight_run(setup: dict[str, Any], tmp_path: Path) -> None:
+    straight = _trainer(setup).fit(tmp_path / "straight")
+    with pytest.raises(Crash):
+        _trainer(setup, callbacks=[MetricsLog(), CrashAtEpoch(2)]).fit(tmp_path / "resumed")
+    assert torch.load(tmp_path / "resumed" / "checkpoint_latest.pt", weights_only=True)["step"] == 4
+    assert not (tmp_path / "resumed" / "checkpoint_final.pt").exists()
+    resumed = _trainer(setup, callbacks=[MetricsLog(), CrashAtEpoch(99)]).fit(tmp_path / "resumed")
+    for name, tensor in _weights(straight).items():
+        assert torch.equal(_weights(resumed)[name], tensor), name
+    straight_log = (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()
+    resumed_log = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["train_loss"] for x in resumed_log] == [json.loads(x)["train_loss"] for x in straight_log]
+
+
+def test_a_finished_run_is_not_trained_again(setup: dict[str, Any], tmp_path: Path) -> None:
+    final = _trainer(setup).fit(tmp_path / "run")
+    before = final.read_bytes()
+    assert _trainer(setup).fit(tmp_path / "run") == final
+    early = _trainer(setup, callbacks=[EarlyStopping(patience=1, min_delta=1.0)]).fit(tmp_path / "early")
+    assert torch.load(early, weights_only=True)["step"] == 2 * CONFIG.iterations_per_epoch
+    assert final.read_bytes() == before
+
+
+def test_resuming_with_another_config_is_refused(setup: dict[str, Any], tmp_path: Path) -> None:
+    with pytest.raises(Crash):
+        _trainer(setup, callbacks=[MetricsLog(), CrashAtEpoch(1)]).fit(tmp_path / "run")
+    other = TrainerConfig.from_json({**CONFIG.to_json(), "seed": 4, "num_loader_workers": 1})
+    with pytest.raises(CheckpointError, match=r"holds a checkpoint of a different run: config\.seed differ"):
+        _trainer(setup, other).fit(tmp_path / "run")
+
+
+def test_damaged_checkpoint_is_refused(setup: dict[str, Any], tmp_path: Path) -> None:
+    with pytest.raises(Crash):
+        _trainer(setup, callbacks=[MetricsLog(), CrashAtEpoch(1)]).fit(tmp_path / "run")
+    latest = tmp_path / "run" / "checkpoint_latest.pt"
+    latest.write_bytes(latest.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match=r"checkpoint_latest\.pt cannot be read"):
+        _trainer(setup).fit(tmp_path / "run")
+
+
+def test_split_with_cases_the_store_lacks(setup: dict[str, Any], tmp_path: Path) -> None:
+    trainer = Trainer(setup["plan"], setup["store"], Split(("case_0", "nope"), ("case_4",), 1), spec=setup["spec"],
+                      config=CONFIG)  # fmt: skip
+    with pytest.raises(ConfigError, match=r"names 1 case\(s\) that the store .* lacks: 'nope'"):
+        trainer.fit(tmp_path / "run")
+
+
+@pytest.mark.parametrize(("device", "match"), [("cuda:7", "CUDA device"), ("banana", "is not a torch device")])
+def test_unknown_devices_are_refused(setup: dict[str, Any], device: str, match: str) -> None:
+    if device.startswith("cuda") and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has 8 GPUs")
+    with pytest.raises(ConfigError, match=match):
+        _trainer(setup, device=device)
+
+
+def test_a_loss_passed_in_replaces_the_default(setup: dict[str, Any], tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    class CountingLoss(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = DiceCELoss(batch_dice=True)
+
+        def forward(self, outputs: list[torch.Tensor], targets: list[torch.Tensor]) -> torch.Tensor:
+            calls.append(len(outputs))
+            return self.inner(outputs[0], targets[0])
+
+    config = TrainerConfig.from_json({**CONFIG.to_json(), "num_epochs": 1})
+    _trainer(setup, config, loss=CountingLoss()).fit(tmp_path / "run")
+    assert len(calls) == config.total_steps + config.val_iterations_per_epoch
