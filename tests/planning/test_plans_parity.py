@@ -139,10 +139,15 @@ def nnunet_plans(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     with pytest.MonkeyPatch.context() as mp:
         for name, folder in (("nnUNet_raw", "raw"), ("nnUNet_preprocessed", "pre"), ("nnUNet_results", "results")):
             mp.setenv(name, str(root / folder))
+        mp.setenv("nnUNet_n_proc_DA", "1")  # otherwise every memory estimate spawns `hostname`
         from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
         from nnunetv2.experiment_planning.experiment_planners.residual_unets.residual_encoder_unet_planners import (
             nnUNetPlannerResEncL,
         )
+        from test_planner_parity import _memoised_meta_estimate  # meta-device estimate: same numbers, ~10x faster
+
+        original = ExperimentPlanner.static_estimate_VRAM_usage
+        mp.setattr(ExperimentPlanner, "static_estimate_VRAM_usage", staticmethod(_memoised_meta_estimate(original)))
 
         ExperimentPlanner(DATASET).plan_experiment()
         nnUNetPlannerResEncL(DATASET).plan_experiment()
