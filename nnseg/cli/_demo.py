@@ -44,9 +44,10 @@ def _step(title: str, action: Callable[[], str]) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run every available stage; return the exit code."""
+    from nnseg.cli._plan import format_plan_table, memory_warnings
     from nnseg.dataset import RawDataset
     from nnseg.fingerprint import extract_fingerprint
-    from nnseg.planning import Planner
+    from nnseg.planning import Planner, attach_memory_reports
     from nnseg.preprocessing import preprocess_dataset, store_name
     from nnseg.testing import make_synthetic_dataset
 
@@ -83,12 +84,11 @@ def run_demo(args: argparse.Namespace) -> int:
 
     def plan() -> str:
         dataset = state["dataset"]
-        plans = Planner().plan(state["fingerprint"], dataset.spec)
+        plans = attach_memory_reports(Planner().plan(state["fingerprint"], dataset.spec), dataset.spec)
         path = workspace.plans_path(plans.plans_name)
         plans.save(path)
-        for name in plans.configuration_names:
-            configuration = plans[name]
-            print(f"    {name:<20} patch {tuple(configuration.patch_size)} batch {configuration.batch_size}")
+        for line in [*format_plan_table(plans).splitlines(), *memory_warnings(plans)]:
+            print(f"    {line}")
         state["plans"] = plans
         return str(path)
 
