@@ -15,7 +15,7 @@ else
 TORCH_SPEC ?= torch==2.13.0
 endif
 
-.PHONY: demo test lint typecheck pytest env clean
+.PHONY: demo test lint typecheck pytest env clean docs
 
 $(STAMP): pyproject.toml requirements-test.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,7 +32,10 @@ demo: $(STAMP)
 	$(VENV)/bin/nnseg demo demo_work
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check nnseg tests benchmarks examples
+	$(VENV)/bin/ruff check nnseg tests benchmarks examples docs/build_api.py
+
+docs: $(STAMP)
+	$(PY) docs/build_api.py
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

@@ -9,8 +9,12 @@ nnseg's ``PreprocessedStore``. Then, at each worker count:
   reading the very same blosc2 files through a small adapter dataset (memory-mapped, lazily decompressed,
   exactly like ``nnUNetDatasetBlosc2``).
 
-The first ``--warmup`` batches (worker start-up) are not timed; then ``--steps`` batches are. Finally the
-time of one nnseg sample is split into its stages in this process: patch read + crop, spatial transform,
+The first ``--warmup`` batches (worker start-up) are not timed; then ``--steps`` batches are. Each loader
+runs ``--repeats`` times, alternating which goes first, and the best run counts (the machine's load from
+other processes drifts; best-of is the least disturbed figure). Finally the
+CPU seconds per batch (this process plus its workers, from ``/proc``) are reported too: on a shared
+machine they are the steadier measure of how much work a loader does. Finally the time of one nnseg sample
+is split into its stages in this process: patch read + crop, spatial transform,
 intensity transforms + mirroring, target construction.
 
 Usage::
@@ -27,6 +31,8 @@ import argparse
 import dataclasses
 import json
 import math
+import multiprocessing
+import os
 import platform
 import tempfile
 import time
@@ -107,17 +113,32 @@ def write_store(root: Path, plan: ConfigurationPlan, num_cases: int, shape: tupl
     return store
 
 
-def time_iterator(iterator: Any, warmup: int, steps: int) -> float:
-    """Batches per second after ``warmup`` untimed batches."""
+def _tree_cpu_seconds() -> float:
+    """CPU seconds used so far by this process and its live worker processes (Linux /proc; else this process)."""
+    total = time.process_time()
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for child in multiprocessing.active_children():
+        try:
+            fields = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
+def time_iterator(iterator: Any, warmup: int, steps: int) -> tuple[float, float]:
+    """Batches per second and CPU seconds per batch (all processes), after ``warmup`` untimed batches."""
     for _ in range(warmup):
         next(iterator)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _tree_cpu_seconds()
     for _ in range(steps):
         next(iterator)
-    return steps / (time.perf_counter() - start)
+    return steps / (time.perf_counter() - start), (_tree_cpu_seconds() - cpu) / steps
 
 
-def bench_nnseg(store: PreprocessedStore, plan: ConfigurationPlan, workers: int, args: argparse.Namespace) -> float:
+def bench_nnseg(
+    store: PreprocessedStore, plan: ConfigurationPlan, workers: int, args: argparse.Namespace
+) -> tuple[float, float]:
     """Batches/s of nnseg's TrainingLoader."""
     loader = TrainingLoader(store, store.case_ids(), plan, SPEC, seed=0, num_workers=workers, prefetch=3)
     iterator = loader.iterate()
@@ -142,7 +163,9 @@ class _StoreAsNnunetDataset:
         return data, seg, None, properties
 
 
-def bench_nnunet(store: PreprocessedStore, plan: ConfigurationPlan, workers: int, args: argparse.Namespace) -> float:
+def bench_nnunet(
+    store: PreprocessedStore, plan: ConfigurationPlan, workers: int, args: argparse.Namespace
+) -> tuple[float, float]:
     """Batches/s of nnU-Net v2's loader and default training transforms at the trainer's settings."""
     from batchgenerators.dataloading.nondet_multi_threaded_augmenter import NonDetMultiThreadedAugmenter
     from batchgenerators.dataloading.single_threaded_augmenter import SingleThreadedAugmenter
@@ -206,6 +229,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=(1, 2))
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2, help="runs per loader, alternating order; the best counts")
     parser.add_argument("--stage-samples", type=int, default=12)
     parser.add_argument("--quick", action="store_true", help="patch 64^3, shape 80x96x96, 6 steps")
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "dataloader.json")
@@ -223,9 +247,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = write_store(Path(tmp) / "store", plan, args.cases, tuple(args.shape))
         for workers in args.workers:
-            row: dict[str, Any] = {"workers": workers, "nnseg_batches_per_s": bench_nnseg(store, plan, workers, args)}
-            if have_nnunet:
-                row["nnunetv2_batches_per_s"] = bench_nnunet(store, plan, workers, args)
+            runs: dict[str, list[tuple[float, float]]] = {"nnseg": [], "nnunetv2": []}
+            for repeat in range(args.repeats):  # alternate the order: A B, B A, ... (the machine's load drifts)
+                order = ["nnseg", "nnunetv2"] if repeat % 2 == 0 else ["nnunetv2", "nnseg"]
+                for name in order:
+                    if name == "nnseg":
+                        runs[name].append(bench_nnseg(store, plan, workers, args))
+                    elif have_nnunet:
+                        runs[name].append(bench_nnunet(store, plan, workers, args))
+            row: dict[str, Any] = {"workers": workers, "runs": runs}
+            for name, values in runs.items():
+                if values:
+                    row[f"{name}_batches_per_s"] = max(v[0] for v in values)
+                    row[f"{name}_cpu_s_per_batch"] = min(v[1] for v in values)
             rows.append(row)
         stages = stage_breakdown(store, plan, args.stage_samples)
     report(rows, stages, plan, args)
@@ -234,20 +268,24 @@ def main() -> None:
 def report(rows: list[dict[str, Any]], stages: dict[str, float], plan: ConfigurationPlan, args: argparse.Namespace) -> None:
     """Print the tables and write the JSON file."""
     print(f"patch {plan.patch_size}, batch {plan.batch_size}, {args.cases} cases of ~{tuple(args.shape)}, "
-          f"{args.steps} timed batches after {args.warmup} warm-up")  # fmt: skip
-    print(f"{'workers':>7} | {'nnseg batches/s':>15} | {'nnunetv2 batches/s':>18} | {'ratio':>5}")
+          f"{args.steps} timed batches after {args.warmup} warm-up, best of {args.repeats}")  # fmt: skip
+    print(f"{'workers':>7} | {'nnseg batches/s':>15} | {'nnunetv2 batches/s':>18} | {'ratio':>5} | "
+          f"{'nnseg CPU s/batch':>17} | {'nnunetv2 CPU s/batch':>20}")  # fmt: skip
     for row in rows:
         theirs = row.get("nnunetv2_batches_per_s")
         ratio = f"{row['nnseg_batches_per_s'] / theirs:5.2f}" if theirs else "  -  "
         theirs_text = f"{theirs:18.2f}" if theirs else f"{'not installed':>18}"
-        print(f"{row['workers']:>7} | {row['nnseg_batches_per_s']:15.2f} | {theirs_text} | {ratio}")
+        theirs_cpu = row.get("nnunetv2_cpu_s_per_batch")
+        theirs_cpu_text = f"{theirs_cpu:20.2f}" if theirs_cpu is not None else f"{'-':>20}"
+        print(f"{row['workers']:>7} | {row['nnseg_batches_per_s']:15.2f} | {theirs_text} | {ratio} | "
+              f"{row['nnseg_cpu_s_per_batch']:17.2f} | {theirs_cpu_text}")  # fmt: skip
     print("\nnnseg, one sample, one thread (ms):")
     for name, value in stages.items():
         print(f"  {name:<30} {value:8.1f}")
     result = {"machine": {"platform": platform.platform(), "python": platform.python_version(),
-                          "torch": torch.__version__, "cpus": torch.get_num_threads()},
+                          "torch": torch.__version__, "cpus": os.cpu_count()},
               "settings": {"patch_size": list(plan.patch_size), "batch_size": plan.batch_size, "cases": args.cases,
-                           "shape": list(args.shape), "steps": args.steps, "warmup": args.warmup},
+                           "shape": list(args.shape), "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats},
               "throughput": rows, "stage_ms_per_sample": stages}  # fmt: skip
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")

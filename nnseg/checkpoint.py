@@ -35,7 +35,9 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
+"""Version of the checkpoint layout this nnseg writes (and the newest it reads)."""
 REQUIRED_KEYS = ("format_version", "network_weights", "step")
+"""Keys every nnseg checkpoint holds; a file without them was not written completely by nnseg."""
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 

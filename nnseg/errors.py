@@ -54,3 +54,7 @@ class StoreError(NnsegError, RuntimeError):
 
 class CheckpointError(NnsegError, RuntimeError):
     """A checkpoint cannot be read or does not match what it is loaded into."""
+
+
+class LoaderError(NnsegError, RuntimeError):
+    """A training or validation batch could not be produced (the message names the step and the case)."""

@@ -26,7 +26,10 @@ SUBCOMMAND_MODULES = (
     "nnseg.cli._fingerprint",
     "nnseg.cli._plan",
     "nnseg.cli._preprocess",
+    "nnseg.cli._train",
     "nnseg.cli._demo",
+    "nnseg.cli._predict",
+    "nnseg.cli._evaluate",
 )
 
 

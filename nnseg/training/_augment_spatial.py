@@ -8,6 +8,7 @@ or scaling the patch is a plain centred crop (no interpolation). All in torch, o
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -65,16 +66,28 @@ def initial_patch_size(
     return tuple(result)
 
 
-def _grid(in_shape: Sequence[int], out_shape: Sequence[int], matrix: np.ndarray) -> torch.Tensor:
-    """The ``grid_sample`` grid (``(1, *out, ndim)``, last axis in x, y, z order) for a centred affine map.
+def _grid(in_shape: Sequence[int], out_shape: Sequence[int], matrix: np.ndarray, centre: np.ndarray) -> torch.Tensor:
+    """The ``grid_sample`` grid (``(1, *out, ndim)``, last axis in x, y, z order) of an affine map.
 
-    Output voxel ``j`` (centred: ``c = j - (out - 1) / 2``) reads input voxel ``matrix @ c + (in - 1) / 2``.
+    Output voxel ``j`` (centred: ``c = j - (out - 1) / 2``) reads input voxel ``matrix @ c + centre``.
     """
     sizes_in, sizes_out = np.asarray(in_shape, float), np.asarray(out_shape, float)
-    linear = np.diag(1.0 / sizes_in) @ matrix @ np.diag(sizes_out)  # in normalised coordinates, centred
+    linear = np.diag(1.0 / sizes_in) @ matrix @ np.diag(sizes_out)  # normalised coordinates, align_corners=False
+    shift = (2 * centre + 1) / sizes_in - 1
     theta = torch.zeros(1, len(in_shape), len(in_shape) + 1)
     theta[0, :, :-1] = torch.as_tensor(linear[::-1, ::-1].copy(), dtype=torch.float32)  # x, y, z order
+    theta[0, :, -1] = torch.as_tensor(shift[::-1].copy(), dtype=torch.float32)
     return F.affine_grid(theta, [1, 1, *(int(o) for o in out_shape)], align_corners=False)
+
+
+def _touched_box(in_shape: Sequence[int], out_shape: Sequence[int], matrix: np.ndarray) -> tuple[slice, ...]:
+    """The input region the output grid reads from (with a one-voxel margin), clipped to the input."""
+    half = (np.asarray(out_shape, float) - 1) / 2
+    corners = np.array(list(itertools.product(*[(-h, h) for h in half])))
+    mapped = corners @ matrix.T + (np.asarray(in_shape, float) - 1) / 2
+    low = np.clip(np.floor(mapped.min(axis=0)) - 1, 0, None).astype(int)
+    high = np.minimum(np.ceil(mapped.max(axis=0)).astype(int) + 2, np.asarray(in_shape))
+    return tuple(slice(int(a), int(max(b, a + 1))) for a, b in zip(low, high))
 
 
 def _inside_weight(grid: torch.Tensor, in_shape: Sequence[int]) -> torch.Tensor:
@@ -115,12 +128,12 @@ def _resample_labels(seg: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
         if label == -1:
             outside += score
             continue
-        better = score > best_score
-        best_score[better], best_label[better] = score[better], label
+        best_label = torch.where(score > best_score, torch.tensor(label, dtype=seg.dtype), best_label)
+        best_score = torch.maximum(best_score, score)
     background = inside - total
-    keep_background = background >= best_score
-    best_score[keep_background], best_label[keep_background] = background[keep_background], 0
-    best_label[outside > best_score] = -1
+    best_label = torch.where(background >= best_score, torch.tensor(0, dtype=seg.dtype), best_label)
+    best_score = torch.maximum(best_score, background)
+    best_label = torch.where(outside > best_score, torch.tensor(-1, dtype=seg.dtype), best_label)
     return best_label
 
 
@@ -142,10 +155,13 @@ def spatial_transform(
     """
     if angles is None and scale is None:
         return _centre_crop(data, out_shape), _centre_crop(seg, out_shape)
-    ndim = len(out_shape)
+    ndim, in_shape = len(out_shape), tuple(data.shape[1:])
     matrix = np.eye(ndim) if angles is None else rotation_matrix(angles)
     if scale is not None:
         matrix = matrix * float(scale)
-    grid = _grid(data.shape[1:], out_shape, matrix)
+    box = _touched_box(data.shape[1:], out_shape, matrix)
+    data, seg = data[(slice(None),) + box], seg[(slice(None),) + box]
+    centre = np.array([(full - 1) / 2 - b.start for full, b in zip(in_shape, box)])
+    grid = _grid(data.shape[1:], out_shape, matrix, centre)
     image = F.grid_sample(data.unsqueeze(0), grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
-    return image, _resample_labels(seg, grid)
+    return image, _resample_labels(seg.contiguous(), grid)

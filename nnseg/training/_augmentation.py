@@ -219,9 +219,10 @@ def augment_sample(
     Returns:
         float32 data ``(c, *patch_size)`` and int16 labels ``(1, *patch_size)`` (-1 still present).
     """
-    x, s = _spatial(torch.from_numpy(np.array(data, np.float32)), torch.from_numpy(np.array(seg, np.int16)),
-                    patch_size, config, rng)  # fmt: skip
-    x = _intensity(x.contiguous(), config, rng)
+    source = torch.from_numpy(np.ascontiguousarray(data, np.float32))
+    x, s = _spatial(source, torch.from_numpy(np.ascontiguousarray(seg, np.int16)), patch_size, config, rng)
+    x = x.clone() if x.data_ptr() == source.data_ptr() else x.contiguous()  # never modify the caller's array
+    x = _intensity(x, config, rng)
     flips = [axis + 1 for axis in config.mirror_axes if axis < len(patch_size) and rng.random() < config.p_mirror_per_axis]
     if flips:
         x, s = torch.flip(x, flips), torch.flip(s, flips)

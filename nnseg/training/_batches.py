@@ -16,16 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from nnseg.errors import NnsegError
+from nnseg.errors import LoaderError, NnsegError
 from nnseg.preprocessing import PreprocessedStore
 from nnseg.training._augmentation import AugmentationConfig, augment_sample, make_targets
 from nnseg.training._sampling import PatchSampler
 
 __all__ = ["Batch", "BatchFactory", "LoaderError", "check_training_cases"]
-
-
-class LoaderError(NnsegError, RuntimeError):
-    """A training or validation batch could not be produced (the message names the step and the case)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,8 @@ class TrainerConfig:
         checkpoint_every_epochs: Write ``checkpoint_latest`` every this many epochs.
         keep_checkpoints: How many periodic checkpoints to keep (``checkpoint_latest`` plus older ones).
         ema_momentum: Weight of the previous value in the EMA of the validation pseudo-Dice (nnU-Net: 0.9).
+        final_validation: At the end of ``fit``, predict the fold's validation cases with the sliding window
+            and write them plus a summary to ``run_dir/validation/``.
     """
 
     iterations_per_epoch: int = 250
@@ -69,6 +71,7 @@ class TrainerConfig:
     checkpoint_every_epochs: int = 1
     keep_checkpoints: int = 1
     ema_momentum: float = 0.9
+    final_validation: bool = True
 
     def __post_init__(self) -> None:
         for name in ("iterations_per_epoch", "num_epochs", "checkpoint_every_epochs", "keep_checkpoints"):
@@ -87,7 +90,7 @@ class TrainerConfig:
             raise ConfigError(
                 f"TrainerConfig: lr_schedule {self.lr_schedule!r} is unknown. {unknown_name_hint(self.lr_schedule, _SCHEDULES)}"
             )
-        for name in ("nesterov", "deep_supervision", "compile", "cudnn_benchmark"):
+        for name in ("nesterov", "deep_supervision", "compile", "cudnn_benchmark", "final_validation"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"TrainerConfig: {name} must be True or False; got {getattr(self, name)!r}.")
         if self.amp is not None and not isinstance(self.amp, bool):

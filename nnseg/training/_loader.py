@@ -21,7 +21,7 @@ from nnseg.errors import ConfigError
 from nnseg.planning import ConfigurationPlan
 from nnseg.preprocessing import PreprocessedStore
 from nnseg.training._augmentation import AugmentationConfig
-from nnseg.training._batches import Batch, BatchFactory, check_training_cases
+from nnseg.training._batches import Batch, BatchFactory, LoaderError, check_training_cases
 from nnseg.training._sampling import PatchSampler
 
 __all__ = ["TrainingLoader", "ValidationLoader", "iterate_batches"]
@@ -73,6 +73,13 @@ def iterate_batches(
     iterator = iter(loader)
     try:
         yield from iterator
+    except RuntimeError as err:
+        if isinstance(err, LoaderError) or "exited unexpectedly" not in str(err):
+            raise
+        raise LoaderError(
+            f"a data loader worker process died ({err}); it was killed (out of memory?) or crashed in native code. "
+            "Retry with fewer workers or num_workers=0 to see the failing case."
+        ) from err
     finally:
         shutdown = getattr(iterator, "_shutdown_workers", None)
         if shutdown is not None:

@@ -127,8 +127,11 @@ class DiceBCELoss(nn.Module):
         return self.weight_ce * bce_term + self.weight_dice * dice
 
 
-def deep_supervision_weights(num_outputs: int) -> tuple[float, ...]:
+def deep_supervision_weights(num_outputs: int, *, lowest_weight: float = 0.0) -> tuple[float, ...]:
     """nnU-Net's deep-supervision weights: ``1 / 2**i``, the last set to 0, normalised to sum to 1.
+
+    Under DDP nnU-Net sets the last raw weight to ``1e-6`` instead of 0 (``lowest_weight``), so that every
+    parameter receives a gradient and DistributedDataParallel does not stop on unused parameters.
 
     Example:
         >>> [round(w, 3) for w in deep_supervision_weights(5)]
@@ -139,7 +142,7 @@ def deep_supervision_weights(num_outputs: int) -> tuple[float, ...]:
     if num_outputs == 1:
         return (1.0,)
     raw = [1 / 2**i for i in range(num_outputs)]
-    raw[-1] = 0.0
+    raw[-1] = float(lowest_weight)
     total = sum(raw)
     return tuple(w / total for w in raw)
 

@@ -32,17 +32,22 @@ from nnseg.checkpoint import (
     strip_wrapper_prefixes,
 )
 from nnseg.errors import CheckpointError, ConfigError
+from nnseg.training._ddp import GLOBAL_RNG_LOCK
 
 if TYPE_CHECKING:
+    from nnseg.dataset import DatasetSpec
+    from nnseg.planning import ConfigurationPlan
+    from nnseg.preprocessing import PreprocessedStore
     from nnseg.training._trainer import Trainer
 
-__all__ = ["RESUMABLE_CONFIG_CHANGES", "RunFolder", "resolve_device"]
+__all__ = ["RESUMABLE_CONFIG_CHANGES", "RunFolder", "check_store", "resolve_device"]
 
 logger = logging.getLogger(__name__)
 
 # Config fields that may differ between a checkpoint and the resuming run without changing the result.
 RESUMABLE_CONFIG_CHANGES = frozenset(
-    {"num_loader_workers", "checkpoint_every_epochs", "keep_checkpoints", "compile", "cudnn_benchmark"}
+    {"num_loader_workers", "checkpoint_every_epochs", "keep_checkpoints", "compile", "cudnn_benchmark",
+     "final_validation"}
 )
 
 
@@ -65,6 +70,25 @@ def resolve_device(device: str | torch.device) -> torch.device:
     elif parsed.type not in ("cpu", "mps"):
         raise ConfigError(f"device {device!r}: unsupported device type {parsed.type!r}; expected 'cpu' or 'cuda[:N]'.")
     return parsed
+
+
+def check_store(store: PreprocessedStore, plan: ConfigurationPlan, spec: DatasetSpec) -> None:
+    """Refuse a store that is missing or was preprocessed for other plans.
+
+    Raises:
+        ConfigError: If ``store`` has no manifest.
+        StoreError: If its preprocessing differs from ``plan``'s (naming the differing fields).
+    """
+    from nnseg.preprocessing import StoreManifest
+    from nnseg.preprocessing._store_manifest import check_compatible
+
+    existing = store.manifest()
+    if existing is None:
+        raise ConfigError(
+            f"{store.root} is not a preprocessed store (no store.json); preprocess the dataset for this plan first "
+            "(nnseg.preprocess_dataset or `nnseg preprocess`)."
+        )
+    check_compatible(existing, StoreManifest.for_plan(plan, spec), plan, store.root)
 
 
 @dataclass(frozen=True)
@@ -99,7 +123,8 @@ class RunFolder:
             self.check_compatible(checkpoint, trainer)
             _restore(checkpoint, trainer)
             logger.info("resuming %s at step %d", self.root, trainer.step)
-        atomic_write_json(self.root / "run.json", _describe(trainer))
+        if trainer.distributed.is_main:
+            atomic_write_json(self.root / "run.json", _describe(trainer))
 
     def check_compatible(self, checkpoint: dict[str, Any], trainer: Trainer) -> None:
         """Refuse a checkpoint written for another plan, dataset, split or config.
@@ -131,28 +156,33 @@ class RunFolder:
         finished = trainer.step >= config.total_steps
         if (epoch + 1) % config.checkpoint_every_epochs == 0 and not finished:
             self.save(self.latest_path, trainer)
-            if config.keep_checkpoints > 1:
+            if config.keep_checkpoints > 1 and trainer.distributed.is_main:
                 self.save(self.root / f"checkpoint_epoch_{epoch + 1:05d}.pt", trainer)
                 self._prune(config.keep_checkpoints - 1)
 
     def save(self, path: Path, trainer: Trainer) -> None:
-        """Write the trainer's complete state to ``path`` atomically."""
+        """Write the trainer's complete state to ``path`` atomically (on rank 0 only)."""
+        if not trainer.distributed.is_main:
+            return
+        with GLOBAL_RNG_LOCK:
+            rng_state = capture_rng_state()
         payload = {
             **_describe(trainer),
             "network_weights": strip_wrapper_prefixes(trainer.network.state_dict()),
             "optimizer_state": trainer.optimizer.state_dict(),
             "grad_scaler_state": trainer.grad_scaler.state_dict(),
             "step": trainer.step,
-            "rng_state": capture_rng_state(),
+            "rng_state": rng_state,
             "loader_state": {"seed": trainer.config.seed, "next_step": trainer.step},
             "callback_states": [c.state_dict() for c in trainer.callbacks],
             "extra": {"ema_pseudo_dice": trainer.ema_pseudo_dice, "best_ema_pseudo_dice": trainer.best_ema_pseudo_dice},
         }
         save_checkpoint(path, payload)
 
-    def remove_latest(self) -> None:
+    def remove_latest(self, trainer: Trainer) -> None:
         """Remove ``checkpoint_latest.pt`` once the final checkpoint exists."""
-        self.latest_path.unlink(missing_ok=True)
+        if trainer.distributed.is_main:
+            self.latest_path.unlink(missing_ok=True)
 
     def _prune(self, keep: int) -> None:
         periodic = sorted(self.root.glob("checkpoint_epoch_*.pt"))
@@ -162,7 +192,7 @@ class RunFolder:
 
 def _describe(trainer: Trainer) -> dict[str, Any]:
     return {
-        "plan": trainer.plan.to_json(),
+        "plan": trainer.plan.to_json(standalone=True),  # the predictor rebuilds the plan from it
         "plan_name": trainer.plan.name,
         "dataset_spec": trainer.spec.to_dict(),
         "split": trainer.split.to_json(),
@@ -183,7 +213,8 @@ def _restore(checkpoint: dict[str, Any], trainer: Trainer) -> None:
     if checkpoint.get("grad_scaler_state"):
         trainer.grad_scaler.load_state_dict(checkpoint["grad_scaler_state"])
     trainer.step = int(checkpoint["step"])
-    restore_rng_state(checkpoint["rng_state"])
+    with GLOBAL_RNG_LOCK:
+        restore_rng_state(checkpoint["rng_state"])
     extra = checkpoint.get("extra", {})
     trainer.ema_pseudo_dice = float(extra.get("ema_pseudo_dice", math.nan))
     trainer.best_ema_pseudo_dice = float(extra.get("best_ema_pseudo_dice", -math.inf))

@@ -23,13 +23,16 @@ from nnseg.dataset import DatasetSpec
 from nnseg.network import build_network
 from nnseg.planning import ConfigurationPlan
 from nnseg.preprocessing import PreprocessedStore
+from nnseg.training._augmentation import AugmentationConfig, deep_supervision_scales
 from nnseg.training._batches import Batch
 from nnseg.training._callbacks import Callback, MetricsLog, ProgressBar, ProgressPlot
 from nnseg.training._config import TrainerConfig
+from nnseg.training._ddp import GLOBAL_RNG_LOCK, DistributedContext, rank_batch_sizes, rank_oversampling
+from nnseg.training._final_validation import validate_cases
 from nnseg.training._loader import TrainingLoader, ValidationLoader
 from nnseg.training._loss import DeepSupervisionLoss, DiceBCELoss, DiceCELoss, deep_supervision_weights
 from nnseg.training._pseudo_dice import ConfusionCounts, confusion_counts
-from nnseg.training._run_folder import RunFolder, resolve_device
+from nnseg.training._run_folder import RunFolder, check_store, resolve_device
 from nnseg.training._split import Split
 
 __all__ = ["Trainer"]
@@ -82,11 +85,17 @@ class Trainer:
         self.ema_pseudo_dice = math.nan
         self.best_ema_pseudo_dice = -math.inf
         self._stop_requested = False
+        self.distributed = DistributedContext()
+        self.validation_summary: dict[str, Any] = {}
 
     # ----------------------------------------------------------------------------------------------- hooks
     def build_network(self) -> nn.Module:
-        """The plan's network (seeded with ``config.seed``), with deep supervision as configured."""
-        with torch.random.fork_rng(devices=[]):
+        """The plan's network (seeded with ``config.seed``), with deep supervision as configured.
+
+        Torch initialises weights from its process-global generator: the build runs under a lock, inside
+        ``fork_rng``, so trainers in other threads neither disturb it nor see the seed.
+        """
+        with GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.config.seed)
             return build_network(
                 self.plan.architecture, num_input_channels=self.spec.num_channels,
@@ -102,9 +111,10 @@ class Trainer:
             base = DiceCELoss(batch_dice=self.plan.batch_dice, ignore_label=self.spec.ignore_label)
         if not self.config.deep_supervision:
             return _FirstOutput(base)
-        from nnseg.training._augmentation import deep_supervision_scales
-
-        return DeepSupervisionLoss(base, deep_supervision_weights(len(deep_supervision_scales(self.plan))))
+        # under DDP the lowest output keeps a tiny weight so that every parameter gets a gradient (as nnU-Net)
+        lowest = 1e-6 if self.distributed.is_distributed else 0.0
+        weights = deep_supervision_weights(len(deep_supervision_scales(self.plan)), lowest_weight=lowest)
+        return DeepSupervisionLoss(base, weights)
 
     def build_optimizer(self, network: nn.Module) -> torch.optim.Optimizer:
         """SGD with Nesterov momentum, as nnU-Net."""
@@ -117,10 +127,13 @@ class Trainer:
         return self.config.learning_rate
 
     def build_train_loader(self) -> TrainingLoader:
-        """The step-deterministic training batch stream."""
+        """The step-deterministic training batch stream (this rank's share of the batch under DDP)."""
+        ctx = self.distributed
         return TrainingLoader(
-            self.store, self.split.train, self.plan, self.spec, seed=self.config.seed,
-            oversample_foreground_percent=self.config.oversample_foreground,
+            self.store, self.split.train, self.plan, self.spec, seed=ctx.seed(self.config.seed),
+            batch_size=rank_batch_sizes(self.plan.batch_size, ctx.world_size)[ctx.rank],
+            oversample_foreground_percent=rank_oversampling(
+                self.plan.batch_size, ctx.world_size, self.config.oversample_foreground)[ctx.rank],
             deep_supervision=self.config.deep_supervision, num_workers=self.config.num_loader_workers,
             pin_memory=self.device.type == "cuda",
         )  # fmt: skip
@@ -131,7 +144,9 @@ class Trainer:
             return None
         return ValidationLoader(
             self.store, self.split.val, self.plan, self.spec, num_batches=self.config.val_iterations_per_epoch,
-            seed=self.config.seed + 1, oversample_foreground_percent=self.config.oversample_foreground,
+            seed=self.distributed.seed(self.config.seed + 1),
+            batch_size=rank_batch_sizes(self.plan.batch_size, self.distributed.world_size)[self.distributed.rank],
+            oversample_foreground_percent=self.config.oversample_foreground,
             deep_supervision=self.config.deep_supervision, num_workers=min(self.config.num_loader_workers, 1),
         )  # fmt: skip
 
@@ -166,8 +181,15 @@ class Trainer:
         """Ask ``fit`` to stop after the current epoch (and its checkpoint)."""
         self._stop_requested = True
 
-    def fit(self, run_dir: str | Path) -> Path:
+    def fit(self, run_dir: str | Path, *, reference_dir: str | Path | None = None) -> Path:
         """Train to the end of the schedule, resuming from ``run_dir``'s latest checkpoint if there is one.
+
+        Under DDP (an initialised ``torch.distributed`` process group) every rank calls ``fit`` with the same
+        ``run_dir``; rank 0 writes the files and runs the callbacks.
+
+        Args:
+            run_dir: The run folder.
+            reference_dir: The raw dataset's ``labelsTr``, for the final validation summary in the source grid.
 
         Returns:
             The path of ``checkpoint_final.pt``.
@@ -177,21 +199,56 @@ class Trainer:
             ConfigError: If the split names cases the store lacks.
         """
         folder = RunFolder(Path(run_dir))
+        self.distributed = DistributedContext.current()
         if folder.final_path.is_file():
-            folder.check_compatible(folder.load(folder.final_path), self)
-            logger.info("%s is already trained to the end; nothing to do", folder.final_path)
-            return folder.final_path
+            return self._finish_trained(folder, reference_dir)
+        check_store(self.store, self.plan, self.spec)
         self.split.check_cases(self.store.case_ids(), f"the store {self.store.root}")
         self._setup()
         folder.start(self)
-        for callback in self.callbacks:
-            callback.on_fit_start(self, folder.root)
+        self._notify("on_fit_start", folder.root)
         self._run_epochs(folder)
         folder.save(folder.final_path, self)
-        folder.remove_latest()
-        for callback in self.callbacks:
-            callback.on_fit_end(self, folder.root)
+        folder.remove_latest(self)
+        if self.config.final_validation:
+            self.validate(folder.root, reference_dir=reference_dir)
+        self._notify("on_fit_end", folder.root)
+        self.distributed.barrier()
         return folder.final_path
+
+    def validate(self, run_dir: str | Path, *, reference_dir: str | Path | None = None) -> dict[str, Any]:
+        """Full-case validation of the split's validation cases with the current weights.
+
+        Writes ``run_dir/validation/<case><file_ending>`` and a summary (see
+        :func:`~nnseg.training._final_validation.validate_cases`) and returns the summary.
+        """
+        if not self.split.val:
+            return {}
+        mirror = AugmentationConfig.for_plan(self.plan, self.spec, deep_supervision=False).mirror_axes
+        self.validation_summary = validate_cases(
+            self.network, self.store, self.split.val, patch_size=self.plan.patch_size, spec=self.spec,
+            out_dir=Path(run_dir) / "validation", device=self.device, mirror_axes=mirror,
+            reference_dir=None if reference_dir is None else Path(reference_dir), distributed=self.distributed,
+        )  # fmt: skip
+        self.network.train()
+        return self.validation_summary
+
+    def _finish_trained(self, folder: RunFolder, reference_dir: str | Path | None) -> Path:
+        checkpoint = folder.load(folder.final_path)
+        folder.check_compatible(checkpoint, self)
+        if self.config.final_validation and not (folder.root / "validation" / "summary_preprocessed.json").is_file():
+            self._setup()
+            self.network.load_state_dict(checkpoint["network_weights"])
+            self.validate(folder.root, reference_dir=reference_dir)
+        else:
+            logger.info("%s is already trained to the end; nothing to do", folder.final_path)
+        return folder.final_path
+
+    def _notify(self, hook: str, *args: Any) -> None:
+        """Call ``hook`` on every callback (on rank 0 only: callbacks write files)."""
+        if self.distributed.is_main:
+            for callback in self.callbacks:
+                getattr(callback, hook)(self, *args)
 
     def _setup(self) -> None:
         self.network = (self._network_override or self.build_network()).to(self.device)
@@ -201,18 +258,19 @@ class Trainer:
         self.grad_scaler = torch.amp.GradScaler(self.device.type, enabled=self._use_amp())
         self.train_loader = self.build_train_loader()
         self.val_loader = self.build_val_loader()
-        # the compiled wrapper shares the parameters; checkpoints store the plain module's weights
-        self.model: nn.Module = torch.compile(self.network) if self.config.compile else self.network  # type: ignore[assignment]
+        # DDP and compile wrappers share the parameters; checkpoints store the plain module's weights
+        model = self.distributed.wrap(self.network, self.device)
+        self.model: nn.Module = torch.compile(model) if self.config.compile else model  # type: ignore[assignment]
 
     def _run_epochs(self, folder: RunFolder) -> None:
         c = self.config
         batches: Iterator[Batch] = self.train_loader.iterate(start_step=self.step, num_steps=c.total_steps - self.step)
         try:
-            with _cudnn_benchmark(self.config.cudnn_benchmark):
+            with _cudnn_benchmark(self.config.cudnn_benchmark, self.device):
                 while self.step < c.total_steps and not self._stop_requested:
                     metrics = self._run_epoch(batches)
-                    for callback in self.callbacks:
-                        callback.on_epoch_end(self, metrics)
+                    self._notify("on_epoch_end", metrics)
+                    self._stop_requested = self.distributed.any(self._stop_requested)
                     folder.after_epoch(self, metrics)
         finally:
             close = getattr(batches, "close", None)
@@ -231,16 +289,16 @@ class Trainer:
                 group["lr"] = self.lr_at(self.step)
             losses.append(self.training_step(next(batches)))
             self.step += 1
-            for callback in self.callbacks:
-                callback.on_step_end(self, self.step, losses[-1])
+            self._notify("on_step_end", self.step, losses[-1])
         seconds_per_step = (time.perf_counter() - start) / max(len(losses), 1)
+        total, count = self.distributed.sum([sum(losses), len(losses)])
         val_loss, counts = self._validate()
         dice = counts.mean_dice()
         if not math.isnan(dice):
             first = math.isnan(self.ema_pseudo_dice)
             self.ema_pseudo_dice = dice if first else c.ema_momentum * self.ema_pseudo_dice + (1 - c.ema_momentum) * dice
         return {
-            "epoch": epoch, "step": self.step, "train_loss": sum(losses) / len(losses), "val_loss": val_loss,
+            "epoch": epoch, "step": self.step, "train_loss": total / count, "val_loss": val_loss,
             "pseudo_dice": dice, "pseudo_dice_per_class": counts.dice_per_class(),
             "ema_pseudo_dice": self.ema_pseudo_dice, "lr": lr, "seconds_per_step": seconds_per_step,
         }  # fmt: skip
@@ -252,6 +310,12 @@ class Trainer:
         self.network.eval()
         losses = [self.validation_step(batch, counts) for batch in self.val_loader]
         self.network.train()
+        if self.distributed.is_distributed:  # sum the losses and TP/FP/FN of every rank
+            n = len(counts.tp)
+            total = self.distributed.sum([sum(losses), len(losses), *counts.tp, *counts.fp, *counts.fn])
+            losses = [total[0] / total[1]]
+            ints = [int(v) for v in total[2:]]
+            counts = ConfusionCounts(ints[:n], ints[n : 2 * n], ints[2 * n :])
         return sum(losses) / len(losses), counts
 
     def _use_amp(self) -> bool:
@@ -276,8 +340,14 @@ class _FirstOutput(nn.Module):
 
 
 @contextlib.contextmanager
-def _cudnn_benchmark(enabled: bool) -> Iterator[None]:
-    """Set ``cudnn.benchmark`` for the run and restore the previous value after it."""
+def _cudnn_benchmark(enabled: bool, device: torch.device) -> Iterator[None]:
+    """Set ``cudnn.benchmark`` for a CUDA run and restore the previous value after it (CPU runs touch nothing).
+
+    The flag is process-global in torch: two CUDA trainers in threads of one process should use the same value.
+    """
+    if device.type != "cuda":
+        yield
+        return
     previous = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = enabled
     try:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from nnseg.errors import ConfigError
+from nnseg.errors import ConfigError, NnsegError
 from nnseg.inference import mirror_axis_combinations, predict_logits
 
 
@@ -65,5 +65,83 @@ def test_logits_equal_nnunets(shape: tuple[int, ...], patch: tuple[int, ...], ax
     predictor.label_manager = SimpleNamespace(num_segmentation_heads=3)
     predictor.allowed_mirroring_axes = axes
     expected = predictor.predict_sliding_window_return_logits(data.clone())
-    ours = predict_logits(net, data, patch, 3, mirror_axes=axes)
+    ours = predict_logits(net, data, patch, 3, mirror_axes=axes, accumulation_dtype=torch.float16, batch_size=1)
     assert torch.equal(ours, expected.float())
+
+
+class _Constant(torch.nn.Module):
+    def __init__(self, values: tuple[float, ...]) -> None:
+        super().__init__()
+        self.values = torch.tensor(values)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (x.shape[0], len(self.values), *x.shape[2:])
+        return self.values.view(1, -1, *([1] * (x.ndim - 2))).expand(shape).clone()
+
+
+def test_a_constant_network_gives_an_exactly_constant_output() -> None:
+    values = (0.5, -4.0, 8.0)  # powers of two: scaling by them commutes with rounding, so blending is exact
+    logits = predict_logits(_Constant(values), torch.randn(1, 7, 19, 30), (4, 8, 8), 3, mirror_axes=(0, 1, 2),
+                            batch_size=3)  # fmt: skip
+    for channel, value in enumerate(values):
+        assert torch.equal(logits[channel], torch.full((7, 19, 30), value))
+    # nnU-Net's float16 accumulators are not even close where the Gaussian weights are subnormal
+    half = predict_logits(_Constant(values), torch.zeros(1, 7, 19, 30), (4, 8, 8), 3, accumulation_dtype=torch.float16)
+    assert (half[0] - 0.5).abs().max() > 0.05
+
+
+def test_batched_tiles_and_mirrored_copies_match_one_input_per_pass() -> None:
+    net, data = _net(3), torch.randn(2, 11, 14, 13)
+    one = predict_logits(net, data, (8, 8, 8), 3, mirror_axes=(0, 1, 2))
+    many = predict_logits(net, data, (8, 8, 8), 3, mirror_axes=(0, 1, 2), batch_size=5)
+    assert torch.allclose(one, many, atol=1e-5)
+
+
+def test_float16_accumulation_overflow_is_reported_and_float32_is_fine() -> None:
+    big = _Constant((3e4, 1.0))
+    data = torch.zeros(1, 8, 12, 12)
+    with pytest.raises(NnsegError, match=r"not finite \(a float16 overflow"):
+        predict_logits(big, data, (8, 8, 8), 2, accumulation_dtype=torch.float16)
+    assert torch.allclose(predict_logits(big, data, (8, 8, 8), 2)[0], torch.full((8, 12, 12), 3e4), rtol=1e-6)
+
+
+class _SmallMemory(torch.nn.Module):
+    """Raises an out-of-memory error for batches above ``limit`` tiles."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit, self.batches = limit, []  # type: list[int]
+        self.conv = torch.nn.Conv3d(1, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.batches.append(x.shape[0])
+        if x.shape[0] > self.limit:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return self.conv(x)
+
+
+def test_out_of_memory_halves_the_batch_size() -> None:
+    net = _SmallMemory(limit=2).eval()
+    data = torch.randn(1, 8, 16, 24)
+    logits = predict_logits(net, data, (8, 8, 8), 2, batch_size=8)
+    assert net.batches[:2] == [8, 4]
+    assert max(net.batches[2:]) <= 2
+    assert torch.allclose(logits, predict_logits(net, data, (8, 8, 8), 2), atol=1e-6)
+    with pytest.raises(ConfigError, match=r"batch_size must be a positive int; got 0"):
+        predict_logits(net, data, (8, 8, 8), 2, batch_size=0)
+
+
+def test_the_optimized_network_computes_the_same_logits() -> None:
+    from nnseg.inference._optimize import optimize_for_inference
+
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.InstanceNorm3d(4, affine=True),
+                              torch.nn.LeakyReLU(), torch.nn.Conv3d(4, 2, 1)).eval()  # fmt: skip
+    with torch.no_grad():
+        net[1].weight.uniform_(0.5, 2)
+        net[1].bias.uniform_(-1, 1)
+    data = torch.randn(1, 10, 20, 17)
+    expected = predict_logits(net, data, (8, 8, 8), 2, mirror_axes=(0, 1, 2))
+    fast = optimize_for_inference(net, 3, torch.device("cpu"))
+    assert isinstance(net[1], torch.nn.GroupNorm)
+    assert torch.allclose(predict_logits(fast, data, (8, 8, 8), 2, mirror_axes=(0, 1, 2), batch_size=8), expected, atol=1e-4)

@@ -79,3 +79,35 @@ def test_gaussian_equals_nnunets(patch: tuple[int, ...]) -> None:
 
     expected = reference.compute_gaussian(patch, 1 / 8, 10, dtype=torch.float16, device=torch.device("cpu"))
     assert np.array_equal(gaussian_importance_map(patch), expected.numpy())
+
+
+@settings(max_examples=60)
+@given(st.lists(st.tuples(st.integers(1, 24), st.integers(-23, 60)), min_size=1, max_size=3),
+       st.sampled_from([0.25, 0.5, 1.0]))  # fmt: skip
+def test_first_tile_at_zero_last_at_the_edge_and_the_count_formula(axes: list[tuple[int, int]], step: float) -> None:
+    patch = [p for p, _ in axes]
+    size = [max(p + extra, 1) for p, extra in axes]  # may be smaller than the patch
+    padded = [n + before + after for n, (before, after) in zip(size, padding_for_patch(size, patch), strict=True)]
+    assert all(n >= p for n, p in zip(padded, patch, strict=True))
+    assert all(n == p for n, s, p in zip(padded, size, patch, strict=True) if s < p)  # padded exactly to the patch
+    for positions, n, p in zip(tile_positions(padded, patch, step), padded, patch, strict=True):
+        assert positions[0] == 0
+        assert positions[-1] + p == n
+        assert len(positions) == int(np.ceil((n - p) / (p * step))) + 1
+        assert positions == sorted(positions)  # (repeats when patch * step < 1, as in nnU-Net)
+
+
+@pytest.mark.gpu
+def test_accumulation_on_cuda_equals_cpu() -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    from nnseg.inference import predict_logits
+
+    net = torch.nn.Conv3d(1, 2, 3, padding=1)
+    data = torch.randn(1, 12, 20, 20)
+    cpu = predict_logits(net, data, (8, 8, 8), 2, mirror_axes=(0, 1, 2), amp=False)
+    gpu = predict_logits(net.cuda(), data, (8, 8, 8), 2, mirror_axes=(0, 1, 2), device="cuda", amp=False,
+                         accumulate_on_device=True)  # fmt: skip
+    assert torch.allclose(cpu, gpu, atol=1e-4)

@@ -135,3 +135,12 @@ def test_regions_and_ignore_label_targets() -> None:
     assert targets[0].dtype == torch.bool
     assert targets[0][:, 0, 0].tolist() == [[False, False, True, True, False], [False, False, False, True, False],
                                              [False, False, False, False, True]]  # fmt: skip
+
+
+def test_input_arrays_are_not_modified() -> None:
+    image, seg = threshold_case((16, 16, 16), seed=5)
+    before_image, before_seg = image.copy(), seg.copy()
+    augment_sample(image, seg, (16, 16, 16), dataclasses.replace(ALL, p_rotation=0, p_scaling=0),
+                   np.random.default_rng(0))  # fmt: skip
+    assert np.array_equal(image, before_image)
+    assert np.array_equal(seg, before_seg)

@@ -74,6 +74,7 @@ def test_amp_is_automatic_on_cuda_only() -> None:
         ("lr_schedule", "per_epochs", r"lr_schedule 'per_epochs' is unknown\. Did you mean 'per_epoch'\?"),
         ("amp", "yes", r"amp must be True, False or None \(auto\); got 'yes'"),
         ("compile", 1, r"compile must be True or False; got 1"),
+        ("final_validation", "yes", r"final_validation must be True or False; got .yes."),
     ],
 )
 def test_invalid_values_are_rejected(field: str, value: Any, match: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import os
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from nnseg.training import (
     PatchSampler,
     TrainingLoader,
     ValidationLoader,
+    iterate_batches,
 )
 
 Store = tuple[PreprocessedStore, ConfigurationPlan, object]
@@ -163,7 +165,7 @@ def test_store_built_by_preprocess_dataset(tmp_path: Path) -> None:
     from nnseg.preprocessing import preprocess_dataset
     from nnseg.testing import make_synthetic_dataset
 
-    folder = make_synthetic_dataset(tmp_path / "raw", num_cases=2, shape=(16, 24, 24), num_classes=3, seed=0)
+    folder = make_synthetic_dataset(tmp_path / "raw", num_cases=2, shape=(28, 32, 32), num_classes=3, seed=0)
     dataset = RawDataset.from_folder(folder)
     plan = make_plan(batch_size=3)
     store = preprocess_dataset(dataset, plan, tmp_path / "pre", num_workers=1, progress=False)
@@ -172,3 +174,20 @@ def test_store_built_by_preprocess_dataset(tmp_path: Path) -> None:
     assert batch.data.shape == (3, 1, 16, 16, 16)
     assert set(batch.case_ids) <= set(dataset.case_ids)
     assert bool((batch.target[0][2] > 0).any())  # the forced sample holds foreground
+
+
+class DyingFactory(BatchFactory):
+    """A factory whose worker process dies without a Python exception at step 1."""
+
+    def __call__(self, step: int) -> Batch:
+        if step == 1:
+            os._exit(3)
+        return super().__call__(step)
+
+
+def test_dead_worker_raises_instead_of_hanging(threshold_store: Store) -> None:
+    store, plan, _ = threshold_store
+    factory = DyingFactory(store, store.case_ids(), PatchSampler(plan.patch_size), AugmentationConfig(), seed=0)
+    with pytest.raises(LoaderError, match="a data loader worker process died"):
+        list(iterate_batches(factory, range(4), num_workers=1))
+    assert not multiprocessing.active_children()

@@ -6,18 +6,22 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from training_data_helpers import make_plan, make_spec, threshold_case, write_store
 
-from nnseg.errors import CheckpointError, ConfigError
+from nnseg.errors import CheckpointError, ConfigError, StoreError
+from nnseg.network import build_network
+from nnseg.preprocessing import PreprocessedStore
 from nnseg.training._callbacks import Callback, EarlyStopping, MetricsLog
 from nnseg.training._config import TrainerConfig
 from nnseg.training._loss import DiceCELoss
 from nnseg.training._split import Split
 from nnseg.training._trainer import Trainer
 
-CONFIG = TrainerConfig(iterations_per_epoch=2, num_epochs=4, val_iterations_per_epoch=1, num_loader_workers=0, seed=3)
+CONFIG = TrainerConfig(iterations_per_epoch=2, num_epochs=4, val_iterations_per_epoch=1, num_loader_workers=0, seed=3,
+                       final_validation=False)
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +142,43 @@ def test_a_loss_passed_in_replaces_the_default(setup: dict[str, Any], tmp_path: 
     config = TrainerConfig.from_json({**CONFIG.to_json(), "num_epochs": 1})
     _trainer(setup, config, loss=CountingLoss()).fit(tmp_path / "run")
     assert len(calls) == config.total_steps + config.val_iterations_per_epoch
+
+
+def test_final_validation_writes_every_validation_case_and_a_summary(setup: dict[str, Any], tmp_path: Path) -> None:
+    config = TrainerConfig.from_json({**CONFIG.to_json(), "num_epochs": 1, "final_validation": True})
+    trainer = _trainer(setup, config)
+    trainer.fit(tmp_path / "run")
+    validation = tmp_path / "run" / "validation"
+    assert sorted(p.name for p in validation.iterdir()) == ["case_4.npy", "summary_preprocessed.json"]
+    seg = np.load(validation / "case_4.npy")
+    assert seg.shape == (20, 20, 20)
+    assert set(np.unique(seg).tolist()) <= {0, 1, 2}
+    summary = json.loads((validation / "summary_preprocessed.json").read_text())
+    assert list(summary["per_case"]) == ["case_4"]
+    assert summary["mean_dice"] == trainer.validation_summary["mean_dice"]
+    # a finished run whose validation is missing (killed during it) only redoes the validation
+    (validation / "summary_preprocessed.json").unlink()
+    (validation / "case_4.npy").unlink()
+    before = (tmp_path / "run" / "checkpoint_final.pt").read_bytes()
+    _trainer(setup, config).fit(tmp_path / "run")
+    assert (validation / "case_4.npy").is_file()
+    assert (tmp_path / "run" / "checkpoint_final.pt").read_bytes() == before
+
+
+def test_a_store_of_other_plans_is_refused(setup: dict[str, Any], tmp_path: Path) -> None:
+    other = make_plan(use_mask=(True,))
+    trainer = Trainer(other, setup["store"], setup["split"], spec=setup["spec"], config=CONFIG)
+    with pytest.raises(StoreError, match=r"was built for preprocessing .* differs in: .*use_mask_for_norm"):
+        trainer.fit(tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ConfigError, match=r"is not a preprocessed store \(no store.json\)"):
+        Trainer(setup["plan"], PreprocessedStore(tmp_path), setup["split"], spec=setup["spec"], config=CONFIG).fit(
+            tmp_path / "run")
+
+
+def test_a_checkpoint_of_another_network_is_refused(setup: dict[str, Any], tmp_path: Path) -> None:
+    with pytest.raises(Crash):
+        _trainer(setup, callbacks=[MetricsLog(), CrashAtEpoch(1)]).fit(tmp_path / "run")
+    other = build_network(make_plan(stages=2).architecture, num_input_channels=1, num_outputs=3)
+    with pytest.raises(CheckpointError, match=r"weights do not fit the network .* written for a different network"):
+        _trainer(setup, network=other).fit(tmp_path / "run")

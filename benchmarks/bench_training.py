@@ -1,0 +1,207 @@
+"""Benchmark training: seconds per optimiser step, and the Dice reached after a fixed step budget.
+
+Both on CPU, on a small 3d_fullres plan (PlainConvUNet, instance norm, deep supervision) and a synthetic
+CT-like store (``bench_dataloader.write_store``: label 1 above a threshold, label 2 a core inside it).
+
+1. **Seconds per step** of the optimiser step alone (forward, Dice+CE with deep supervision, backward, clip,
+   SGD), on the same pre-built batches: nnseg's ``Trainer.training_step`` next to nnU-Net v2's
+   ``nnUNetTrainer.train_step`` (when nnunetv2 is installed), both networks starting from the same weights.
+   Runs alternate and the best of ``--repeats`` counts (other processes share the machine).
+2. **Dice after a budget** of ``--budget`` steps: nnseg's ``Trainer.fit`` (its loader, augmentation and
+   per-step poly schedule) next to nnU-Net's trainer driven by its own loader and training transforms (per-
+   epoch poly schedule), same plan, same data, same seed for the initial weights. Both networks are then
+   scored the same way: sliding-window prediction of the held-out cases (nnseg's ``validate_cases``, no
+   mirroring) and the Dice over labels 1 and 2 in the preprocessed grid.
+
+Usage::
+
+    python benchmarks/bench_training.py            # patch 32x64x64, batch 2, budget 200 steps
+    python benchmarks/bench_training.py --quick    # patch 16x32x32, budget 40 steps
+
+Prints a table and writes benchmarks/results/training.json (``--output`` to change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from bench_dataloader import SPEC, _StoreAsNnunetDataset, make_plan, write_store
+
+from nnseg.planning import ConfigurationPlan
+from nnseg.preprocessing import PreprocessedStore
+from nnseg.training import AugmentationConfig
+from nnseg.training._callbacks import MetricsLog
+from nnseg.training._config import TrainerConfig
+from nnseg.training._final_validation import validate_cases
+from nnseg.training._split import Split
+from nnseg.training._trainer import Trainer
+
+
+def nnunet_trainer(plan: ConfigurationPlan, scratch: Path, num_epochs: int, iterations: int) -> Any:
+    """An initialised ``nnUNetTrainer`` for ``plan`` on the CPU (its folders are set to ``scratch``)."""
+    os.environ.update(nnUNet_raw=str(scratch), nnUNet_preprocessed=str(scratch / "pre"),
+                      nnUNet_results=str(scratch / "res"), nnUNet_compile="false")  # fmt: skip
+    folder = scratch / "pre" / "Dataset900_Bench" / plan.data_identifier
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "case_000.b2nd").touch()  # lets nnU-Net infer its blosc2 dataset class
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    plans = {"dataset_name": "Dataset900_Bench", "plans_name": "nnUNetPlans",
+             "original_median_spacing_after_transp": [1.0, 1.0, 1.0],
+             "original_median_shape_after_transp": [160, 200, 200], "image_reader_writer": "SimpleITKIO",
+             "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
+             "configurations": {"3d_fullres": plan.to_json()}, "experiment_planner_used": "ExperimentPlanner",
+             "label_manager": "LabelManager", "continue_training": False,
+             "foreground_intensity_properties_per_channel": {"0": {"mean": 0.0, "std": 1.0}}}  # fmt: skip
+    dataset_json = {"channel_names": {"0": "CT"}, "labels": dict(SPEC.labels), "numTraining": 4,
+                    "file_ending": ".nii.gz"}  # fmt: skip
+    trainer = nnUNetTrainer(plans, "3d_fullres", 0, dataset_json, torch.device("cpu"))
+    trainer.num_epochs, trainer.num_iterations_per_epoch = num_epochs, iterations
+    trainer.initialize()
+    return trainer
+
+
+def nnseg_trainer(plan: ConfigurationPlan, store: PreprocessedStore, split: Split, config: TrainerConfig) -> Trainer:
+    """nnseg's trainer with only a metrics log."""
+    return Trainer(plan, store, split, spec=SPEC, config=config, callbacks=[MetricsLog()])
+
+
+def seconds_per_step(plan: ConfigurationPlan, store: PreprocessedStore, args: argparse.Namespace) -> dict[str, float]:
+    """Best-of-``repeats`` mean seconds of one optimiser step for nnseg and (if installed) nnU-Net."""
+    split = Split(store.case_ids(), (), None)
+    ours = nnseg_trainer(plan, store, split, TrainerConfig(num_loader_workers=0, final_validation=False))
+    ours._setup()
+    batches = [ours.train_loader.batch(s) for s in range(args.steps)]
+    timers: dict[str, Any] = {"nnseg": lambda b: ours.training_step(b)}
+    if not args.skip_nnunet:
+        try:
+            theirs = nnunet_trainer(plan, Path(tempfile.mkdtemp()), 1000, 250)
+        except ImportError:
+            theirs = None
+        if theirs is not None:
+            theirs.network.load_state_dict(ours.network.state_dict())
+            timers["nnunetv2"] = lambda b: theirs.train_step({"data": b.data, "target": list(b.target)})
+    best = {name: math.inf for name in timers}
+    for repeat in range(args.repeats):
+        for name in (list(timers) if repeat % 2 == 0 else list(reversed(timers))):
+            timers[name](batches[0])  # warm-up
+            start = time.perf_counter()
+            for batch in batches:
+                timers[name](batch)
+            best[name] = min(best[name], (time.perf_counter() - start) / len(batches))
+    return best
+
+
+def score(network: torch.nn.Module, store: PreprocessedStore, plan: ConfigurationPlan, val: tuple[str, ...]) -> float:
+    """Mean foreground Dice of sliding-window predictions of ``val`` (preprocessed grid)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = validate_cases(network, store, val, patch_size=plan.patch_size, spec=SPEC, out_dir=Path(tmp),
+                                 device=torch.device("cpu"), mirror_axes=None)  # fmt: skip
+    return float(summary["mean_dice"])
+
+
+def dice_after_budget(plan: ConfigurationPlan, store: PreprocessedStore, args: argparse.Namespace) -> dict[str, Any]:
+    """Train ``budget`` steps with each trainer; return Dice and wall time per trainer."""
+    ids = sorted(store.case_ids())
+    split = Split(tuple(ids[:-2]), tuple(ids[-2:]), None)
+    epochs = max(args.budget // args.iterations, 1)
+    config = TrainerConfig(iterations_per_epoch=args.iterations, num_epochs=epochs, val_iterations_per_epoch=0,
+                           num_loader_workers=args.workers, final_validation=False)  # fmt: skip
+    results: dict[str, Any] = {}
+    ours = nnseg_trainer(plan, store, split, config)
+    start = time.perf_counter()
+    ours.fit(Path(tempfile.mkdtemp()) / "run")
+    results["nnseg"] = {"seconds": time.perf_counter() - start, "dice": score(ours.network, store, plan, split.val)}
+    if args.skip_nnunet:
+        return results
+    try:
+        theirs = nnunet_trainer(plan, Path(tempfile.mkdtemp()), epochs, args.iterations)
+    except ImportError:
+        return results
+    theirs.network.load_state_dict(ours.build_network().state_dict())  # same initial weights as nnseg's run
+    start = time.perf_counter()
+    generator = nnunet_batches(plan, store, split.train)
+    theirs.network.train()
+    for epoch in range(epochs):
+        theirs.lr_scheduler.step(epoch)
+        for _ in range(args.iterations):
+            theirs.train_step(next(generator))
+    results["nnunetv2"] = {"seconds": time.perf_counter() - start,
+                           "dice": score(theirs.network, store, plan, split.val)}  # fmt: skip
+    return results
+
+
+def nnunet_batches(plan: ConfigurationPlan, store: PreprocessedStore, train: tuple[str, ...]) -> Any:
+    """nnU-Net's loader and training transforms over the store's training cases, in this process."""
+    from batchgenerators.dataloading.single_threaded_augmenter import SingleThreadedAugmenter
+    from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    from nnunetv2.utilities.label_handling.label_handling import LabelManager
+
+    config = AugmentationConfig.for_plan(plan, SPEC)
+    scales = [list(s) for s in config.deep_supervision_scales or ()]
+    transforms = nnUNetTrainer.get_training_transforms(
+        plan.patch_size, (-math.pi / 6, math.pi / 6), scales, (0, 1, 2), False, use_mask_for_norm=[False],
+        is_cascaded=False, foreground_labels=[1, 2], regions=None, ignore_label=None,
+    )  # fmt: skip
+    dataset = _StoreAsNnunetDataset(store)
+    dataset.identifiers = list(train)
+    loader = nnUNetDataLoader(dataset, plan.batch_size, config.initial_patch_size(plan.patch_size),  # type: ignore[arg-type]
+                              plan.patch_size, LabelManager(dict(SPEC.labels), None),
+                              oversample_foreground_percent=0.33, transforms=transforms)  # fmt: skip
+    return SingleThreadedAugmenter(loader, None)
+
+
+def main() -> None:
+    """Run both measurements, print the table, write the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="patch 16x32x32, budget 40")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per repeat")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--budget", type=int, default=200, help="training steps for the Dice comparison")
+    parser.add_argument("--iterations", type=int, default=20, help="steps per epoch in the Dice comparison")
+    parser.add_argument("--workers", type=int, default=0, help="nnseg loader workers in the Dice comparison")
+    parser.add_argument("--skip-nnunet", action="store_true")
+    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "training.json")
+    args = parser.parse_args()
+    patch, shape = ((16, 32, 32), (32, 64, 64)) if args.quick else ((32, 64, 64), (48, 96, 96))
+    if args.quick:
+        args.budget, args.steps, args.repeats = 40, 5, 2
+    torch.set_num_threads(max(torch.get_num_threads(), 1))
+    plan = make_plan(patch, batch_size=2)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = write_store(Path(tmp) / "store", plan, 10, shape)
+        timing = seconds_per_step(plan, store, args)
+        budget = dice_after_budget(plan, store, args)
+    report({"timing": timing, "budget": budget}, plan, args)
+
+
+def report(results: dict[str, Any], plan: ConfigurationPlan, args: argparse.Namespace) -> None:
+    """Print the table and write the JSON."""
+    print(f"plan: patch {tuple(plan.patch_size)}, batch {plan.batch_size}, {plan.architecture.num_stages} stages; "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads")  # fmt: skip
+    print(f"{'trainer':<10} {'s/step':>8} {'budget':>7} {'Dice':>7} {'train s':>8}")
+    for name, seconds in results["timing"].items():
+        budget = results["budget"].get(name, {})
+        print(f"{name:<10} {seconds:8.3f} {args.budget:7d} {budget.get('dice', math.nan):7.3f} "
+              f"{budget.get('seconds', math.nan):8.1f}")  # fmt: skip
+    payload = {"machine": {"python": platform.python_version(), "torch": torch.__version__,
+                           "cpu_count": os.cpu_count(), "threads": torch.get_num_threads()},
+               "plan": {"patch_size": list(plan.patch_size), "batch_size": plan.batch_size},
+               "budget_steps": args.budget, **results}  # fmt: skip
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(payload, indent=2))
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

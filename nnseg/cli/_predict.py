@@ -1,0 +1,125 @@
+"""``nnseg predict -i IN -o OUT -m MODEL``: segment a folder of images, one shard at a time, never losing a case.
+
+``MODEL`` is an nnseg run folder (``checkpoint_final.pt``), a folder of nnseg runs ``fold_<k>/``, or an
+nnU-Net v2 trained model folder (``plans.json``, ``dataset.json``, ``fold_<k>/checkpoint_final.pth``).
+``--num-parts N --part-id K`` predicts nnU-Net's share K of N; each part records what it owns, finished
+outputs are skipped on rerun, partial ones redone. ``nnseg predict --status -o OUT`` lists, per part, the cases
+done and missing and exits 0 only when the whole run is complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from nnseg.errors import ConfigError
+
+__all__ = ["load_predictor", "register", "run_predict"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the ``predict`` subcommand."""
+    parser = subparsers.add_parser(
+        "predict",
+        help="segment a folder of images (shardable, resumable, nnU-Net model folders too)",
+        description=(
+            "Predict every <case>_<XXXX><ending> case of IN into OUT with an nnseg run or an nnU-Net v2 trained "
+            "model folder. Complete outputs are skipped, partial ones redone. With --num-parts/--part-id each "
+            "part takes nnU-Net's share of the sorted cases; `nnseg predict --status -o OUT` tells what is missing."
+        ),
+    )
+    parser.add_argument("-i", "--input", type=Path, metavar="IN", help="folder of input images")
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="output folder")
+    parser.add_argument("-m", "--model", type=Path, metavar="MODEL", help="nnseg run folder or nnU-Net model folder")
+    parser.add_argument("-f", "--folds", nargs="+", default=None, metavar="FOLD",
+                        help="folds to ensemble (default: every fold_<k> with the checkpoint)")  # fmt: skip
+    parser.add_argument("--checkpoint", default=None, metavar="NAME",
+                        help="nnseg: final, best or latest (default final); nnU-Net: checkpoint file name "
+                             "(default checkpoint_final.pth)")  # fmt: skip
+    parser.add_argument("--plans", type=Path, default=None, metavar="PLANS_JSON",
+                        help="plans file of an nnseg run whose checkpoints lack it")  # fmt: skip
+    parser.add_argument("--num-parts", type=int, default=1, metavar="N", help="split the cases into N parts")
+    parser.add_argument("--part-id", type=int, default=0, metavar="K", help="predict part K only (0-based)")
+    parser.add_argument("--no-tta", action="store_true", help="disable mirror test-time augmentation")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default cpu)")
+    parser.add_argument("--step-size", type=float, default=0.5, help="tile step as a fraction of the patch")
+    parser.add_argument("--batch-size", type=int, default=None, metavar="B",
+                        help="network inputs (tiles, mirrored copies) per forward pass (default: a tile and its "
+                             "mirrored copies, 8 in 3-D; 1 as nnU-Net)")  # fmt: skip
+    parser.add_argument("--nnunet-numerics", action="store_true",
+                        help="float16 blending, one input per pass, network as built: nnU-Net's segmentations "
+                             "bit for bit (slower)")  # fmt: skip
+    parser.add_argument("--save-probabilities", action="store_true", help="also write <case>.npz and <case>.json")
+    parser.add_argument("--overwrite", action="store_true", help="redo this part's cases even if complete")
+    parser.add_argument("--num-workers", type=int, default=1, metavar="N", help="preprocessing threads (default 1)")
+    parser.add_argument("--status", action="store_true", help="report done / missing cases per part, predict nothing")
+    parser.set_defaults(handler=run_predict)
+
+
+def _folds(values: list[str] | None) -> list[int | str] | None:
+    if values is None:
+        return None
+    return [value if value == "all" else int(value) for value in values]
+
+
+def load_predictor(args: argparse.Namespace) -> Any:
+    """Build the :class:`~nnseg.inference.Predictor` the arguments describe.
+
+    Raises:
+        ConfigError: If MODEL is neither an nnseg run (folder) nor an nnU-Net model folder.
+    """
+    from nnseg.inference import Predictor
+    from nnseg.planning import Plans
+
+    model: Path = args.model
+    options: dict[str, Any] = {"device": args.device, "use_mirroring": not args.no_tta, "step_size": args.step_size,
+                               "batch_size": args.batch_size}  # fmt: skip
+    if args.nnunet_numerics:
+        import torch
+
+        options.update(accumulation_dtype=torch.float16, batch_size=1, optimize=False)
+    if (model / "plans.json").is_file() and (model / "dataset.json").is_file():
+        return Predictor.from_nnunet_model_folder(
+            model, folds=_folds(args.folds), checkpoint_name=args.checkpoint or "checkpoint_final.pth", **options
+        )
+    plans = Plans.load(args.plans) if args.plans else None
+    checkpoint = args.checkpoint or "final"
+    if any(model.glob("checkpoint_*.pt")):
+        return Predictor.from_run(model, checkpoint=checkpoint, plans=plans, **options)
+    folds = _folds(args.folds) or sorted(
+        int(d.name[5:]) for d in model.glob("fold_*") if d.name[5:].isdigit() and any(d.glob("checkpoint_*.pt"))
+    )
+    if not folds:
+        raise ConfigError(
+            f"-m {model}: not an nnseg run folder (no checkpoint_*.pt), a folder of runs fold_<k>/, or an nnU-Net "
+            "model folder (plans.json + dataset.json + fold_<k>/); point -m at one of those."
+        )
+    return Predictor.from_run([model / f"fold_{f}" for f in folds], checkpoint=checkpoint, plans=plans, **options)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """Predict one part (or report the status); return the exit code."""
+    from nnseg.inference import CasesFailedError, prediction_status
+    from nnseg.sharding import Shard
+
+    if args.status:
+        status = prediction_status(args.output)
+        print("\n".join(status.summary()))
+        return 0 if status.is_complete else 1
+    if args.input is None or args.model is None:
+        raise ConfigError("nnseg predict needs -i IN and -m MODEL (or --status to only report on -o OUT).")
+    shard = Shard(args.part_id, args.num_parts)
+    predictor = load_predictor(args)
+    try:
+        status = predictor.predict_folder(args.input, args.output, shard=shard, overwrite=args.overwrite,
+                                          save_probabilities=args.save_probabilities, num_workers=args.num_workers,
+                                          progress=sys.stderr.isatty())  # fmt: skip
+    except CasesFailedError as err:
+        print(f"nnseg predict: {err}", file=sys.stderr)
+        return 1
+    print("\n".join(status.summary()))
+    if not status.is_complete:
+        print(f"{shard} done; the run is complete once every part has run (see `nnseg predict --status -o OUT`)")
+    return 0

@@ -1,0 +1,222 @@
+"""Per-part manifests of a prediction folder, and the status of a (sharded) prediction run.
+
+Each part of a run writes only its own manifest, ``<output>/nnseg_parts/part_<K>_of_<N>.json``: the model
+identity, the settings that change the outputs, every case id of the input folder and the ids the part
+owns. No file is shared between parts, so parts never overwrite each other's records. Outputs are written
+atomically, so an output file that exists is complete; the status of a run is therefore read from the
+manifests and the files present, and a part that never started is still accounted for (its cases follow from
+the recorded case list).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nnseg._atomic import atomic_write_json
+from nnseg.errors import NnsegError
+from nnseg.sharding import Shard
+
+__all__ = ["PARTS_DIR", "CasesFailedError", "PartManifest", "PartStatus", "PredictionError", "PredictionStatus", "prediction_status"]
+
+PARTS_DIR = "nnseg_parts"
+MANIFEST_VERSION = 1
+_MANIFEST_NAME = re.compile(r"part_(\d+)_of_(\d+)\.json")
+
+
+class PredictionError(NnsegError, RuntimeError):
+    """A prediction run cannot start (bad inputs, foreign outputs) or some of its cases failed."""
+
+
+class CasesFailedError(PredictionError):
+    """Some cases of a part failed; the others were written.
+
+    Args:
+        message: Every failed case id with its reason.
+        failures: Case id -> reason.
+    """
+
+    def __init__(self, message: str, failures: Mapping[str, str]) -> None:
+        super().__init__(message)
+        self.failures = dict(failures)
+
+
+@dataclass(frozen=True, slots=True)
+class PartManifest:
+    """What one part of a prediction run owns and how it predicts.
+
+    Args:
+        shard: Which part.
+        model_id: :meth:`~nnseg.inference.TrainedModel.identity` of the model.
+        settings: Output-relevant settings (file ending, mirroring, step size, probabilities, model source).
+        all_case_ids: Every case id of the input folder, sorted.
+        owned_case_ids: The ids this part predicts (``shard.select(all_case_ids)``).
+    """
+
+    shard: Shard
+    model_id: str
+    settings: Mapping[str, Any]
+    all_case_ids: tuple[str, ...]
+    owned_case_ids: tuple[str, ...] = field(default=())
+
+    @staticmethod
+    def path(output_dir: Path, shard: Shard) -> Path:
+        """Where the manifest of ``shard`` lives in ``output_dir``."""
+        width = len(str(shard.count - 1))
+        return output_dir / PARTS_DIR / f"part_{shard.index:0{width}d}_of_{shard.count}.json"
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the JSON form."""
+        return {
+            "format_version": MANIFEST_VERSION, "part_id": self.shard.index, "num_parts": self.shard.count,
+            "model_id": self.model_id, "settings": dict(self.settings), "all_case_ids": list(self.all_case_ids),
+            "owned_case_ids": list(self.owned_case_ids),
+        }  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], *, where: str = "part manifest") -> PartManifest:
+        """Parse :meth:`to_json` output.
+
+        Raises:
+            PredictionError: If a key is missing or malformed.
+        """
+        try:
+            return cls(Shard(int(data["part_id"]), int(data["num_parts"])), str(data["model_id"]),
+                       dict(data["settings"]), tuple(data["all_case_ids"]), tuple(data["owned_case_ids"]))  # fmt: skip
+        except (KeyError, TypeError, ValueError) as err:
+            raise PredictionError(f"{where}: malformed part manifest ({err!r}); delete it and rerun that part.") from err
+
+    def save(self, output_dir: Path) -> None:
+        """Write the manifest atomically into ``output_dir``."""
+        atomic_write_json(self.path(output_dir, self.shard), self.to_json())
+
+    @classmethod
+    def load_all(cls, output_dir: Path) -> list[PartManifest]:
+        """Every manifest in ``output_dir``, sorted by (num_parts, part_id).
+
+        Raises:
+            PredictionError: If a manifest is not valid JSON or malformed.
+        """
+        folder = output_dir / PARTS_DIR
+        manifests = []
+        for path in sorted(folder.glob("part_*_of_*.json")) if folder.is_dir() else []:
+            try:
+                data = json.loads(path.read_text())
+            except json.JSONDecodeError as err:
+                raise PredictionError(f"{path} is not valid JSON ({err.msg}); delete it and rerun that part.") from err
+            manifests.append(cls.from_json(data, where=str(path)))
+        return sorted(manifests, key=lambda m: (m.shard.count, m.shard.index))
+
+
+@dataclass(frozen=True, slots=True)
+class PartStatus:
+    """Progress of one part.
+
+    Args:
+        shard: The part.
+        started: Whether the part has written its manifest.
+        done: Owned cases whose outputs are complete.
+        missing: Owned cases without complete outputs.
+    """
+
+    shard: Shard
+    started: bool
+    done: tuple[str, ...]
+    missing: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionStatus:
+    """Progress of a prediction run, part by part.
+
+    Args:
+        output_dir: The prediction folder.
+        parts: One entry per part ``0 .. num_parts - 1`` (started or not).
+    """
+
+    output_dir: Path
+    parts: tuple[PartStatus, ...]
+
+    @property
+    def is_complete(self) -> bool:
+        """Whether every part started and every case has complete outputs."""
+        return bool(self.parts) and all(p.started and not p.missing for p in self.parts)
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        """Every case without complete outputs, sorted."""
+        return tuple(sorted(c for p in self.parts for c in p.missing))
+
+    def summary(self) -> list[str]:
+        """Human-readable lines: one per part, then a verdict."""
+        if not self.parts:
+            return [f"{self.output_dir}: no nnseg prediction run found (no {PARTS_DIR}/ manifests)."]
+        lines = []
+        for part in self.parts:
+            state = "not started" if not part.started else ("complete" if not part.missing else "incomplete")
+            total = len(part.done) + len(part.missing)
+            line = f"part {part.shard.index} of {part.shard.count}: {state}, {len(part.done)}/{total} case(s) done"
+            lines.append(line + (f"; missing: {', '.join(part.missing)}" if part.missing else ""))
+        verdict = "COMPLETE" if self.is_complete else f"INCOMPLETE: {len(self.missing)} case(s) missing"
+        lines.append(f"{self.output_dir}: {verdict}")
+        return lines
+
+
+def case_outputs(output_dir: Path, case_id: str, settings: Mapping[str, Any]) -> list[Path]:
+    """The files one case produces: ``<case><ending>`` plus ``<case>.npz`` / ``<case>.json`` with probabilities."""
+    files = [output_dir / f"{case_id}{settings['file_ending']}"]
+    if settings.get("save_probabilities"):
+        files += [output_dir / f"{case_id}.npz", output_dir / f"{case_id}.json"]
+    return files
+
+
+def is_case_done(output_dir: Path, case_id: str, settings: Mapping[str, Any]) -> bool:
+    """Whether every output of ``case_id`` exists (outputs are atomic, so existing means complete)."""
+    return all(path.is_file() for path in case_outputs(output_dir, case_id, settings))
+
+
+def prediction_status(output_dir: str | os.PathLike[str]) -> PredictionStatus:
+    """Read the per-part manifests of ``output_dir`` and check which owned cases have complete outputs.
+
+    Raises:
+        PredictionError: If manifests of different part counts or models are mixed in the folder.
+    """
+    root = Path(output_dir)
+    manifests = PartManifest.load_all(root)
+    if not manifests:
+        return PredictionStatus(root, ())
+    check_consistent(manifests, root)
+    first = manifests[0]
+    by_index = {m.shard.index: m for m in manifests}
+    parts = []
+    for index in range(first.shard.count):
+        shard = Shard(index, first.shard.count)
+        manifest = by_index.get(index)
+        owned = manifest.owned_case_ids if manifest else tuple(shard.select(first.all_case_ids))
+        done = tuple(c for c in owned if is_case_done(root, c, first.settings))
+        parts.append(PartStatus(shard, manifest is not None, done, tuple(c for c in owned if c not in done)))
+    return PredictionStatus(root, tuple(parts))
+
+
+def check_consistent(manifests: Sequence[PartManifest], output_dir: Path) -> None:
+    """Raise unless every manifest is of one model, one part count and one input case list.
+
+    Raises:
+        PredictionError: Naming the manifests that disagree.
+    """
+    first = manifests[0]
+    for other in manifests[1:]:
+        for what, a, b in (("number of parts", first.shard.count, other.shard.count),
+                           ("model", first.model_id, other.model_id),
+                           ("input cases", first.all_case_ids, other.all_case_ids)):  # fmt: skip
+            if a != b:
+                raise PredictionError(
+                    f"{output_dir}: parts of different runs are mixed ({what} differs between {first.shard} and "
+                    f"{other.shard}); use one output folder per run, or delete {output_dir / PARTS_DIR} and the "
+                    "outputs to start again."
+                )

@@ -1,0 +1,179 @@
+"""Full-case validation at the end of training: sliding-window prediction of the fold's validation cases.
+
+Each validation case is read from the store, predicted with :func:`nnseg.inference.predict_logits` (Gaussian
+blending, step 0.5, mirroring as in training), mapped back to the source geometry and written as
+``run_dir/validation/<case><file_ending>`` (``.npy`` when the store holds no source geometry). Every file is
+written atomically. Then a summary: :func:`nnseg.evaluation.evaluate_folder` against ``reference_dir`` (the
+raw ``labelsTr``) when both exist, else the Dice per class computed in the preprocessed grid against the
+store's segmentation (``validation/summary_preprocessed.json``). Under DDP each rank predicts
+``val[rank::world]``; rank 0 writes the summary.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nnseg._atomic import atomic_write, atomic_write_json
+from nnseg.dataset import DatasetSpec
+from nnseg.inference import predict_logits
+from nnseg.io import write_segmentation
+from nnseg.preprocessing import (
+    CaseProperties,
+    PreprocessedStore,
+    logits_to_segmentation,
+    resample_to_cropped_shape,
+    uncrop_and_transpose_back,
+)
+from nnseg.training._ddp import DistributedContext
+from nnseg.training._pseudo_dice import ConfusionCounts, confusion_counts
+
+__all__ = ["FullResolution", "validate_cases"]
+
+logger = logging.getLogger(__name__)
+
+
+class FullResolution(nn.Module):
+    """Wrap a deep-supervision network so that it returns only its highest-resolution output."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The full-resolution output."""
+        output = self.network(x)
+        return output[0] if isinstance(output, list | tuple) else output
+
+
+def validate_cases(
+    network: nn.Module,
+    store: PreprocessedStore,
+    case_ids: Sequence[str],
+    *,
+    patch_size: Sequence[int],
+    spec: DatasetSpec,
+    out_dir: Path,
+    device: torch.device,
+    mirror_axes: Sequence[int] | None,
+    reference_dir: Path | None = None,
+    distributed: DistributedContext | None = None,
+) -> dict[str, Any]:
+    """Predict, export and score the validation cases; returns the summary (identical on every rank).
+
+    Args:
+        network: The trained network (deep supervision is stripped by :class:`FullResolution`).
+        store: The preprocessed store holding the cases.
+        case_ids: The fold's validation cases.
+        patch_size: The plan's patch size.
+        spec: The dataset's labels, regions and file ending.
+        out_dir: ``run_dir/validation``.
+        device: Where the network runs.
+        mirror_axes: Test-time mirroring axes (None: none).
+        reference_dir: The raw dataset's ``labelsTr`` for :func:`nnseg.evaluation.evaluate_folder`.
+        distributed: The DDP context (None: single process).
+    """
+    ctx = distributed or DistributedContext()
+    model = FullResolution(network).eval()
+    counts = ConfusionCounts()
+    per_case: dict[str, list[float]] = {}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for case_id in list(case_ids)[ctx.rank :: ctx.world_size]:
+        case = store.read_case(case_id)
+        with torch.no_grad():
+            logits = predict_logits(model, case.data, patch_size, spec.num_segmentation_heads,
+                                    mirror_axes=mirror_axes, device=device)  # fmt: skip
+        if case.seg is not None:
+            target = torch.from_numpy(np.maximum(np.asarray(case.seg), 0).astype(np.int64))
+            target = _region_target(target, spec) if spec.has_regions else target
+            ignore = None if spec.has_regions else spec.ignore_label  # region targets carry no ignore channel here
+            one = confusion_counts(logits[None], target[None], regions=spec.has_regions, ignore_label=ignore)
+            counts.add(*one)
+            per_case[case_id] = ConfusionCounts([int(v) for v in one[0]], [int(v) for v in one[1]],
+                                                [int(v) for v in one[2]]).dice_per_class()  # fmt: skip
+        _export(logits.numpy(), case.properties, spec, out_dir / case_id)
+    return _summarise(counts, per_case, out_dir, spec, reference_dir, ctx)
+
+
+def _region_target(labels: torch.Tensor, spec: DatasetSpec) -> torch.Tensor:
+    return torch.cat([torch.isin(labels, torch.tensor(region)) for region in spec.foreground_regions]).to(torch.uint8)
+
+
+def _segmentation(logits: np.ndarray, properties: CaseProperties, spec: DatasetSpec) -> np.ndarray:
+    if not spec.has_regions:
+        return logits_to_segmentation(logits, properties)
+    probabilities = resample_to_cropped_shape(1.0 / (1.0 + np.exp(-logits.astype(np.float32))), properties)
+    labels = np.zeros(probabilities.shape[1:], dtype=np.uint8)
+    for channel, label in enumerate(spec.regions_class_order or ()):
+        labels[probabilities[channel] > 0.5] = label
+    return uncrop_and_transpose_back(labels[None], properties, fill=0)
+
+
+def _export(logits: np.ndarray, properties: CaseProperties, spec: DatasetSpec, stem: Path) -> None:
+    seg = _segmentation(logits, properties, spec)
+    if properties.geometry is not None:
+        write_segmentation(seg, stem.with_name(stem.name + spec.file_ending), properties.geometry)
+    else:
+        def save(tmp: Path) -> None:
+            with tmp.open("wb") as handle:  # a handle: np.save would append ".npy" to the temporary name
+                np.save(handle, seg[0])
+
+        atomic_write(stem.with_name(stem.name + ".npy"), save)
+
+
+def _summarise(
+    counts: ConfusionCounts,
+    per_case: dict[str, list[float]],
+    out_dir: Path,
+    spec: DatasetSpec,
+    reference_dir: Path | None,
+    ctx: DistributedContext,
+) -> dict[str, Any]:
+    if ctx.is_distributed:
+        n = len(spec.foreground_regions) if spec.has_regions else len(spec.foreground_labels)
+        tp, fp, fn = (counts.tp or [0] * n), (counts.fp or [0] * n), (counts.fn or [0] * n)
+        total = ctx.sum([*tp, *fp, *fn])
+        counts = ConfusionCounts([int(v) for v in total[:n]], [int(v) for v in total[n : 2 * n]],
+                                 [int(v) for v in total[2 * n :]])  # fmt: skip
+        per_case = ctx.merge(per_case)
+    summary: dict[str, Any] = {
+        "grid": "preprocessed", "mean_dice": counts.mean_dice(), "dice_per_class": counts.dice_per_class(),
+        "per_case": per_case,
+    }  # fmt: skip
+    if not ctx.is_main:
+        return summary
+    atomic_write_json(out_dir / "summary_preprocessed.json", _json_safe(summary))
+    evaluate = _evaluate_folder()
+    if evaluate is not None and reference_dir is not None and Path(reference_dir).is_dir():
+        result = evaluate(out_dir, Path(reference_dir), spec, allow_missing=True)
+        result.save(out_dir / "summary.json")
+        summary = {**summary, "grid": "source", "mean_dice": float(result.mean_dice)}
+    elif reference_dir is not None:
+        logger.warning("validation summary in the preprocessed grid only: nnseg.evaluation is not available "
+                       "or %s is not a folder", reference_dir)  # fmt: skip
+    return summary
+
+
+def _evaluate_folder() -> Any:
+    try:
+        return importlib.import_module("nnseg.evaluation").evaluate_folder
+    except (ImportError, AttributeError):
+        return None
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
