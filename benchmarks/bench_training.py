@@ -165,17 +165,18 @@ def main() -> None:
     """Run both measurements, print the table, write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="patch 16x32x32, budget 40")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps per repeat")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--budget", type=int, default=200, help="training steps for the Dice comparison")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per repeat (10; quick 5)")
+    parser.add_argument("--repeats", type=int, default=None, help="timing repeats, best counts (3; quick 2)")
+    parser.add_argument("--budget", type=int, default=None, help="steps for the Dice comparison (200; quick 40)")
     parser.add_argument("--iterations", type=int, default=20, help="steps per epoch in the Dice comparison")
     parser.add_argument("--workers", type=int, default=0, help="nnseg loader workers in the Dice comparison")
     parser.add_argument("--skip-nnunet", action="store_true")
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "training.json")
     args = parser.parse_args()
     patch, shape = ((16, 32, 32), (32, 64, 64)) if args.quick else ((32, 64, 64), (48, 96, 96))
-    if args.quick:
-        args.budget, args.steps, args.repeats = 40, 5, 2
+    for name, full, quick in (("budget", 200, 40), ("steps", 10, 5), ("repeats", 3, 2)):
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
     torch.set_num_threads(max(torch.get_num_threads(), 1))
     plan = make_plan(patch, batch_size=2)
     with tempfile.TemporaryDirectory() as tmp:

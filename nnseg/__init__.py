@@ -14,7 +14,9 @@ from nnseg._version import __version__
 if TYPE_CHECKING:
     from nnseg.dataset import Case, DatasetSpec, RawDataset
     from nnseg.errors import NnsegError
+    from nnseg.evaluation import evaluate_folder
     from nnseg.fingerprint import Fingerprint, extract_fingerprint
+    from nnseg.inference import Predictor
     from nnseg.planning import (
         ConfigurationPlan,
         Planner,
@@ -25,8 +27,7 @@ if TYPE_CHECKING:
     )
     from nnseg.preprocessing import PreprocessedStore, Preprocessor, preprocess_dataset
     from nnseg.sharding import Shard
-    from nnseg.training._config import TrainerConfig
-    from nnseg.training._split import Split
+    from nnseg.training import Split, Trainer, TrainerConfig
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
@@ -46,8 +47,11 @@ _LAZY: dict[str, str] = {
     "PreprocessedStore": "nnseg.preprocessing",
     "Preprocessor": "nnseg.preprocessing",
     "preprocess_dataset": "nnseg.preprocessing",
-    "Split": "nnseg.training._split",
-    "TrainerConfig": "nnseg.training._config",
+    "Split": "nnseg.training",
+    "Trainer": "nnseg.training",
+    "TrainerConfig": "nnseg.training",
+    "Predictor": "nnseg.inference",
+    "evaluate_folder": "nnseg.evaluation",
 }
 
 __all__ = [
@@ -66,7 +70,10 @@ __all__ = [
     "Preprocessor",
     "Shard",
     "Split",
+    "Trainer",
     "TrainerConfig",
+    "Predictor",
+    "evaluate_folder",
     "__version__",
     "extract_fingerprint",
     "preprocess_dataset",

@@ -7,6 +7,7 @@ Each stage that exists is run in order and says where its output went. Stages th
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ __all__ = ["register"]
 
 DEMO_DATASET = "Dataset001_SyntheticCT"
 CONFIGURATION = "3d_fullres"
+DEFAULT_STEPS = 250
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -32,6 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--num-workers", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data (default 0)")
     parser.add_argument("--small", action="store_true", help="tiny images and budgets (a smoke test in seconds)")
+    parser.add_argument("--steps", type=int, default=None, metavar="N",
+                        help="training steps (default 300; 4 with --small)")  # fmt: skip
+    parser.add_argument("--device", default="cpu", help="training and prediction device (default cpu)")
+    parser.add_argument("--base-features", type=int, default=8, metavar="N",
+                        help="features of the first network stage, doubled per stage (default 8, so the demo trains "
+                             "in minutes on a CPU; 0 keeps the plan's 32)")  # fmt: skip
     parser.set_defaults(handler=run_demo)
 
 
@@ -46,10 +54,13 @@ def run_demo(args: argparse.Namespace) -> int:
     """Run every available stage; return the exit code."""
     from nnseg.cli._plan import format_plan_table, memory_warnings
     from nnseg.dataset import RawDataset
+    from nnseg.evaluation import evaluate_folder
     from nnseg.fingerprint import extract_fingerprint
+    from nnseg.inference import Predictor
     from nnseg.planning import Planner, attach_memory_reports
     from nnseg.preprocessing import preprocess_dataset, store_name
     from nnseg.testing import make_synthetic_dataset
+    from nnseg.training import Split, Trainer, TrainerConfig
 
     root: Path = args.work_dir
     raw_dir = root / "raw" / DEMO_DATASET
@@ -59,7 +70,7 @@ def run_demo(args: argparse.Namespace) -> int:
     def synthesise() -> str:
         if not (raw_dir / "dataset.json").is_file():
             make_synthetic_dataset(
-                root / "raw", num_cases=args.num_cases, num_test_cases=4, shape=(16, 32, 32) if args.small else (40, 64, 64),
+                root / "raw", num_cases=args.num_cases, num_test_cases=4, shape=(16, 32, 32) if args.small else (32, 48, 48),
                 spacing=(2.5, 0.8, 0.8), modality="ct", num_classes=3, seed=args.seed, dataset_name=DEMO_DATASET,
             )
         return str(raw_dir)
@@ -104,5 +115,59 @@ def run_demo(args: argparse.Namespace) -> int:
     _step("extract the fingerprint", fingerprint)
     _step("plan (default nnU-Net planner)", plan)
     _step(f"preprocess ({CONFIGURATION}; resumes if interrupted)", preprocess)
+    steps = args.steps if args.steps is not None else (4 if args.small else DEFAULT_STEPS)
+    run_dir = workspace.run_dir(state["plans"].plans_name, CONFIGURATION, "demo", "all")
+
+    def train() -> str:
+        config = TrainerConfig.from_step_budget(
+            steps, iterations_per_epoch=min(50, steps), val_iterations_per_epoch=2, num_loader_workers=1,
+            final_validation=False, seed=args.seed,
+        )  # fmt: skip
+        store = state["store"]
+        split = Split.kfold(store.case_ids(), "all")
+        plan = _slim(state["plans"][CONFIGURATION], args.base_features)
+        trainer = Trainer(plan, store, split, spec=state["dataset"].spec, config=config, device=args.device)
+        return str(trainer.fit(run_dir))
+
+    def predict() -> str:
+        predictor = Predictor.from_run(run_dir, device=args.device, use_mirroring=False)
+        status = predictor.predict_folder(raw_dir / "imagesTs", root / "predictions", progress=False)
+        state["names"] = {str(v): k for k, v in state["dataset"].spec.labels.items()}
+        return f"complete={status.is_complete}: {root / 'predictions'}"
+
+    def evaluate() -> str:
+        summary = evaluate_folder(root / "predictions", raw_dir / "labelsTs", state["dataset"].spec)
+        summary.save(root / "predictions" / "summary.json")
+        for line in _dice_table(summary, state["names"]):
+            print(f"    {line}")
+        return str(root / "predictions" / "summary.json")
+
+    _step(f"train {CONFIGURATION} for {steps} steps (fold 'all'; resumes exactly if interrupted)", train)
+    _step("predict the held-out test cases (imagesTs)", predict)
+    _step("evaluate against labelsTs", evaluate)
     print(f"All outputs are under {root.resolve()}")
     return 0
+
+
+def _dice_table(summary: Any, names: dict[str, str]) -> list[str]:
+    """Rows ``label  Dice  IoU`` of an evaluation summary, plus the foreground mean."""
+    lines = ["label            Dice     IoU", "---------------  -------  -------"]
+    for label, metrics in summary.mean.items():
+        name = f"{label} {names.get(label, '')}".strip()
+        lines.append(f"{name:<15}  {metrics['Dice']:.4f}   {metrics['IoU']:.4f}")
+    lines.append(f"{'foreground mean':<15}  {summary.mean_dice:.4f}")
+    return lines
+
+
+def _slim(plan: Any, base_features: int) -> Any:
+    """The plan with ``base_features * 2**stage`` features per stage (capped as planned); 0 keeps it as is.
+
+    Only the network changes: preprocessing, patch and batch stay the planner's, so the store is shared.
+    """
+    if base_features <= 0:
+        return plan
+    kwargs = plan.architecture.arch_kwargs
+    planned = list(kwargs["features_per_stage"])
+    features = [min(base_features * 2**i, planned[i]) for i in range(len(planned))]
+    architecture = dataclasses.replace(plan.architecture, arch_kwargs={**kwargs, "features_per_stage": features})
+    return dataclasses.replace(plan, architecture=architecture)

@@ -46,8 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default cpu)")
     parser.add_argument("--step-size", type=float, default=0.5, help="tile step as a fraction of the patch")
     parser.add_argument("--batch-size", type=int, default=None, metavar="B",
-                        help="network inputs (tiles, mirrored copies) per forward pass (default: a tile and its "
-                             "mirrored copies, 8 in 3-D; 1 as nnU-Net)")  # fmt: skip
+                        help="network inputs (tiles, mirrored copies) per forward pass (default 4; 1 as nnU-Net)")
     parser.add_argument("--nnunet-numerics", action="store_true",
                         help="float16 blending, one input per pass, network as built: nnU-Net's segmentations "
                              "bit for bit (slower)")  # fmt: skip

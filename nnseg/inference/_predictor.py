@@ -46,7 +46,7 @@ class Predictor:
         step_size: Tile step as a fraction of the patch (nnU-Net: 0.5).
         use_gaussian: Gaussian importance weighting of tiles (nnU-Net: on).
         batch_size: Network inputs (tiles and mirrored copies) per forward pass, halved on out-of-memory; None:
-            a tile and all its mirrored copies together; 1: as nnU-Net (needed for bit-identical float16 results).
+            4; 1: as nnU-Net (needed for bit-identical float16 results).
         accumulation_dtype: float32 (default, no overflow) or float16 (nnU-Net's logits bit for bit).
         amp: Autocast for the network; None means on CUDA only.
         accumulate_on_device: Keep the accumulators on the device; None means on CUDA only (CPU fallback on OOM).

@@ -26,6 +26,10 @@ __all__ = ["is_out_of_memory", "mirror_axis_combinations", "predict_logits", "pr
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_BATCH_SIZE = 4
+"""Network inputs per forward pass by default: on a 2-core CPU 1.6x (no TTA) to 2.7x (TTA) faster than one at a
+time, at nnU-Net's peak memory (benchmarks/bench_predict.py)."""
+
 
 def mirror_axis_combinations(mirror_axes: Sequence[int]) -> list[tuple[int, ...]]:
     """Every non-empty combination of the spatial ``mirror_axes``, as tensor dims of a batched input."""
@@ -92,8 +96,8 @@ def predict_logits(
             nnU-Net's predictor bit for bit (with ``batch_size=1``).
         amp: Run the network under autocast; None means on CUDA only.
         batch_size: Network inputs (tiles and their mirrored copies) per forward pass. More is faster when
-            memory allows; on an out-of-memory error it is halved down to 1. None: one tile with all its
-            mirrored copies (8 in 3-D with mirroring). nnU-Net uses 1.
+            memory allows; on an out-of-memory error it is halved down to 1. None: :data:`DEFAULT_BATCH_SIZE`.
+            nnU-Net uses 1.
         accumulate_on_device: Keep the accumulators on ``device``; None means on CUDA only. If the device
             runs out of memory the case is predicted again with CPU accumulators.
 
@@ -109,7 +113,7 @@ def predict_logits(
     on_device = accumulate_on_device if accumulate_on_device is not None else device.type == "cuda"
     window = _Window(network, tuple(int(p) for p in patch_size), num_outputs, step_size, mirror_axes,
                      use_gaussian, device, accumulation_dtype, amp)  # fmt: skip
-    batch_size = window.copies if batch_size is None else batch_size
+    batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
     if on_device and device.type != "cpu":
         try:
             return window.run(array, device, batch_size)

@@ -1,4 +1,4 @@
-"""Training data: patch sampling, augmentation and the deterministic batch loaders.
+"""Training: the step-based Trainer, its config, splits, losses and callbacks, and the deterministic data pipeline.
 
 Example:
     >>> from nnseg.training import TrainingLoader
@@ -9,10 +9,30 @@ Example:
 from nnseg.training._augment_spatial import initial_patch_size
 from nnseg.training._augmentation import AugmentationConfig, augment_sample, deep_supervision_scales, make_targets
 from nnseg.training._batches import Batch, BatchFactory, LoaderError, check_training_cases
+from nnseg.training._callbacks import Callback, EarlyStopping, MetricsLog, ProgressBar, ProgressPlot
+from nnseg.training._config import TrainerConfig
 from nnseg.training._loader import TrainingLoader, ValidationLoader, iterate_batches
+from nnseg.training._loss import DeepSupervisionLoss, DiceBCELoss, DiceCELoss, SoftDiceLoss, deep_supervision_weights
 from nnseg.training._sampling import PatchSampler, SampledPatch, crop_and_pad, patch_bounds
+from nnseg.training._split import Split, kfold_splits, write_splits_file
+from nnseg.training._trainer import Trainer
 
 __all__ = [
+    "Callback",
+    "DeepSupervisionLoss",
+    "DiceBCELoss",
+    "DiceCELoss",
+    "EarlyStopping",
+    "MetricsLog",
+    "ProgressBar",
+    "ProgressPlot",
+    "SoftDiceLoss",
+    "Split",
+    "Trainer",
+    "TrainerConfig",
+    "deep_supervision_weights",
+    "kfold_splits",
+    "write_splits_file",
     "AugmentationConfig",
     "Batch",
     "BatchFactory",
