@@ -38,12 +38,7 @@ from bench_dataloader import SPEC, _StoreAsNnunetDataset, make_plan, write_store
 
 from nnseg.planning import ConfigurationPlan
 from nnseg.preprocessing import PreprocessedStore
-from nnseg.training import AugmentationConfig
-from nnseg.training._callbacks import MetricsLog
-from nnseg.training._config import TrainerConfig
-from nnseg.training._final_validation import validate_cases
-from nnseg.training._split import Split
-from nnseg.training._trainer import Trainer
+from nnseg.training import AugmentationConfig, MetricsLog, Split, Trainer, TrainerConfig, validate_cases
 
 
 def nnunet_trainer(plan: ConfigurationPlan, scratch: Path, num_epochs: int, iterations: int) -> Any:

@@ -20,9 +20,7 @@ from torch import nn
 import nnseg
 from nnseg.network import build_network
 from nnseg.testing import make_synthetic_dataset
-from nnseg.training import deep_supervision_scales
-from nnseg.training._loss import DeepSupervisionLoss, DiceCELoss, deep_supervision_weights
-from nnseg.training._trainer import Trainer
+from nnseg.training import DeepSupervisionLoss, DiceCELoss, Trainer, deep_supervision_scales, deep_supervision_weights
 
 
 def prepare(work: Path, smoke: bool) -> tuple[nnseg.ConfigurationPlan, nnseg.PreprocessedStore, nnseg.DatasetSpec]:

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import nnseg
 from nnseg.testing import make_synthetic_dataset
-from nnseg.training._callbacks import EarlyStopping, MetricsLog, ProgressBar
-from nnseg.training._trainer import Trainer
+from nnseg.training import EarlyStopping, MetricsLog, ProgressBar, Trainer
 
 
 def prepare(work: Path, smoke: bool) -> tuple[nnseg.ConfigurationPlan, nnseg.PreprocessedStore, nnseg.DatasetSpec]:

@@ -81,9 +81,11 @@ def train(project: Project, *, smoke: bool, device: str) -> Path | None:
         from nnseg.training import Split, Trainer, TrainerConfig  # type: ignore[attr-defined]
     except ImportError:
         try:
-            from nnseg.training import Trainer  # type: ignore[attr-defined]
-            from nnseg.training._config import TrainerConfig
-            from nnseg.training._split import Split
+            from nnseg.training import (
+                Split,
+                Trainer,  # type: ignore[attr-defined]
+                TrainerConfig,
+            )
         except ImportError:
             print("nnseg.training.Trainer is not available in this version; skipping training")
             return None

@@ -11,6 +11,8 @@ from nnseg.training._augmentation import AugmentationConfig, augment_sample, dee
 from nnseg.training._batches import Batch, BatchFactory, LoaderError, check_training_cases
 from nnseg.training._callbacks import Callback, EarlyStopping, MetricsLog, ProgressBar, ProgressPlot
 from nnseg.training._config import TrainerConfig
+from nnseg.training._ddp import DistributedContext, rank_batch_sizes, rank_oversampling
+from nnseg.training._final_validation import validate_cases
 from nnseg.training._loader import TrainingLoader, ValidationLoader, iterate_batches
 from nnseg.training._loss import DeepSupervisionLoss, DiceBCELoss, DiceCELoss, SoftDiceLoss, deep_supervision_weights
 from nnseg.training._sampling import PatchSampler, SampledPatch, crop_and_pad, patch_bounds
@@ -20,6 +22,7 @@ from nnseg.training._trainer import Trainer
 __all__ = [
     "Callback",
     "DeepSupervisionLoss",
+    "DistributedContext",
     "DiceBCELoss",
     "DiceCELoss",
     "EarlyStopping",
@@ -32,6 +35,9 @@ __all__ = [
     "TrainerConfig",
     "deep_supervision_weights",
     "kfold_splits",
+    "rank_batch_sizes",
+    "rank_oversampling",
+    "validate_cases",
     "write_splits_file",
     "AugmentationConfig",
     "Batch",
