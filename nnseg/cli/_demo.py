@@ -19,7 +19,7 @@ __all__ = ["register"]
 
 DEMO_DATASET = "Dataset001_SyntheticCT"
 CONFIGURATION = "3d_fullres"
-DEFAULT_STEPS = 250
+DEFAULT_STEPS = 200
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -35,10 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data (default 0)")
     parser.add_argument("--small", action="store_true", help="tiny images and budgets (a smoke test in seconds)")
     parser.add_argument("--steps", type=int, default=None, metavar="N",
-                        help="training steps (default 300; 4 with --small)")  # fmt: skip
+                        help="training steps (default 200; 4 with --small)")  # fmt: skip
     parser.add_argument("--device", default="cpu", help="training and prediction device (default cpu)")
-    parser.add_argument("--base-features", type=int, default=8, metavar="N",
-                        help="features of the first network stage, doubled per stage (default 8, so the demo trains "
+    parser.add_argument("--base-features", type=int, default=16, metavar="N",
+                        help="features of the first network stage, doubled per stage (default 16, so the demo trains "
                              "in minutes on a CPU; 0 keeps the plan's 32)")  # fmt: skip
     parser.set_defaults(handler=run_demo)
 
