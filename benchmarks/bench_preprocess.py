@@ -311,7 +311,10 @@ def _prepare(case_shape: tuple[int, ...], num_cases: int, work: Path) -> tuple[P
 def run_throughput(case_shape: tuple[int, ...], num_cases: int, workers: list[int], work: Path) -> list[dict[str, Any]]:
     """Part 2: cases/s and peak RSS of nnseg, nnU-Net (when installed) and the IO floor at equal workers."""
     raw, plans = _prepare(case_shape, num_cases, work)
-    nnunet_cli = shutil.which("nnUNetv2_preprocess")
+    # also look beside this interpreter: `.venv/bin/python bench_preprocess.py` without an activated venv
+    nnunet_cli = shutil.which("nnUNetv2_preprocess") or shutil.which(
+        "nnUNetv2_preprocess", path=str(Path(sys.executable).parent)
+    )
     rows = []
     for n in workers:
         store = work / f"nnseg_{n}"
