@@ -3,7 +3,8 @@
 Writes ``WORK/workspace.json`` (which raw dataset the folder belongs to), ``WORK/dataset.json`` and
 ``WORK/fingerprint.json``. Per-case results go to ``WORK/fingerprint_cache/`` as they finish, so a killed
 run continues where it stopped; ``--num-parts N --part-id K`` computes one share of the cases on one
-machine, and a final run without them assembles the fingerprint. ``--status`` only reports progress.
+machine, and a final run without them assembles the fingerprint. ``--status`` only reports progress: exit
+status 0 when every case (of the part, with ``--part-id``) is cached or assembled, 1 when some are missing.
 Once ``fingerprint.json`` is written the cache is deleted (it holds the intensity samples, up to 400 MB
 per channel) unless ``--keep-cache``; an existing ``fingerprint.json`` of the same cases is kept unless
 ``--clean``.
@@ -93,7 +94,8 @@ def _report_status(dataset: RawDataset, workspace: Workspace, shard: Shard, num_
     where = "" if shard.is_whole else f" in {shard}"
     if missing:
         print(f"missing{where}: " + ", ".join(missing))
-    elif status.is_complete:
+        return 1  # incomplete, as every --status of nnseg reports it
+    if status.is_complete:
         print("every case is cached; run without --status (and without --num-parts/--part-id) to assemble")
     return 0
 

@@ -60,7 +60,7 @@ def test_parts_then_assemble_with_status(
 ) -> None:
     work = tmp_path / "work"
     code, out, _ = _run(capsys, "fingerprint", raw, "-o", work, "--status")
-    assert (code, out) == (0, f"0 of 4 case(s) cached in {work / 'fingerprint_cache'}\n"
+    assert (code, out) == (1, f"0 of 4 case(s) cached in {work / 'fingerprint_cache'}\n"
                               "missing: case_000, case_001, case_002, case_003\n")  # fmt: skip
     code, out, _ = _run(capsys, "fingerprint", raw, "-o", work, "--num-parts", "2", "--part-id", "1")
     assert code == 0
@@ -68,11 +68,14 @@ def test_parts_then_assemble_with_status(
     assert not (work / "fingerprint.json").exists()
     code, out, _ = _run(capsys, "fingerprint", raw, "-o", work, "--status")
     assert out.splitlines() == [f"2 of 4 case(s) cached in {work / 'fingerprint_cache'}", "missing: case_000, case_002"]
+    assert code == 1
     code, out, _ = _run(capsys, "fingerprint", raw, "-o", work, "--status", "--num-parts", "2", "--part-id", "1")
     assert out.splitlines()[1:] == []
+    assert code == 0  # part 1 is complete
     code, out, _ = _run(capsys, "fingerprint", raw, "-o", work, "--num-parts", "2", "--part-id", "0")
     code, out, _ = _run(capsys, "fingerprint", raw, "-o", work, "--status")
     assert out.splitlines()[1].startswith("every case is cached; run without --status")
+    assert code == 0
     code, out, _ = _run(capsys, "fingerprint", raw, "-o", work)
     assert code == 0
     assert Fingerprint.load(work / "fingerprint.json") == expected
