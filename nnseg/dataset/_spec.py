@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -10,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from nnseg._atomic import atomic_write_json
+from nnseg._jsonfile import read_json_file
 from nnseg.errors import DatasetError
 
 __all__ = ["DatasetSpec", "LabelValue"]
@@ -260,15 +260,10 @@ class DatasetSpec:
             DatasetError: If the file is missing, is not valid JSON, or its content is invalid.
         """
         path = Path(path)
-        if not path.is_file():
-            raise DatasetError(
-                f"{path} does not exist; every nnU-Net raw dataset folder needs a dataset.json with "
-                "'channel_names', 'labels', 'numTraining' and 'file_ending'."
-            )
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise DatasetError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}).") from err
+        data = read_json_file(path, DatasetError, (
+            f"{path} does not exist; every nnU-Net raw dataset folder needs a dataset.json with "
+            "'channel_names', 'labels', 'numTraining' and 'file_ending'."
+        ))  # fmt: skip
         return cls.from_dict(data, source=str(path))
 
     def save(self, path: str | os.PathLike[str]) -> None:

@@ -13,7 +13,6 @@ every case makes it NaN, as in nnU-Net.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import warnings
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from nnseg._atomic import atomic_write_json
+from nnseg._jsonfile import read_json_file
 from nnseg.errors import ConfigError
 from nnseg.evaluation._metrics import METRIC_NAMES
 
@@ -146,10 +146,5 @@ class EvaluationSummary:
             ConfigError: If the file is missing, not JSON, or not in nnU-Net's layout.
         """
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"summary file {path} does not exist; write one with EvaluationSummary.save.")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}).") from err
+        data = read_json_file(path, ConfigError, f"summary file {path} does not exist; write one with EvaluationSummary.save.")
         return cls.from_json(data, where=str(path))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from nnseg._atomic import atomic_write_json
+from nnseg._jsonfile import read_json_file
 from nnseg.errors import FingerprintError
 
 __all__ = ["CaseFingerprint", "Fingerprint", "IntensityStats"]
@@ -227,12 +227,7 @@ class Fingerprint:
     def load(cls, path: str | os.PathLike[str]) -> Fingerprint:
         """Read a fingerprint JSON file (nnU-Net's ``dataset_fingerprint.json`` works too)."""
         path = Path(path)
-        if not path.is_file():
-            raise FingerprintError(f"fingerprint file {path} does not exist; run extract_fingerprint first.")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise FingerprintError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}).") from err
+        data = read_json_file(path, FingerprintError, f"fingerprint file {path} does not exist; run extract_fingerprint first.")
         return cls.from_json(data, where=str(path))
 
     def save(self, path: str | os.PathLike[str]) -> None:

@@ -7,7 +7,6 @@ reader/writer, names), so ``plans["3d_fullres"]`` alone is enough to preprocess,
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nnseg._atomic import atomic_write_json
+from nnseg._jsonfile import read_json_file
 from nnseg.errors import PlansError
 from nnseg.planning._fields import (
     CONFIGURATION_KEYS,
@@ -364,12 +364,7 @@ class ConfigurationPlan:
             PlansError: If the file is missing, not JSON, or not a standalone configuration.
         """
         path = Path(path)
-        if not path.is_file():
-            raise PlansError(f"configuration file {path} does not exist; write one with ConfigurationPlan.save.")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise PlansError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}).") from err
+        data = read_json_file(path, PlansError, f"configuration file {path} does not exist; write one with ConfigurationPlan.save.")
         if not isinstance(data, dict):
             raise PlansError(f"{path}: expected a JSON object, got {type(data).__name__}.")
         return cls.from_json(data, where=str(path))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections.abc import Mapping
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from nnseg._atomic import atomic_write_json
+from nnseg._jsonfile import read_json_file
 from nnseg._suggest import unknown_name_hint
 from nnseg.errors import PlansError
 from nnseg.planning._configuration import ConfigurationPlan
@@ -236,15 +236,10 @@ class Plans:
             PlansError: If the file is missing, is not valid JSON, or is not nnU-Net v2 plans.
         """
         path = Path(path)
-        if not path.is_file():
-            raise PlansError(
-                f"plans file {path} does not exist; plan the dataset first (nnseg plan / Planner().plan(...)) "
-                "or pass the path of an existing plans.json."
-            )
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise PlansError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}).") from err
+        data = read_json_file(path, PlansError, (
+            f"plans file {path} does not exist; plan the dataset first (nnseg plan / Planner().plan(...)) "
+            "or pass the path of an existing plans.json."
+        ))  # fmt: skip
         return cls.from_json(data, source=path)
 
     def save(self, path: str | os.PathLike[str]) -> None:

@@ -20,7 +20,6 @@ the voxel coordinates in the preprocessed (transposed, cropped, resampled) grid.
 from __future__ import annotations
 
 import ast
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from nnseg._atomic import atomic_write_json
+from nnseg._jsonfile import read_json_file
 from nnseg.errors import ConfigError, StoreError
 from nnseg.io import ImageGeometry
 
@@ -181,12 +181,7 @@ class CaseProperties:
             StoreError: If the file is missing, not JSON, or malformed.
         """
         path = Path(path)
-        if not path.is_file():
-            raise StoreError(f"case properties file {path} does not exist.")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise StoreError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}).") from err
+        data = read_json_file(path, StoreError, f"case properties file {path} does not exist.")
         return cls.from_json(data, where=str(path))
 
 

@@ -34,6 +34,7 @@ from nnseg.preprocessing import (
     uncrop_and_transpose_back,
 )
 from nnseg.training._ddp import DistributedContext
+from nnseg.training._loss import full_resolution
 from nnseg.training._pseudo_dice import ConfusionCounts, confusion_counts
 
 __all__ = ["FullResolution", "validate_cases"]
@@ -50,8 +51,7 @@ class FullResolution(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The full-resolution output."""
-        output = self.network(x)
-        return output[0] if isinstance(output, list | tuple) else output
+        return full_resolution(self.network(x))
 
 
 def validate_cases(

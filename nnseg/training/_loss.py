@@ -19,7 +19,7 @@ from torch import nn
 
 from nnseg.errors import ConfigError
 
-__all__ = ["DeepSupervisionLoss", "DiceBCELoss", "DiceCELoss", "SoftDiceLoss", "deep_supervision_weights"]
+__all__ = ["DeepSupervisionLoss", "DiceBCELoss", "DiceCELoss", "SoftDiceLoss", "deep_supervision_weights", "full_resolution"]
 
 DICE_SMOOTH = 1e-5
 
@@ -125,6 +125,11 @@ class DiceBCELoss(nn.Module):
             # summed over region channels, divided by the number of kept voxels (nnU-Net's normalisation)
             bce_term = (bce * mask).sum() / torch.clip(mask.sum(), 1e-8)
         return self.weight_ce * bce_term + self.weight_dice * dice
+
+
+def full_resolution(outputs: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+    """The highest-resolution output of a network, whether or not it returns one output per scale."""
+    return outputs[0] if isinstance(outputs, list | tuple) else outputs  # type: ignore[return-value]
 
 
 def deep_supervision_weights(num_outputs: int, *, lowest_weight: float = 0.0) -> tuple[float, ...]:

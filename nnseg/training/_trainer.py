@@ -30,7 +30,7 @@ from nnseg.training._config import TrainerConfig
 from nnseg.training._ddp import GLOBAL_RNG_LOCK, DistributedContext, rank_batch_sizes, rank_oversampling
 from nnseg.training._final_validation import validate_cases
 from nnseg.training._loader import TrainingLoader, ValidationLoader
-from nnseg.training._loss import DeepSupervisionLoss, DiceBCELoss, DiceCELoss, deep_supervision_weights
+from nnseg.training._loss import DeepSupervisionLoss, DiceBCELoss, DiceCELoss, deep_supervision_weights, full_resolution
 from nnseg.training._pseudo_dice import ConfusionCounts, confusion_counts
 from nnseg.training._run_folder import RunFolder, check_store, resolve_device
 from nnseg.training._split import Split
@@ -171,7 +171,7 @@ class Trainer:
         with torch.no_grad(), self._autocast():
             outputs = self.model(batch.data)
             loss = self.loss(outputs, list(batch.target))
-        full = outputs[0] if isinstance(outputs, list | tuple) else outputs
+        full = full_resolution(outputs)
         counts.add(*confusion_counts(full, batch.target[0], regions=self.spec.has_regions,
                                      ignore_label=self.spec.ignore_label))  # fmt: skip
         return float(loss)
@@ -335,8 +335,7 @@ class _FirstOutput(nn.Module):
         self.loss = loss
 
     def forward(self, outputs: Any, targets: Sequence[torch.Tensor]) -> torch.Tensor:
-        output = outputs[0] if isinstance(outputs, list | tuple) else outputs
-        return self.loss(output, targets[0])
+        return self.loss(full_resolution(outputs), targets[0])
 
 
 @contextlib.contextmanager

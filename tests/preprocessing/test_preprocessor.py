@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from plan_fixtures import RESAMPLING
 
 from nnseg.dataset import Case, DatasetSpec
 from nnseg.errors import DatasetError, PlansError, StoreError
@@ -18,13 +19,6 @@ from nnseg.preprocessing._preprocessor import Preprocessor
 
 INTENSITY = {"mean": 100.0, "median": 100.0, "std": 50.0, "min": 0.0, "max": 300.0,
              "percentile_99_5": 250.0, "percentile_00_5": 10.0}  # fmt: skip
-RESAMPLING = {"resampling_fn_data": "resample_data_or_seg_to_shape",
-              "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None},
-              "resampling_fn_seg": "resample_data_or_seg_to_shape",
-              "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, "order_z": 0, "force_separate_z": None},
-              "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
-              "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, "order_z": 0,
-                                                     "force_separate_z": None}}  # fmt: skip
 
 
 def plans_dict(

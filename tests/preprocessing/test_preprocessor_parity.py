@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from plan_fixtures import RESAMPLING
 
 from nnseg.dataset import RawDataset
 from nnseg.io import read_segmentation, write_segmentation
@@ -31,13 +32,6 @@ DATA_TOLERANCE = 1e-4
 """Largest allowed absolute difference of the preprocessed image. Measured: 0.0 in every scenario below (the
 arrays are bit-identical; 2-core CPU VM, Python 3.11, numpy/scipy/scikit-image as pinned in the venv)."""
 
-RESAMPLING = {"resampling_fn_data": "resample_data_or_seg_to_shape",
-              "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None},
-              "resampling_fn_seg": "resample_data_or_seg_to_shape",
-              "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, "order_z": 0, "force_separate_z": None},
-              "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
-              "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, "order_z": 0,
-                                                     "force_separate_z": None}}  # fmt: skip
 CT_STATS = {"mean": -200.0, "median": -100.0, "std": 350.0, "min": -1100.0, "max": 300.0,
             "percentile_99_5": 220.0, "percentile_00_5": -1000.0}  # fmt: skip
 

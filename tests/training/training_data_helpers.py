@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from plan_fixtures import RESAMPLING
 from scipy.ndimage import gaussian_filter
 
 from nnseg.dataset import DatasetSpec
@@ -15,13 +16,6 @@ from nnseg.preprocessing._case import CaseProperties, PreprocessedCase
 from nnseg.preprocessing._locations import location_classes, sample_class_locations
 from nnseg.preprocessing._store import PreprocessedStore
 
-RESAMPLING = {"resampling_fn_data": "resample_data_or_seg_to_shape",
-              "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None},
-              "resampling_fn_seg": "resample_data_or_seg_to_shape",
-              "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, "order_z": 0, "force_separate_z": None},
-              "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
-              "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, "order_z": 0,
-                                                     "force_separate_z": None}}  # fmt: skip
 INTENSITY = {"mean": 0.0, "median": 0.0, "std": 1.0, "min": -3.0, "max": 3.0,
              "percentile_99_5": 2.5, "percentile_00_5": -2.5}  # fmt: skip
 
