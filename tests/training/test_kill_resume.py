@@ -73,6 +73,8 @@ def test_sigkilled_run_resumes_to_bitwise_identical_weights(tmp_path: Path) -> N
     deadline = time.monotonic() + 60
     while _checkpoint_step(latest) < ITERATIONS * 2 and killed.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
+    if killed.poll() is not None:  # it must still be running: a crash here is a broken script, not a resume bug
+        pytest.fail(f"the training subprocess exited early ({killed.returncode}): {killed.communicate()[1].decode()[-2000:]}")
     os.kill(killed.pid, signal.SIGKILL)
     assert killed.wait(10) == -signal.SIGKILL
     assert not (tmp_path / "killed" / "checkpoint_final.pt").exists()
@@ -94,5 +96,5 @@ def test_sigkilled_run_resumes_to_bitwise_identical_weights(tmp_path: Path) -> N
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(HERE))
+    sys.path[:0] = [str(HERE), str(HERE.parent)]  # the helpers and the suite-wide fixtures they import
     _train(Path(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3]))
