@@ -3,6 +3,8 @@
 For a few hand-written fingerprints (no images are needed) this times
 
 * ``nnseg`` -- ``Planner().plan`` and ``ResEncLPlanner().plan`` (median of ``--repeats`` runs);
+* ``measure`` -- ``attach_memory_reports(plans, spec)``: the meta-device measurement of one training step of every
+  configuration that ``nnseg plan`` adds to the planning (one run; nnU-Net has no counterpart);
 * ``nnU-Net`` -- ``ExperimentPlanner`` / ``nnUNetPlannerResEncL`` ``.plan_experiment()`` as shipped (when
   nnunetv2 is installed): every memory estimate builds the network on the CPU, which includes torch's
   default weight initialisation;
@@ -18,7 +20,8 @@ Usage::
     python benchmarks/bench_planning.py                  # all fingerprints (about two minutes with nnunetv2)
     python benchmarks/bench_planning.py --no-nnunet      # nnseg only (seconds)
 
-Prints a table and writes benchmarks/results/planning.json (``--output`` to change).
+Prints a table and writes benchmarks/results/planning.json (``--output`` to change). Seconds per fingerprint,
+side by side with nnU-Net's extractor, are measured by ``benchmarks/bench_fingerprint.py``.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ import numpy as np
 
 from nnseg.dataset import DatasetSpec
 from nnseg.fingerprint import Fingerprint
-from nnseg.planning import Planner, Plans, ResEncLPlanner
+from nnseg.planning import Planner, Plans, ResEncLPlanner, attach_memory_reports
 
 RESULTS = Path(__file__).parent / "results" / "planning.json"
 STATS = {"mean": 100.5, "median": 98.0, "std": 40.25, "min": -200.0, "max": 400.0, "percentile_99_5": 300.0,
@@ -101,6 +104,13 @@ def time_nnseg(name: str, planner: str, repeats: int) -> tuple[float, Plans]:
     return statistics.median(seconds), plans
 
 
+def time_measurement(name: str, plans: Plans) -> float:
+    """Seconds of measuring one training step of every configuration on the meta device (what `nnseg plan` adds)."""
+    started = time.perf_counter()
+    attach_memory_reports(plans, DatasetSpec.from_dict(dataset_json(name)), device="meta")
+    return time.perf_counter() - started
+
+
 def _meta_estimate(original: Callable[..., int]) -> Callable[..., int]:
     import torch
 
@@ -144,7 +154,7 @@ def _same(ours: Plans, theirs: dict[str, Any]) -> bool:
     return {n: v for n, v in mine.items() if n != "3d_cascade_fullres"} == other
 
 
-def run(repeats: int, with_nnunet: bool) -> list[dict[str, Any]]:
+def run(repeats: int, with_nnunet: bool, measure: bool = True) -> list[dict[str, Any]]:
     """Time every fingerprint with every planner; one row per (fingerprint, planner)."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -155,6 +165,7 @@ def run(repeats: int, with_nnunet: bool) -> list[dict[str, Any]]:
             for planner in PLANNERS:
                 seconds, plans = time_nnseg(name, planner, repeats)
                 row: dict[str, Any] = {"fingerprint": name, "planner": planner, "nnseg_s": seconds,
+                                       "measure_s": time_measurement(name, plans) if measure else None,
                                        "configurations": list(plans.configuration_names)}  # fmt: skip
                 if with_nnunet:
                     row["nnunet_s"], theirs = time_nnunet(name, planner, root, meta=False)
@@ -178,13 +189,15 @@ def machine() -> dict[str, Any]:
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     """Print one line per (fingerprint, planner)."""
-    header = f"{'fingerprint':<24} {'planner':<9} {'configurations':<42} {'nnseg s':>9}"
+    header = f"{'fingerprint':<24} {'planner':<9} {'configurations':<42} {'nnseg s':>9} {'measure s':>9}"
     with_nnunet = "nnunet_s" in rows[0]
     if with_nnunet:
         header += f" {'nnU-Net s':>10} {'(meta) s':>9} {'speed-up':>9} same"
     print(header)
     for row in rows:
-        line = f"{row['fingerprint']:<24} {row['planner']:<9} {','.join(row['configurations']):<42} {row['nnseg_s']:>9.4f}"
+        measured = "-" if row["measure_s"] is None else f"{row['measure_s']:.2f}"
+        line = (f"{row['fingerprint']:<24} {row['planner']:<9} {','.join(row['configurations']):<42} "
+                f"{row['nnseg_s']:>9.4f} {measured:>9}")  # fmt: skip
         if with_nnunet:
             line += (f" {row['nnunet_s']:>10.2f} {row['nnunet_meta_s']:>9.2f} {row['nnunet_s'] / row['nnseg_s']:>8.0f}x"
                      f" {'yes' if row['same_plans'] else 'NO'}")  # fmt: skip
@@ -196,6 +209,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--repeats", type=int, default=5, help="nnseg runs per plan (median is reported)")
     parser.add_argument("--no-nnunet", action="store_true", help="do not run nnU-Net's planners")
+    parser.add_argument("--no-measure", action="store_true", help="do not time the memory measurement")
     parser.add_argument("--output", type=Path, default=RESULTS, help="JSON output file")
     args = parser.parse_args()
     with_nnunet = not args.no_nnunet
@@ -207,7 +221,7 @@ def main() -> None:
             with_nnunet = False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        rows = run(max(1, args.repeats), with_nnunet)
+        rows = run(max(1, args.repeats), with_nnunet, measure=not args.no_measure)
     print_table(rows)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2) + "\n")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,7 +60,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run_fingerprint(args: argparse.Namespace) -> int:
-    """Compute (or report on) the fingerprint; return the exit code."""
+    """Compute (or report on) the fingerprint; return the exit code.
+
+    Warnings (e.g. a constant channel) are printed as one ``nnseg fingerprint: warning: ...`` line each on
+    stderr, also when the command then fails.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            return _run(args)
+        finally:
+            for warning in caught:
+                print(f"nnseg fingerprint: warning: {warning.message}", file=sys.stderr)
+
+
+def _run(args: argparse.Namespace) -> int:
     from nnseg.dataset import RawDataset
     from nnseg.sharding import Shard
     from nnseg.workspace import Workspace

@@ -81,6 +81,7 @@ def run_plan(args: argparse.Namespace) -> int:
 
         plans = attach_memory_reports(plans, spec, device=args.measure_device)
     path = workspace.plans_path(plans.plans_name)
+    _warn_about_dropped_configurations(path, plans)
     plans.save(path)
     print(format_plan_table(plans))
     for line in memory_warnings(plans):
@@ -97,6 +98,25 @@ def _plan_reporting_warnings(planner: Any, fingerprint: Any, spec: Any, dataset_
     for warning in caught:
         print(f"nnseg plan: warning: {warning.message}", file=sys.stderr)
     return plans
+
+
+def _warn_about_dropped_configurations(path: Path, plans: Plans) -> None:
+    """Say which configurations of an existing plans file the new plans replace without an equivalent."""
+    import json
+
+    try:
+        old = json.loads(path.read_text())
+        old_names = list(old["configurations"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # nothing readable to lose
+    dropped = [name for name in old_names if name not in plans.configurations]
+    if dropped:
+        print(
+            f"nnseg plan: warning: {path} is replaced; its configuration(s) {dropped} are not in the new plans and "
+            "are dropped (nnU-Net would keep them). Add them again with Plans.with_configurations, or plan under "
+            "another --name to keep the old file.",
+            file=sys.stderr,
+        )
 
 
 def _make_planner(args: argparse.Namespace) -> Any:
@@ -146,17 +166,33 @@ def format_plan_table(plans: Plans) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.insert(0, f"plans {plans.plans_name!r} for {plans.dataset_name!r} ({plans.experiment_planner_used})")
     lines.append("estimate, budget: the planner's feature-map elements per sample (nnU-Net's units, not bytes).")
-    if any(_measured_bytes(plans, name) is not None for name in plans.configuration_names):
-        lines.append(
-            "measured: peak of one training step (weights, SGD momentum, gradients, batch, saved activations, "
-            "backward buffers); excludes cuDNN workspaces, allocator caching and the CUDA context (~0.3-0.5 GB)."
-        )
+    methods = sorted({method for name in plans.configuration_names if (method := _measurement_method(plans, name))})
+    for method in methods:
+        lines.append(_measurement_footnote(method))
     return "\n".join(lines)
 
 
-def _measured_bytes(plans: Plans, name: str) -> int | None:
+def _measurement_method(plans: Plans, name: str) -> str | None:
     report = plans[name].memory_report
-    return None if report is None else report.measured_bytes
+    if report is None or report.measured_bytes is None:
+        return None
+    return report.measurement_method or "unknown method"
+
+
+def _measurement_footnote(method: str) -> str:
+    """What the measured column counts and leaves out, for one measurement method."""
+    from nnseg.planning._memory import CUDA_METHOD
+
+    counted = "weights, SGD momentum, gradients, batch, saved activations, backward buffers"
+    if method == CUDA_METHOD:
+        return (
+            f"measured ({method}): peak allocated during one training step ({counted}, cuDNN workspaces); "
+            "excludes allocator caching and the CUDA context (~0.3-0.5 GB)."
+        )
+    return (
+        f"measured ({method}, no GPU used): peak of one training step ({counted}); excludes cuDNN workspaces, "
+        "allocator caching and the CUDA context (~0.3-0.5 GB), so expect nvidia-smi to show more."
+    )
 
 
 def memory_warnings(plans: Plans) -> list[str]:

@@ -98,8 +98,9 @@ def pool_fingerprint(
         if stats[-1].std == 0:
             warnings.warn(
                 f"channel {channel} ({name!r}) has the same foreground intensity {stats[-1].mean:g} in every "
-                "sampled voxel (std 0); normalising it will divide by zero. Check that the channel files hold "
-                "the intended images.",
+                "sampled voxel (std 0): it carries no information for training, and its normalisation divides "
+                "by a standard deviation clamped to 1e-8 (CT normalisation turns any other value into a huge "
+                "number). Check that the channel files hold the intended images.",
                 stacklevel=4,
             )
     return Fingerprint(

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
+import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -58,6 +61,7 @@ _LOWRES_SPACING_FACTOR = 1.03
 _LOWRES_MIN_SHRINK = 2.0
 _POSITIVE_FIELDS = ("reference_value_3d", "reference_value_2d", "reference_gb", "anisotropy_threshold",
                     "max_dataset_covered", "lowres_creation_threshold")  # fmt: skip
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,150}")
 _COUNT_FIELDS = ("base_num_features", "max_features_3d", "max_features_2d", "reference_batch_size_3d",
                  "reference_batch_size_2d", "featuremap_min_edge_length", "min_batch_size")  # fmt: skip
 
@@ -134,17 +138,29 @@ class Planner:
 
     def __post_init__(self) -> None:
         gpu = self.gpu_memory_gb
-        if isinstance(gpu, bool) or not isinstance(gpu, (int, float)) or not (0 < gpu < math.inf):
+        if not _is_real(gpu) or not (0 < gpu < math.inf):
             raise ConfigError(
                 f"Planner: gpu_memory_gb must be a positive, finite number of gigabytes; got {gpu!r}. "
                 "Pass the memory of the GPU you train on, e.g. gpu_memory_gb=8."
             )
         for name in _POSITIVE_FIELDS:
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"Planner: {name} must be positive; got {getattr(self, name)!r}.")
+            value = getattr(self, name)
+            if not _is_real(value) or not 0 < value < math.inf:
+                raise ConfigError(f"Planner: {name} must be a positive, finite number; got {value!r}.")
         for name in _COUNT_FIELDS:
-            if not getattr(self, name) >= 1:
-                raise ConfigError(f"Planner: {name} must be an integer >= 1; got {getattr(self, name)!r}.")
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ConfigError(f"Planner: {name} must be an integer >= 1; got {value!r}.")
+        for name in ("plans_name", "data_identifier_base"):
+            value = getattr(self, name)
+            if (value is not None or name == "plans_name") and not (
+                isinstance(value, str) and _SAFE_NAME.fullmatch(value)
+            ):
+                raise ConfigError(
+                    f"Planner: {name} must be a file-name-safe name (letters, digits, '.', '_', '-'; starting "
+                    f"with a letter or digit), because it names the plans file and the preprocessed data; got "
+                    f"{value!r}. Example: 'nnUNetResEncUNetLPlans_40G'."
+                )
         if self.network_class not in NETWORKS:
             raise ConfigError(
                 f"Planner: network_class {self.network_class!r} is not supported; expected one of {list(NETWORKS)}."
@@ -159,14 +175,22 @@ class Planner:
         """Store the sequence fields as tuples of int/float (so planners compare and hash by value)."""
         for name in ("encoder_per_stage", "decoder_convs_per_stage"):
             values = getattr(self, name)
-            if not values or any(int(v) < 1 for v in values):
+            if (
+                isinstance(values, str | bytes)
+                or not isinstance(values, Sequence | np.ndarray)
+                or not values
+                or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1 for v in values)
+            ):
                 raise ConfigError(f"Planner: {name} must be a non-empty sequence of integers >= 1; got {values!r}.")
             object.__setattr__(self, name, tuple(int(v) for v in values))
         if self.overwrite_target_spacing is not None:
-            spacing = tuple(float(v) for v in self.overwrite_target_spacing)
-            if len(spacing) != 3 or not all(v > 0 for v in spacing):
+            try:
+                spacing = tuple(float(v) for v in self.overwrite_target_spacing)
+            except (TypeError, ValueError):
+                spacing = ()
+            if len(spacing) != 3 or not all(0 < v < math.inf for v in spacing):
                 raise ConfigError(
-                    f"Planner: overwrite_target_spacing must be three positive numbers (array axis order); "
+                    f"Planner: overwrite_target_spacing must be three positive, finite numbers (array axis order); "
                     f"got {self.overwrite_target_spacing!r}."
                 )
             object.__setattr__(self, "overwrite_target_spacing", spacing)
@@ -337,7 +361,8 @@ class Planner:
             budget=fit.budget,
             gpu_memory_gb=self.gpu_memory_gb,
             note="estimate: conv feature-map elements per sample (nnU-Net's proxy); shrink rule "
-            f"{self.shrink_condition!r}; not measured",
+            f"{self.shrink_condition!r}; not measured yet: nnseg.planning.attach_memory_reports(plans, spec) "
+            "(what `nnseg plan` runs) measures one training step",
         )
         configuration = configuration_json(
             data_identifier=f"{base}_{name}",
@@ -351,6 +376,11 @@ class Planner:
             integer_median=name == "3d_lowres",
         )
         return {**configuration, "nnseg_memory_report": report.to_json()}
+
+
+def _is_real(value: Any) -> bool:
+    """Whether ``value`` is a real number (Python or NumPy; not a bool)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _coverage(patch: Floats, median: Floats) -> float:

@@ -119,3 +119,18 @@ def test_no_foreground_exits_2_with_one_line(tmp_path: Path, capsys: pytest.Capt
     assert code == 2
     assert err.count("\n") == 1
     assert "FingerprintError: no foreground: none of the 2 training case(s)" in err
+
+
+def test_constant_channel_is_one_warning_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from nnseg.io import read_image, write_image
+
+    folder = make_synthetic_dataset(tmp_path, num_cases=2, shape=(8, 8, 8), num_channels=2, modality="mr")
+    for image in (folder / "imagesTr").glob("*_0001.nii.gz"):  # the second channel holds 7 everywhere
+        data, geometry = read_image(image)
+        write_image(data * 0 + 7, image, geometry)
+    code, out, err = _run(capsys, "fingerprint", folder, "-o", tmp_path / "work")
+    assert code == 0
+    assert err.count("\n") == 1
+    assert err.startswith("nnseg fingerprint: warning: channel 1 (")
+    assert "has the same foreground intensity 7 in every sampled voxel (std 0)" in err
+    assert "fingerprint of 2 case(s) written" in out

@@ -70,6 +70,31 @@ def test_non_positive_gpu_memory_is_rejected(tmp_path: Path, capsys: pytest.Capt
     assert "--gpu-memory-gb must be a positive number of GB" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("name", ["../evil", "a/b", ""])
+def test_a_plans_name_that_is_no_file_name_is_rejected(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    work = _work(tmp_path)
+    assert cli.main(["plan", str(work), "--name", name, "--no-measure"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("nnseg plan: error: ConfigError: Planner: plans_name must be a file-name-safe name")
+    assert f"got {name!r}" in err
+    assert not (work / "plans").exists()
+    assert not (tmp_path / "evil.json").exists()
+
+
+def test_a_bad_measure_device_is_rejected_and_nothing_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    work = _work(tmp_path)
+    assert cli.main(["plan", str(work), "--measure-device", "bogus"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "nnseg plan: error: ConfigError: measure_training_step_memory: device 'bogus' is not a torch device; "
+        "use 'meta', 'cpu' or 'cuda:N'."
+    )
+    assert not (work / "plans").exists()
+
+
 def test_unknown_planner_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         cli.main(["plan", str(tmp_path), "--planner", "resenc-s"])
@@ -89,7 +114,22 @@ def test_table_has_one_row_per_configuration_and_the_measurement() -> None:
     assert rows["2d"] == ["2d", "512x512", "12", "450.0M", "560.0M", "8", "-"]
     assert rows["3d_lowres"][3:] == ["-", "-", "-", "-"]
     assert rows["3d_cascade_fullres"][-1] == "4.71"  # inherits the report of 3d_fullres
+    assert lines[-1].startswith("measured (meta trace, no GPU used): peak of one training step")
     assert "excludes cuDNN workspaces" in lines[-1]
+
+
+def test_footnote_says_what_a_cuda_measurement_counts() -> None:
+    raw = _plans({"3d_fullres": 4.0}).to_json()
+    raw["configurations"]["3d_fullres"]["nnseg_memory_report"]["measurement_method"] = "torch.cuda.max_memory_allocated"
+    lines = format_plan_table(Plans.from_json(raw)).splitlines()
+    assert lines[-1].startswith("measured (torch.cuda.max_memory_allocated): peak allocated during one training step")
+    assert "cuDNN workspaces); excludes allocator caching" in lines[-1]
+    assert not any("no GPU used" in line for line in lines)
+
+
+def test_no_footnote_without_a_measurement() -> None:
+    lines = format_plan_table(_plans({"3d_fullres": None})).splitlines()
+    assert lines[-1].startswith("estimate, budget: the planner's feature-map elements per sample")
 
 
 def test_warning_only_when_measured_exceeds_the_target() -> None:
@@ -180,6 +220,25 @@ def test_real_planner_on_a_hand_built_work_folder(tmp_path: Path, capsys: pytest
         assert report.measured_device == "meta"
         assert f"{report.measured_bytes / GB:.2f}" in out
     assert "WARNING" not in out
+
+
+def test_replanning_names_the_configurations_it_drops(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    work = _work(tmp_path)
+    assert cli.main(["plan", str(work), "--no-measure"]) == 0
+    path = work / "plans" / "nnUNetPlans.json"
+    custom = Plans.load(path).with_configurations({"3d_fullres_bs4": {"inherits_from": "3d_fullres", "batch_size": 4}})
+    custom.save(path)
+    capsys.readouterr()
+    assert cli.main(["plan", str(work), "--no-measure"]) == 0
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"nnseg plan: warning: {path} is replaced; its configuration(s) ['3d_fullres_bs4'] are not in the new plans "
+        "and are dropped (nnU-Net would keep them). Add them again with Plans.with_configurations, or plan under "
+        "another --name to keep the old file."
+    )
+    assert "3d_fullres_bs4" not in Plans.load(path)
+    assert cli.main(["plan", str(work), "--no-measure"]) == 0
+    assert capsys.readouterr().err == ""  # nothing dropped this time
 
 
 # ----------------------------------------------------------------------------------- the real chain

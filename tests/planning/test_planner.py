@@ -6,6 +6,7 @@ import dataclasses
 import math
 import warnings
 
+import numpy as np
 import pytest
 
 from nnseg.dataset import DatasetSpec
@@ -217,17 +218,40 @@ def test_a_tiny_target_is_an_error_in_2d_too() -> None:
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("reference_value_3d", 0, r"Planner: reference_value_3d must be positive; got 0"),
+        ("reference_value_3d", 0, r"Planner: reference_value_3d must be a positive, finite number; got 0"),
+        ("reference_gb", float("inf"), r"Planner: reference_gb must be a positive, finite number; got inf"),
+        ("max_dataset_covered", "1", r"Planner: max_dataset_covered must be a positive, finite number; got '1'"),
         ("min_batch_size", 0, r"Planner: min_batch_size must be an integer >= 1; got 0"),
+        ("base_num_features", 2.5, r"Planner: base_num_features must be an integer >= 1; got 2.5"),
         ("network_class", "UNet", r"Planner: network_class 'UNet' is not supported"),
         ("shrink_condition", "always", r"shrink_condition must be 'two_samples' or 'reference_batch'; got 'always'"),
-        ("encoder_per_stage", (), r"encoder_per_stage must be a non-empty sequence of integers >= 1"),
-        ("overwrite_target_spacing", (1.0, 1.0), r"overwrite_target_spacing must be three positive numbers"),
+        ("encoder_per_stage", (), r"encoder_per_stage must be a non-empty sequence of integers >= 1; got \(\)"),
+        ("encoder_per_stage", "22", r"encoder_per_stage must be a non-empty sequence of integers >= 1; got '22'"),
+        ("decoder_convs_per_stage", (1, 0.5), r"decoder_convs_per_stage must be a non-empty sequence of integers"),
+        ("overwrite_target_spacing", (1.0, 1.0), r"overwrite_target_spacing must be three positive, finite numbers"),
+        ("overwrite_target_spacing", (1.0, 1.0, float("inf")), r"overwrite_target_spacing must be three positive"),
+        ("overwrite_target_spacing", ("a", 1, 1), r"overwrite_target_spacing must be three positive"),
+        ("plans_name", "../evil", r"Planner: plans_name must be a file-name-safe name .*; got '\.\./evil'"),
+        ("plans_name", "", r"Planner: plans_name must be a file-name-safe name"),
+        ("data_identifier_base", "a/b", r"Planner: data_identifier_base must be a file-name-safe name .*got 'a/b'"),
     ],
 )
 def test_out_of_range_fields_are_rejected(field: str, value: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Planner(**{field: value})  # type: ignore[arg-type]
+
+
+def test_numpy_numbers_are_accepted() -> None:
+    planner = Planner(gpu_memory_gb=np.float32(12), base_num_features=np.int64(16), encoder_per_stage=np.array([2]))
+    assert planner.encoder_per_stage == (2,)
+    assert planner.plan(ISO, _spec())["3d_fullres"].memory_report.budget == pytest.approx(560e6 * 12 / 8)  # type: ignore[union-attr]
+
+
+def test_a_plan_that_was_not_measured_says_how_to_measure_it() -> None:
+    report = Planner().plan(ISO, _spec())["3d_fullres"].memory_report
+    assert report is not None
+    assert report.measured_bytes is None
+    assert "not measured yet: nnseg.planning.attach_memory_reports(plans, spec)" in report.note
 
 
 def test_empty_fingerprint_is_rejected() -> None:

@@ -1,4 +1,4 @@
-"""Planner parity with nnunetv2 2.8.1: the same plans from the same fingerprint, default planner and ResEnc-L.
+"""Planner parity with nnunetv2 2.8.1: the same plans from the same fingerprint, default planner and ResEnc M/L/XL.
 
 nnU-Net's planners run as a black box on hand-written ``dataset_fingerprint.json`` / ``dataset.json`` files
 (no images: ``dataset.json`` lists its files under ``"dataset"`` and names the reader, so nothing is read).
@@ -23,7 +23,7 @@ import pytest
 
 from nnseg.dataset import DatasetSpec
 from nnseg.fingerprint import Fingerprint
-from nnseg.planning import Planner, Plans, ResEncLPlanner
+from nnseg.planning import Planner, Plans, ResEncLPlanner, ResEncMPlanner, ResEncXLPlanner
 
 pytestmark = [
     pytest.mark.parity,
@@ -31,7 +31,11 @@ pytestmark = [
 ]
 
 TARGETS_GB = (8, 12, 24, 40, 80)
-PLANNERS = ("default", "resenc_l")
+PRESET_TARGETS_GB = {"resenc_m": (8, 24), "resenc_xl": (40, 12, 80)}
+"""ResEnc M and XL at their own target and at targets that scale their budget down and up."""
+RUNS = [(planner, gb) for planner in ("default", "resenc_l") for gb in TARGETS_GB] + [
+    (planner, gb) for planner, targets in PRESET_TARGETS_GB.items() for gb in targets
+]
 STATS = {"mean": 100.5, "median": 98.0, "std": 40.25, "min": -200.0, "max": 400.0, "percentile_99_5": 300.0,
          "percentile_00_5": -50.0}  # fmt: skip
 
@@ -127,14 +131,15 @@ class NnunetRunner:
 
     def plan(self, case: str, planner: str, gpu_gb: float) -> dict[str, Any]:
         from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
-        from nnunetv2.experiment_planning.experiment_planners.residual_unets.residual_encoder_unet_planners import (
-            nnUNetPlannerResEncL,
+        from nnunetv2.experiment_planning.experiment_planners.residual_unets import (
+            residual_encoder_unet_planners as resenc,
         )
 
         self.write(case)
         name = self.dataset_name(case)
-        cls = ExperimentPlanner if planner == "default" else nnUNetPlannerResEncL
-        instance = cls(name, gpu_memory_target_in_gb=gpu_gb)
+        classes = {"default": ExperimentPlanner, "resenc_m": resenc.nnUNetPlannerResEncM,
+                   "resenc_l": resenc.nnUNetPlannerResEncL, "resenc_xl": resenc.nnUNetPlannerResEncXL}  # fmt: skip
+        instance = classes[planner](name, gpu_memory_target_in_gb=gpu_gb)
         plans_file = self.root / "pre" / name / f"{instance.plans_identifier}.json"
         plans_file.unlink(missing_ok=True)  # nnU-Net keeps configurations of an existing file
         with contextlib.redirect_stdout(io.StringIO()):
@@ -176,9 +181,10 @@ def nnunet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NnunetRunner]:
 def _nnseg_plans(case: str, planner: str, gpu_gb: float, dataset_name: str) -> Plans:
     fingerprint = Fingerprint.from_json(CASES[case].fingerprint(seed=list(CASES).index(case)))
     spec = DatasetSpec.from_dict(CASES[case].dataset_json())
-    chosen = Planner(gpu_memory_gb=gpu_gb) if planner == "default" else ResEncLPlanner(gpu_memory_gb=gpu_gb)
+    factories = {"default": Planner, "resenc_m": ResEncMPlanner, "resenc_l": ResEncLPlanner, "resenc_xl": ResEncXLPlanner}
+    chosen = factories[planner](gpu_memory_gb=gpu_gb)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # ResEnc-L warns for targets other than 24 GB, as nnU-Net does
+        warnings.simplefilter("ignore")  # the presets warn for targets other than their own, as nnU-Net does
         return chosen.plan(fingerprint, spec, dataset_name=dataset_name)
 
 
@@ -205,8 +211,7 @@ def _summary(plans: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("gpu_gb", TARGETS_GB)
-@pytest.mark.parametrize("planner", PLANNERS)
+@pytest.mark.parametrize(("planner", "gpu_gb"), RUNS, ids=[f"{p}-{gb}" for p, gb in RUNS])
 @pytest.mark.parametrize("case", list(CASES))
 def test_plans_equal_nnunet(nnunet: NnunetRunner, case: str, planner: str, gpu_gb: float) -> None:
     theirs = nnunet.plan(case, planner, gpu_gb)

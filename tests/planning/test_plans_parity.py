@@ -1,4 +1,5 @@
-"""Parity with nnunetv2 2.8.1: its PlansManager reads nnseg plans, and nnseg reads its planners' plans."""
+"""Parity with nnunetv2 2.8.1: its PlansManager reads nnseg plans (and builds their networks), and nnseg reads its
+planners' plans."""
 
 from __future__ import annotations
 
@@ -179,3 +180,32 @@ def test_default_and_resenc_l_share_preprocessing(nnunet_plans: dict[str, Path])
         assert default[name].data_identifier == resenc_l[name].data_identifier
         assert default[name].preprocessing_hash() == resenc_l[name].preprocessing_hash()
     assert default.content_hash() != resenc_l.content_hash()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("planner", ["default", "resenc_m", "resenc_l", "resenc_xl"])
+@pytest.mark.parametrize("case", ["large_lowres", "2d_rgb"])
+def test_nnunet_loads_nnseg_planner_output_and_builds_its_networks(case: str, planner: str, tmp_path: Path) -> None:
+    """What nnseg's planners save, nnunetv2 reads unchanged and builds the planned networks from."""
+    import torch
+
+    pytest.importorskip("nnunetv2")
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+    from test_planner_parity import CASES, _nnseg_plans
+
+    plans = _nnseg_plans(case, planner, {"resenc_l": 24, "resenc_xl": 40}.get(planner, 8), f"Dataset900_{case}")
+    plans.save(tmp_path / f"{plans.plans_name}.json")
+    manager = _plans_manager(str(tmp_path / f"{plans.plans_name}.json"))
+    _assert_same_as_nnunet(plans, manager)
+    num_classes, num_channels = len(CASES[case].labels), len(CASES[case].channels)
+    for name in plans.configuration_names:
+        theirs, report = manager.get_configuration(name), plans[name].memory_report
+        assert report is not None
+        # the fitted patch obeys the shrink rule: the default planner fits two samples (2-D: 2 of the reference 12)
+        assert report.estimate <= report.budget * (6 if planner == "default" and plans[name].is_2d else 1)
+        with torch.device("meta"):
+            network = get_network_from_plans(theirs.network_arch_class_name, theirs.network_arch_init_kwargs,
+                                             theirs.network_arch_init_kwargs_req_import, num_channels, num_classes,
+                                             allow_init=False, deep_supervision=False)  # fmt: skip
+        assert type(network).__name__ == plans[name].architecture.network_class_name.rsplit(".", 1)[1]
+        assert int(network.compute_conv_feature_map_size(theirs.patch_size)) == report.estimate, name
