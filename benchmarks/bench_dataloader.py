@@ -11,11 +11,10 @@ nnseg's ``PreprocessedStore``. Then, at each worker count:
 
 The first ``--warmup`` batches (worker start-up) are not timed; then ``--steps`` batches are. Each loader
 runs ``--repeats`` times, alternating which goes first, and the best run counts (the machine's load from
-other processes drifts; best-of is the least disturbed figure). Finally the
-CPU seconds per batch (this process plus its workers, from ``/proc``) are reported too: on a shared
-machine they are the steadier measure of how much work a loader does. Finally the time of one nnseg sample
-is split into its stages in this process: patch read + crop, spatial transform,
-intensity transforms + mirroring, target construction.
+other processes drifts; best-of is the least disturbed figure). The CPU seconds per batch (this process
+plus its workers, from ``/proc``) are reported too: on a shared machine they are the steadier measure of
+how much work a loader does. Finally the time of one nnseg sample is split into its stages in this
+process: patch read + crop, spatial transform, intensity transforms + mirroring, target construction.
 
 Usage::
 
@@ -288,7 +287,9 @@ def report(rows: list[dict[str, Any]], stages: dict[str, float], plan: Configura
                            "shape": list(args.shape), "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats},
               "throughput": rows, "stage_ms_per_sample": stages}  # fmt: skip
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    partial = args.output.with_name(args.output.name + ".partial")
+    partial.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(partial, args.output)  # atomic: a reader never sees half a file
     print(f"\nwrote {args.output}")
 
 

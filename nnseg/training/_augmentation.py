@@ -2,8 +2,9 @@
 
 Order (each step with its probability per sample): rotation / scaling on the enlarged patch and a centred
 crop to the final patch, Gaussian noise, blur, brightness, contrast, simulated low resolution, inverted
-gamma, gamma, mirroring; then the target steps that validation runs too: masking of ``use_mask_for_norm``
-channels outside the case, ``-1 -> 0``, region conversion, deep-supervision targets.
+gamma, gamma, mirroring; then :func:`make_targets`: masking of ``use_mask_for_norm`` channels outside the
+case (training only: like nnU-Net, the validation loader runs it with ``mask_channels=()``), ``-1 -> 0``,
+region conversion, deep-supervision targets.
 
 Every random draw comes from the numpy ``Generator`` passed in, so a sample is a pure function of its
 input and that generator. Switch a transform off with ``dataclasses.replace(config, p_blur=0.0)``.
@@ -39,8 +40,8 @@ class AugmentationConfig:
     ``dataclasses.replace``. Probabilities are per sample unless named ``..._per_channel`` / ``..._per_axis``.
 
     Args:
-        rotation: Largest absolute rotation angle in radians per rotation axis (3 entries in 3-D; in 2-D and
-            dummy 2-D only the last is used).
+        rotation: Largest absolute rotation angle in radians per rotation axis (3 entries in 3-D, or one used
+            on every axis; in 2-D and dummy 2-D only the last is used).
         dummy_2d: Augment a 3-D patch slice by slice (nnU-Net does so when ``max(patch) / patch[0] > 3``).
         p_rotation: Probability of rotating.
         p_scaling: Probability of zooming by a factor from ``scaling_range`` (the same on all axes).
@@ -68,7 +69,8 @@ class AugmentationConfig:
         deep_supervision_scales: One zoom per network output, highest resolution first; None gives one target.
 
     Raises:
-        ConfigError: If a probability is outside [0, 1] or a range is reversed.
+        ConfigError: If a probability is outside [0, 1], a range is reversed, ``rotation`` is not 1 or 3 angles
+            in [0, pi], a mirror axis is outside 0..2 or a mask channel is negative.
     """
 
     rotation: tuple[float, ...] = (math.pi / 6,) * 3
@@ -104,7 +106,17 @@ class AugmentationConfig:
             if item.name.startswith("p_") and not 0.0 <= float(value) <= 1.0:
                 raise ConfigError(f"AugmentationConfig.{item.name} must be a probability in [0, 1]; got {value!r}.")
             if item.name in _RANGES and (len(value) != 2 or float(value[0]) > float(value[1])):
-                raise ConfigError(f"AugmentationConfig.{item.name} must be (low, high) with low <= high; got {value!r}.")
+                raise ConfigError(
+                    f"AugmentationConfig.{item.name} must be (low, high) with low <= high; got {value!r}."
+                )
+        if len(self.rotation) not in (1, 3) or not all(0.0 <= float(a) <= math.pi for a in self.rotation):
+            raise ConfigError(f"AugmentationConfig.rotation must hold 1 (2-D) or 3 (3-D) largest angles in radians, "
+                              f"each in [0, pi]; got {self.rotation!r}.")  # fmt: skip
+        for name, top in (("mirror_axes", 2), ("mask_channels", None)):
+            values = getattr(self, name)
+            if any(int(v) < 0 or (top is not None and int(v) > top) for v in values):
+                raise ConfigError(f"AugmentationConfig.{name} must hold spatial axes 0..2 (mirror_axes) or "
+                                  f"channel indices >= 0 (mask_channels); got {name}={values!r}.")  # fmt: skip
 
     @classmethod
     def for_plan(
@@ -141,7 +153,7 @@ class AugmentationConfig:
         """The patch to crop before augmentation: enlarged for rotation and scaling, else ``patch_size``."""
         if not self.spatial:
             return tuple(int(p) for p in patch_size)
-        rotation = self.rotation[-1:] if len(patch_size) == 2 else self.rotation
+        rotation = self.rotation[-1:] if len(patch_size) == 2 else (self.rotation * 3)[-3:]
         rotation = rotation if self.p_rotation > 0 else (0.0,) * len(rotation)
         return initial_patch_size(patch_size, rotation, dummy_2d=self.dummy_2d and len(patch_size) == 3)
 
@@ -163,7 +175,7 @@ def _draw_spatial(config: AugmentationConfig, ndim: int, rng: np.random.Generato
 ]:
     angles = None
     if rng.random() < config.p_rotation:
-        limits = config.rotation[-1:] if ndim == 2 else config.rotation
+        limits = config.rotation[-1:] if ndim == 2 else (config.rotation * 3)[-3:]
         angles = [float(rng.uniform(-a, a)) for a in limits]
     scale = float(rng.uniform(*config.scaling_range)) if rng.random() < config.p_scaling else None
     return angles, scale

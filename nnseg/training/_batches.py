@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from nnseg.errors import LoaderError, NnsegError
+from nnseg.errors import ConfigError, LoaderError, NnsegError
 from nnseg.preprocessing import PreprocessedStore
 from nnseg.training._augmentation import AugmentationConfig, augment_sample, make_targets
 from nnseg.training._sampling import PatchSampler
@@ -55,6 +55,12 @@ class Batch:
         )
 
 
+def _non_negative(value: object, name: str, hint: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or int(value) < 0:
+        raise ConfigError(f"{name} must be a non-negative integer; got {value!r}. {hint[0].upper()}{hint[1:]}.")
+    return int(value)
+
+
 @contextlib.contextmanager
 def _one_thread() -> Iterator[None]:
     previous = torch.get_num_threads()
@@ -75,8 +81,11 @@ class BatchFactory:
         case_ids: The cases to draw from (e.g. a split's training ids), in a fixed order.
         sampler: Where patches are cut (its ``patch_size`` is the final patch).
         augmentation: The transforms and target settings.
-        seed: The run's seed.
+        seed: The run's seed (a non-negative integer).
         augment: Run the random transforms (False for validation: only the target steps run).
+
+    Raises:
+        ConfigError: If ``seed`` is negative or not an integer.
     """
 
     def __init__(
@@ -93,13 +102,18 @@ class BatchFactory:
         self.case_ids = tuple(case_ids)
         self.sampler = sampler
         self.augmentation = augmentation
-        self.seed = int(seed)
+        self.seed = _non_negative(seed, "seed", "pass e.g. seed=0")
         self.augment = bool(augment)
         self._shapes: dict[str, tuple[int, ...]] = {}
 
     def rngs(self, step: int) -> tuple[np.random.Generator, list[np.random.Generator]]:
-        """The batch-level generator and one generator per sample for ``step``."""
-        children = np.random.SeedSequence([self.seed, int(step)]).spawn(self.sampler.batch_size + 1)
+        """The batch-level generator and one generator per sample for ``step``.
+
+        Raises:
+            ConfigError: If ``step`` is negative or not an integer.
+        """
+        step = _non_negative(step, "step", "global steps count from 0")
+        children = np.random.SeedSequence([self.seed, step]).spawn(self.sampler.batch_size + 1)
         return np.random.default_rng(children[0]), [np.random.default_rng(c) for c in children[1:]]
 
     def _shape(self, case_id: str) -> tuple[int, ...]:
@@ -140,8 +154,15 @@ class BatchFactory:
                     ) from err
                 datas.append(data)
                 targets.append(target)
-            stacked = tuple(torch.stack([t[k] for t in targets]) for k in range(len(targets[0])))
-            return Batch(torch.stack(datas), stacked, cases, int(step))
+            try:
+                stacked = tuple(torch.stack([t[k] for t in targets]) for k in range(len(targets[0])))
+                return Batch(torch.stack(datas), stacked, cases, int(step))
+            except RuntimeError as err:
+                shapes = ", ".join(f"{case_id} {tuple(d.shape)}" for case_id, d in zip(cases, datas))
+                raise LoaderError(
+                    f"step {step}: the samples do not stack into one batch ({shapes}); every case of a store must "
+                    "have the same channels. Preprocess the odd case again or remove it from the split."
+                ) from err
 
 
 def check_training_cases(store: PreprocessedStore, case_ids: Sequence[str], sampler: PatchSampler) -> None:

@@ -10,6 +10,7 @@ watchdog); closing the iterator, an exception or Ctrl-C shuts the workers down.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Generator, Iterable, Sequence
 
@@ -166,7 +167,16 @@ class TrainingLoader:
         """Yield the batches of steps ``start_step, start_step + 1, ...`` (``num_steps`` of them, or forever).
 
         Close the iterator (``iterator.close()``, leaving a ``for`` loop, an exception) to stop the workers.
+
+        Raises:
+            ConfigError: If ``start_step`` or ``num_steps`` is negative.
+            LoaderError: If a case is unusable (see :meth:`check`).
         """
+        if int(start_step) < 0 or (num_steps is not None and int(num_steps) < 0):
+            raise ConfigError(
+                f"start_step and num_steps must be >= 0; got {start_step} and {num_steps}. Resume with "
+                "start_step=checkpoint step (0 for a new run)."
+            )
         self.check()
         stop = None if num_steps is None else int(start_step) + int(num_steps)
         steps: Iterable[int] = itertools.count(int(start_step)) if stop is None else range(int(start_step), stop)
@@ -176,6 +186,9 @@ class TrainingLoader:
 
 class ValidationLoader:
     """A fixed sequence of validation batches: no augmentation, the same patches at every validation.
+
+    Like nnU-Net's validation pipeline, only the target steps run (-1 -> 0, regions, deep-supervision
+    targets); ``use_mask_for_norm`` masking is a training-only step.
 
     Args:
         store: The preprocessed store.
@@ -213,7 +226,10 @@ class ValidationLoader:
         _check_workers(num_workers, prefetch)
         if int(num_batches) < 1:
             raise ConfigError(f"num_batches must be >= 1; got {num_batches}.")
-        targets = AugmentationConfig.for_plan(plan, spec, deep_supervision=deep_supervision)
+        # nnU-Net's validation pipeline: -1 -> 0, regions, deep-supervision targets; no use_mask_for_norm masking
+        targets = dataclasses.replace(
+            AugmentationConfig.for_plan(plan, spec, deep_supervision=deep_supervision), mask_channels=()
+        )
         self.sampler = PatchSampler(plan.patch_size, batch_size=plan.batch_size if batch_size is None else batch_size,
                                     oversample_foreground_percent=oversample_foreground_percent,
                                     has_ignore_label=spec.ignore_label is not None)  # fmt: skip

@@ -144,3 +144,132 @@ def test_input_arrays_are_not_modified() -> None:
                    np.random.default_rng(0))  # fmt: skip
     assert np.array_equal(image, before_image)
     assert np.array_equal(seg, before_seg)
+
+
+PROBABILITIES = [
+    f.name for f in dataclasses.fields(AugmentationConfig) if f.name.startswith("p_") and "_per_channel" not in f.name
+]
+
+
+def test_every_transform_is_off_by_default_in_off_and_on_by_its_own_switch() -> None:
+    image, seg = threshold_case((20, 20, 20), seed=3, channels=2)
+    centre = torch.from_numpy(image[:, 2:18, 2:18, 2:18])
+    data, labels = augment_sample(image, seg, (16, 16, 16), OFF, np.random.default_rng(0))
+    assert torch.equal(data, centre)  # everything off: a plain centred crop
+    assert torch.equal(labels, torch.from_numpy(seg[:, 2:18, 2:18, 2:18].astype(np.int16)))
+    assert set(PROBABILITIES) == {"p_rotation", "p_scaling", "p_noise", "p_blur", "p_brightness", "p_contrast",
+                                  "p_low_resolution", "p_gamma_inverted", "p_gamma", "p_mirror_per_axis"}  # fmt: skip
+    for name in PROBABILITIES:  # each switch alone, through dataclasses.replace, changes the sample
+        config = dataclasses.replace(OFF, p_blur_per_channel=1.0, p_low_resolution_per_channel=1.0, **{name: 1.0})
+        changed, _ = augment_sample(image, seg, (16, 16, 16), config, np.random.default_rng(0))
+        assert changed.shape == centre.shape
+        assert not torch.equal(changed, centre), name
+
+
+def test_more_bad_config_values_are_rejected() -> None:
+    with pytest.raises(ConfigError, match=r"rotation must hold 1 \(2-D\) or 3 \(3-D\).*got \(0.5, 0.5\)"):
+        AugmentationConfig(rotation=(0.5, 0.5))
+    with pytest.raises(ConfigError, match=r"mirror_axes=\(0, 3\)"):
+        AugmentationConfig(mirror_axes=(0, 3))
+    with pytest.raises(ConfigError, match=r"mask_channels=\(-1,\)"):
+        AugmentationConfig(mask_channels=(-1,))
+    one_angle = AugmentationConfig(rotation=(math.pi / 6,))  # one angle serves every axis in 3-D
+    assert one_angle.initial_patch_size((128, 128, 128)) == (205, 205, 205)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_two_d_and_dummy_2d_rotation_keep_image_and_label_aligned(seed: int) -> None:
+    image, seg = threshold_case((6, 48, 48), seed=seed)
+    flat = dataclasses.replace(OFF, p_rotation=1.0, p_scaling=1.0, rotation=(math.pi,), mirror_axes=(0, 1))
+    dummy = dataclasses.replace(OFF, p_rotation=1.0, p_scaling=1.0, rotation=(math.pi,) * 3, dummy_2d=True)
+    for source, labels_in, patch, config in ((image[:, 3], seg[:, 3], (32, 32), flat),
+                                             (image, seg, (6, 32, 32), dummy)):  # fmt: skip
+        data, labels = augment_sample(source, labels_in, patch, config, np.random.default_rng(seed))
+        inside = labels[0] >= 0
+        assert (labels[0] == threshold(data[0]))[inside].float().mean() > 0.93
+        shifted = torch.roll(labels[0], 1, dims=-1)  # a one-voxel misalignment would be caught
+        assert (shifted == threshold(data[0]))[inside].float().mean() < 0.9
+
+
+def test_dummy_2d_never_mixes_slices() -> None:
+    volume = np.broadcast_to(np.arange(1, 7, dtype=np.float32)[:, None, None], (6, 40, 40))[None].copy()
+    seg = np.broadcast_to(np.arange(6, dtype=np.int16)[:, None, None], (6, 40, 40))[None].copy()
+    config = dataclasses.replace(OFF, p_rotation=1.0, p_scaling=1.0, rotation=(math.pi,) * 3, dummy_2d=True)
+    for seed in range(3):
+        data, labels = augment_sample(volume, seg, (6, 24, 24), config, np.random.default_rng(seed))
+        for z in range(6):
+            assert float(data[0, z].max()) == pytest.approx(z + 1)  # in-plane only: slice z keeps its value
+            assert set(torch.unique(labels[0, z]).tolist()) <= {-1, z}
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize(
+    ("shape", "patch", "angles", "scale"),
+    [((41, 44, 40), (24, 24, 24), (0.3, -0.2, 0.5), 1.2), ((30, 30, 30), (24, 24, 24), (0.5, 0.4, -0.6), 1.4),
+     ((40, 40, 40), (24, 24, 24), (0.0, 0.0, 0.0), 0.8), ((50, 46), (32, 32), (0.7,), 0.9)],
+)  # fmt: skip
+def test_spatial_transform_parity(
+    shape: tuple[int, ...], patch: tuple[int, ...], angles: tuple[float, ...], scale: float
+) -> None:
+    """Same grid and label resampling as batchgeneratorsv2's SpatialTransform, nnU-Net's settings."""
+    spatial = pytest.importorskip("batchgeneratorsv2.transforms.spatial.spatial")
+    from nnseg.training._augment_spatial import spatial_transform
+
+    image, seg = threshold_case(shape, seed=1)
+    seg = seg.astype(np.int16)
+    seg[:, :2] = -1
+    draws = iter(angles if len(angles) == 3 else (0.0, *angles))  # theirs draws one angle per axis, 2-D uses the last
+    theirs = spatial.SpatialTransform(patch, 0, False, p_rotation=1, rotation=lambda **_: next(draws), p_scaling=1,
+                                      scaling=(scale, scale), p_synchronize_scaling_across_axes=1,
+                                      border_mode_seg="constant", padding_value_seg=-1)  # fmt: skip
+    expected = theirs(image=torch.from_numpy(image), segmentation=torch.from_numpy(seg))
+    data, labels = spatial_transform(torch.from_numpy(image), torch.from_numpy(seg), patch, [-a for a in angles], scale)
+    assert torch.allclose(data, expected["image"], atol=1e-4)
+    # labels: the same interpolate-indicators-then-argmax rule; only (near-)ties may differ (theirs compares
+    # float16 scores and breaks ties by the nearest neighbour, ours compares float32 scores in label order)
+    assert (labels != expected["segmentation"]).float().mean() < 0.01
+    assert set(torch.unique(labels).tolist()) == set(torch.unique(expected["segmentation"]).tolist())
+
+
+@pytest.mark.parity
+def test_intensity_transforms_parity() -> None:
+    """Each intensity transform, at a fixed parameter, equals batchgeneratorsv2's at nnU-Net's settings."""
+    pytest.importorskip("batchgeneratorsv2")
+    from batchgeneratorsv2.transforms.intensity.brightness import MultiplicativeBrightnessTransform
+    from batchgeneratorsv2.transforms.intensity.contrast import ContrastTransform
+    from batchgeneratorsv2.transforms.intensity.gamma import GammaTransform
+    from batchgeneratorsv2.transforms.noise.gaussian_blur import GaussianBlurTransform
+    from batchgeneratorsv2.transforms.spatial.low_resolution import SimulateLowResolutionTransform
+
+    from nnseg.training import _augment_intensity as ours
+
+    image, _ = threshold_case((20, 24, 28), seed=2, channels=2)
+    cases = [
+        (MultiplicativeBrightnessTransform((1.2, 1.2), False, 1), lambda x, r: ours.brightness(x, r, (1.2, 1.2))),
+        (ContrastTransform((0.8, 0.8), True, False, 1), lambda x, r: ours.contrast(x, r, (0.8, 0.8))),
+        (GammaTransform((1.3, 1.3), 0, False, 1, 1), lambda x, r: ours.gamma(x, r, (1.3, 1.3))),
+        (GammaTransform((0.8, 0.8), 1, False, 1, 1), lambda x, r: ours.gamma(x, r, (0.8, 0.8), invert=True)),
+        (GaussianBlurTransform((0.7, 0.7), False, False, 1), lambda x, r: ours.blur(x, r, (0.7, 0.7), 1.0)),
+        (SimulateLowResolutionTransform((0.6, 0.6), False, True, None, None, 1),
+         lambda x, r: ours.simulate_low_resolution(x, r, (0.6, 0.6), 1.0)),
+        (SimulateLowResolutionTransform((0.6, 0.6), False, True, (0,), None, 1),
+         lambda x, r: ours.simulate_low_resolution(x, r, (0.6, 0.6), 1.0, (0,))),
+    ]  # fmt: skip
+    for theirs, mine in cases:
+        expected = theirs(image=torch.from_numpy(image.copy()))["image"]
+        assert torch.allclose(mine(torch.from_numpy(image.copy()), np.random.default_rng(0)), expected, atol=1e-5)
+
+
+@pytest.mark.parity
+def test_validation_targets_parity() -> None:
+    """make_targets without masking equals nnU-Net's validation transforms (-1 -> 0, regions, DS targets)."""
+    trainer = pytest.importorskip("nnunetv2.training.nnUNetTrainer.nnUNetTrainer").nnUNetTrainer
+    scales = ((1.0, 1.0, 1.0), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    seg = torch.from_numpy(np.random.default_rng(0).integers(-1, 4, size=(1, 12, 10, 14)).astype(np.int16))
+    for regions, ignore in ((None, None), (((1, 2), (2,)), 3)):
+        config = AugmentationConfig(regions=regions, ignore_label=ignore, deep_supervision_scales=scales)
+        _, targets = make_targets(torch.zeros(1, 12, 10, 14), seg, config)
+        pipeline = trainer.get_validation_transforms([list(s) for s in scales], regions=regions, ignore_label=ignore)
+        expected = pipeline(image=torch.zeros(1, 12, 10, 14), segmentation=seg.clone())["segmentation"]
+        assert [tuple(t.shape) for t in targets] == [tuple(e.shape) for e in expected]
+        assert all(torch.equal(t.to(e.dtype), e) for t, e in zip(targets, expected))

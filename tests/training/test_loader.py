@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -62,15 +65,18 @@ def test_batch_layout(loader_args: dict[str, object]) -> None:
     assert set(torch.unique(batch.target[0]).tolist()) <= {0, 1, 2}
 
 
-def test_same_batches_with_0_1_2_workers_and_after_restart(loader_args: dict[str, object]) -> None:
+@pytest.mark.filterwarnings("ignore:This DataLoader will create 4 worker processes")
+def test_same_batches_with_0_1_4_workers_and_after_restart(loader_args: dict[str, object]) -> None:
     runs = {}
-    for workers in (0, 1, 2):
+    for workers in (0, 1, 4):
         loader = TrainingLoader(**loader_args, num_workers=workers)  # type: ignore[arg-type]
         runs[workers] = list(loader.iterate(start_step=0, num_steps=4))
     resumed = list(TrainingLoader(**loader_args, num_workers=2).iterate(start_step=2, num_steps=2))  # type: ignore[arg-type]
     assert [b.step for b in runs[0]] == [0, 1, 2, 3]
-    for workers in (1, 2):
+    for workers in (1, 4):
+        assert len(runs[workers]) == 4
         assert all(same(a, b) for a, b in zip(runs[0], runs[workers]))
+    assert len(resumed) == 2
     assert all(same(a, b) for a, b in zip(runs[0][2:], resumed))
     assert not torch.equal(runs[0][0].data, runs[0][1].data)
     other_seed = TrainingLoader(**{**loader_args, "seed": 8}, num_workers=0).batch(0)  # type: ignore[arg-type]
@@ -191,3 +197,116 @@ def test_dead_worker_raises_instead_of_hanging(threshold_store: Store) -> None:
     with pytest.raises(LoaderError, match="a data loader worker process died"):
         list(iterate_batches(factory, range(4), num_workers=1))
     assert not multiprocessing.active_children()
+
+
+def test_spawned_workers_give_the_same_batches(loader_args: dict[str, object]) -> None:
+    """The start method of macOS and Windows: the factory is pickled into fresh interpreters."""
+    spawned = TrainingLoader(**loader_args, num_workers=1, multiprocessing_context="spawn")  # type: ignore[arg-type]
+    batches = list(spawned.iterate(start_step=5, num_steps=2))
+    assert all(same(b, spawned.batch(5 + i)) for i, b in enumerate(batches))
+    assert not multiprocessing.active_children()
+
+
+def train_until_interrupted(loader: TrainingLoader) -> None:
+    """A training loop interrupted (Ctrl-C) at step 1."""
+    for batch in loader.iterate():
+        assert multiprocessing.active_children()
+        if batch.step == 1:
+            raise KeyboardInterrupt
+
+
+def test_keyboard_interrupt_in_the_loop_stops_the_workers(loader_args: dict[str, object]) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        train_until_interrupted(TrainingLoader(**loader_args, num_workers=2))  # type: ignore[arg-type]
+    assert not multiprocessing.active_children()
+
+
+CTRL_C_SCRIPT = """
+import multiprocessing, sys, time
+from pathlib import Path
+sys.path[:0] = sys.argv[2:]
+from training_data_helpers import make_plan, make_spec, threshold_case, write_store
+from nnseg.training import TrainingLoader
+
+plan, spec = make_plan(), make_spec()
+store = write_store(Path(sys.argv[1]), plan, spec, {"a": threshold_case((20, 20, 20), seed=0)})
+for batch in TrainingLoader(store, ["a"], plan, spec, num_workers=2).iterate():
+    if batch.step == 0:
+        print(" ".join(str(p.pid) for p in multiprocessing.active_children()), flush=True)
+    time.sleep(0.01)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir() or os.name != "posix", reason="needs POSIX signals and /proc")
+@pytest.mark.parametrize("target", ["group", "main"])
+def test_ctrl_c_ends_the_run_and_leaves_no_worker(tmp_path: Path, target: str) -> None:
+    """A real SIGINT: to the process group as a terminal's Ctrl-C, or to the main process only (``kill -INT``)."""
+    helpers = [str(Path(__file__).parent), str(Path(__file__).parents[1])]
+    process = subprocess.Popen([sys.executable, "-c", CTRL_C_SCRIPT, str(tmp_path / "store"), *helpers],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)  # fmt: skip
+    try:
+        assert process.stdout is not None
+        workers = [int(pid) for pid in process.stdout.readline().split()]
+        assert len(workers) == 2, process.stderr.read() if process.stderr else ""
+        (os.killpg if target == "group" else os.kill)(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)  # a hang fails here instead of blocking the suite
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode != 0
+    assert "KeyboardInterrupt" in stderr
+    assert not [pid for pid in workers if _alive(pid)]  # no orphaned worker
+
+
+def test_negative_seed_or_step_is_rejected(loader_args: dict[str, object]) -> None:
+    with pytest.raises(ConfigError, match="seed must be a non-negative integer; got -1"):
+        TrainingLoader(**{**loader_args, "seed": -1}, num_workers=0)  # type: ignore[arg-type]
+    loader = TrainingLoader(**loader_args, num_workers=0)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="step must be a non-negative integer; got -3. Global steps count from 0"):
+        loader.batch(-3)
+    with pytest.raises(ConfigError, match="start_step and num_steps must be >= 0; got -1 and None"):
+        loader.iterate(start_step=-1)
+
+
+def test_unknown_case_id_is_named(threshold_store: Store) -> None:
+    store, plan, spec = threshold_store
+    with pytest.raises(LoaderError, match="case 'not_there' cannot be used for training"):
+        TrainingLoader(store, ["case_0", "not_there"], plan, spec, num_workers=0).check()  # type: ignore[arg-type]
+
+
+def test_validation_does_not_mask_but_training_does(tmp_path: Path) -> None:
+    """nnU-Net masks use_mask_for_norm channels (0 where the label is -1) in training only."""
+    plan, spec = make_plan(use_mask=(True,)), make_spec()
+    data, seg = threshold_case((16, 16, 16), seed=4)  # exactly the patch: every crop is the whole case
+    seg[0, :4] = -1  # outside the nonzero mask; the data there is deliberately not 0
+    store = write_store(tmp_path, plan, spec, {"masked": (data, seg)})
+    val = ValidationLoader(store, ["masked"], plan, spec, num_batches=1, oversample_foreground_percent=0.0,
+                           num_workers=0)  # type: ignore[arg-type]  # fmt: skip
+    assert val.factory.augmentation.mask_channels == ()
+    assert torch.equal(next(iter(val)).data[0], torch.from_numpy(data))  # unmasked, as nnU-Net's validation
+    train = TrainingLoader(store, ["masked"], plan, spec, num_workers=0)  # type: ignore[arg-type]
+    assert train.augmentation.mask_channels == (0,)
+    masked = BatchFactory(store, ["masked"], val.sampler, train.augmentation, seed=0, augment=False)(0).data[0, 0]
+    assert bool((masked[:4] == 0).all())
+    assert torch.equal(masked[4:], torch.from_numpy(data[0, 4:]))
+
+
+def test_cases_with_different_channel_counts_are_named(tmp_path: Path) -> None:
+    plan, spec = make_plan(), make_spec()
+    one, seg = threshold_case((16, 16, 16), seed=0)
+    store = write_store(tmp_path, plan, spec, {"one": (one, seg), "two": threshold_case((16, 16, 16), 1, channels=2)})
+    factory = BatchFactory(store, ["one", "two"], PatchSampler(plan.patch_size, batch_size=8), AugmentationConfig(),
+                           seed=0, augment=False)  # fmt: skip
+    expected = r"step 0: the samples do not stack.*one \(1, 16, 16, 16\).*two \(2, 16, 16, 16\)"
+    with pytest.raises(LoaderError, match=expected):
+        factory(0)

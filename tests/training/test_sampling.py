@@ -153,3 +153,47 @@ def test_shape_mismatch_names_the_case() -> None:
     data, seg = coordinate_case((4, 4, 4))
     with pytest.raises(StoreError, match=r"case 'img_2'.*recorded shape \(8, 8, 8\) does not match"):
         crop_and_pad(ArrayReader(data, seg), "img_2", (8, 8, 8), (0, 0, 0), (8, 8, 8))
+
+
+@settings(max_examples=40)
+@given(
+    shape=st.tuples(*[st.integers(1, 20)] * 3),
+    patch=st.tuples(*[st.integers(2, 18)] * 2),
+    extra=st.tuples(*[st.integers(0, 5)] * 2),
+    seed=st.integers(0, 2**16),
+    force=st.booleans(),
+)
+def test_two_d_sampler_bounds_and_content(
+    shape: tuple[int, int, int], patch: tuple[int, int], extra: tuple[int, int], seed: int, force: bool
+) -> None:
+    """2-D patches on any volume, also thinner or smaller in-plane than the patch: one real slice, padded."""
+    initial = tuple(p + e for p, e in zip(patch, extra))
+    sampler = PatchSampler(patch, initial_patch_size=initial, batch_size=1)
+    data, seg = coordinate_case(shape)
+    voxels = np.argwhere(np.ones(shape, bool))[:: max(1, int(np.prod(shape)) // 5)]
+    locations = {"1": np.concatenate([np.zeros((len(voxels), 1), int), voxels], axis=1)}
+    result = sampler.sample(ArrayReader(data, seg), "c", shape, locations, force, np.random.default_rng(seed))
+    assert result.data.shape == result.seg.shape == (1, *initial)
+    assert 0 <= result.lower[0] < shape[0]  # a slice of the volume, never padding along the slice axis
+    lb, ub = patch_bounds(shape, (1, *initial), sampler.need_to_pad)
+    assert all(low >= b for low, b in zip(result.lower, lb))
+    if not force:
+        assert all(low <= b for low, b in zip(result.lower, ub))
+    inside = result.data[0] > 0
+    assert inside.any()
+    assert np.array_equal(inside, result.seg[0] == 1)
+    first = np.argwhere(inside)[0]
+    index = (result.lower[0], *(int(f + low) for f, low in zip(first, result.lower[1:])))
+    assert result.data[(0, *first)] == np.ravel_multi_index(index, shape) + 1
+
+
+def test_forced_sample_class_is_uniform_among_present_classes() -> None:
+    """Class first (uniformly among present classes), then a voxel: a rare class is hit as often as a common one."""
+    shape = (30, 30, 30)
+    common = np.argwhere(np.ones((30, 30, 10), bool))  # class 1: 9000 voxels, all with x < 10
+    locations = {"1": np.concatenate([np.zeros((len(common), 1), int), common], 1),
+                 "2": np.array([[0, 25, 25, 25]]), "3": np.zeros((0, 4), np.int64)}  # fmt: skip
+    sampler = PatchSampler((4, 4, 4), batch_size=1)
+    rng = np.random.default_rng(0)
+    hits = [sampler.lower_corner(shape, locations, True, rng) == (23, 23, 23) for _ in range(400)]
+    assert 0.4 < np.mean(hits) < 0.6  # class 2 (one voxel) is chosen half the time; class 3 (absent) never
