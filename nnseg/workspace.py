@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nnseg._atomic import atomic_write_json
-from nnseg.errors import DatasetError
+from nnseg.errors import ConfigError, DatasetError
 
 __all__ = ["Workspace"]
 
@@ -60,16 +60,30 @@ class Workspace:
         return self.root / "fingerprint_cache"
 
     def plans_path(self, plans_name: str) -> Path:
-        """``plans/<plans_name>.json``."""
-        return self.root / "plans" / f"{plans_name}.json"
+        """``plans/<plans_name>.json``.
+
+        Raises:
+            ConfigError: ``plans_name`` is not a plain file name (it would point outside ``plans/``).
+        """
+        return self.root / "plans" / f"{_component(plans_name, 'plans name')}.json"
 
     def preprocessed_dir(self, name: str) -> Path:
-        """``preprocessed/<name>/``."""
-        return self.root / "preprocessed" / name
+        """``preprocessed/<name>/``.
+
+        Raises:
+            ConfigError: ``name`` is not a plain folder name.
+        """
+        return self.root / "preprocessed" / _component(name, "preprocessed store name")
 
     def run_dir(self, plans_name: str, configuration: str, run_name: str, fold: int | str) -> Path:
-        """``runs/<plans_name>__<configuration>__<run_name>/fold_<fold>/``."""
-        return self.root / "runs" / f"{plans_name}__{configuration}__{run_name}" / f"fold_{fold}"
+        """``runs/<plans_name>__<configuration>__<run_name>/fold_<fold>/``.
+
+        Raises:
+            ConfigError: one of the parts is not a plain name (it would point outside ``runs/``).
+        """
+        parts = [_component(value, what) for value, what in
+                 ((plans_name, "plans name"), (configuration, "configuration"), (run_name, "run name"))]  # fmt: skip
+        return self.root / "runs" / "__".join(parts) / f"fold_{_component(str(fold), 'fold')}"
 
     def raw_dataset_dir(self) -> Path:
         """The raw dataset folder recorded in ``workspace.json``.
@@ -102,3 +116,13 @@ class Workspace:
             return
         self.root.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.manifest_path, {"format_version": WORKSPACE_FORMAT_VERSION, "raw_dataset": str(raw)})
+
+
+def _component(value: str, what: str) -> str:
+    """``value`` if it is one plain path component; a ConfigError otherwise."""
+    if not isinstance(value, str) or not value or value in (".", "..") or any(c in value for c in "/\\\0"):
+        raise ConfigError(
+            f"Workspace: the {what} must be a plain name without path separators; got {value!r}. "
+            "Use letters, digits, '.', '_' and '-', e.g. 'nnUNetPlans' or 'run1'."
+        )
+    return value

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nnseg.errors import DatasetError
+from nnseg.errors import ConfigError, DatasetError
 from nnseg.workspace import Workspace
 
 
@@ -38,3 +38,22 @@ def test_refuses_a_second_dataset(tmp_path: Path) -> None:
 def test_uninitialised_folder_explains_how_to_create_it(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="is not an nnseg work folder.*nnseg fingerprint RAW_DIR -o"):
         Workspace(tmp_path).raw_dataset_dir()
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/b", "", ".", "..", "a\\b"])
+def test_names_that_would_leave_their_folder_are_refused(tmp_path: Path, name: str) -> None:
+    workspace = Workspace(tmp_path)
+    with pytest.raises(ConfigError, match=r"plain name without path separators; got"):
+        workspace.plans_path(name)
+    with pytest.raises(ConfigError, match=r"the preprocessed store name must be a plain name"):
+        workspace.preprocessed_dir(name)
+    with pytest.raises(ConfigError, match=r"the run name must be a plain name"):
+        workspace.run_dir("nnUNetPlans", "3d_fullres", name, 0)
+
+
+def test_plain_names_give_the_documented_layout(tmp_path: Path) -> None:
+    workspace = Workspace(tmp_path)
+    assert workspace.plans_path("nnUNetPlans") == tmp_path / "plans" / "nnUNetPlans.json"
+    assert workspace.run_dir("nnUNetPlans", "3d_fullres", "run1", "all") == (
+        tmp_path / "runs" / "nnUNetPlans__3d_fullres__run1" / "fold_all"
+    )

@@ -148,6 +148,7 @@ class Trainer:
             batch_size=rank_batch_sizes(self.plan.batch_size, self.distributed.world_size)[self.distributed.rank],
             oversample_foreground_percent=self.config.oversample_foreground,
             deep_supervision=self.config.deep_supervision, num_workers=min(self.config.num_loader_workers, 1),
+            pin_memory=self.device.type == "cuda",
         )  # fmt: skip
 
     def training_step(self, batch: Batch) -> float:
