@@ -17,6 +17,7 @@ Usage::
 
     python benchmarks/bench_training.py            # patch 32x64x64, batch 2, budget 200 steps
     python benchmarks/bench_training.py --quick    # patch 16x32x32, budget 40 steps
+    python benchmarks/bench_training.py --seeds 3  # three budget runs per trainer, mean Dice and spread
 
 Prints a table and writes benchmarks/results/training.json (``--output`` to change).
 """
@@ -28,11 +29,14 @@ import json
 import math
 import os
 import platform
+import random
+import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from bench_dataloader import SPEC, _StoreAsNnunetDataset, make_plan, write_store
 
@@ -105,13 +109,28 @@ def score(network: torch.nn.Module, store: PreprocessedStore, plan: Configuratio
 
 
 def dice_after_budget(plan: ConfigurationPlan, store: PreprocessedStore, args: argparse.Namespace) -> dict[str, Any]:
-    """Train ``budget`` steps with each trainer; return Dice and wall time per trainer."""
+    """Train ``budget`` steps with each trainer, once per seed; Dice and wall time per trainer and seed."""
+    runs: dict[str, list[dict[str, float]]] = {}
+    for seed in range(args.seeds):
+        for name, result in one_budget_run(plan, store, args, seed).items():
+            runs.setdefault(name, []).append({"seed": seed, **result})
+    results: dict[str, Any] = {}
+    for name, per_seed in runs.items():
+        dices = [run["dice"] for run in per_seed]
+        results[name] = {"dice": statistics.mean(dices), "dice_min": min(dices), "dice_max": max(dices),
+                         "seconds": statistics.mean(run["seconds"] for run in per_seed), "runs": per_seed}  # fmt: skip
+    return results
+
+
+def one_budget_run(plan: ConfigurationPlan, store: PreprocessedStore, args: argparse.Namespace,
+                   seed: int) -> dict[str, dict[str, float]]:  # fmt: skip
+    """One budget run per trainer from the same initial weights (drawn from ``seed``)."""
     ids = sorted(store.case_ids())
     split = Split(tuple(ids[:-2]), tuple(ids[-2:]), None)
     epochs = max(args.budget // args.iterations, 1)
     config = TrainerConfig(iterations_per_epoch=args.iterations, num_epochs=epochs, val_iterations_per_epoch=0,
-                           num_loader_workers=args.workers, final_validation=False)  # fmt: skip
-    results: dict[str, Any] = {}
+                           num_loader_workers=args.workers, final_validation=False, seed=seed)  # fmt: skip
+    results: dict[str, dict[str, float]] = {}
     ours = nnseg_trainer(plan, store, split, config)
     start = time.perf_counter()
     ours.fit(Path(tempfile.mkdtemp()) / "run")
@@ -123,6 +142,10 @@ def dice_after_budget(plan: ConfigurationPlan, store: PreprocessedStore, args: a
     except ImportError:
         return results
     theirs.network.load_state_dict(ours.build_network().state_dict())  # same initial weights as nnseg's run
+    # nnU-Net samples from the global generators: seed them so its run is repeatable too.
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
     start = time.perf_counter()
     generator = nnunet_batches(plan, store, split.train)
     theirs.network.train()
@@ -164,6 +187,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None, help="timing repeats, best counts (3; quick 2)")
     parser.add_argument("--budget", type=int, default=None, help="steps for the Dice comparison (200; quick 40)")
     parser.add_argument("--iterations", type=int, default=20, help="steps per epoch in the Dice comparison")
+    parser.add_argument("--seeds", type=int, default=1, help="budget runs per trainer (seeds 0..N-1; mean reported)")
     parser.add_argument("--workers", type=int, default=0, help="nnseg loader workers in the Dice comparison")
     parser.add_argument("--skip-nnunet", action="store_true")
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "training.json")
@@ -185,15 +209,16 @@ def report(results: dict[str, Any], plan: ConfigurationPlan, args: argparse.Name
     """Print the table and write the JSON."""
     print(f"plan: patch {tuple(plan.patch_size)}, batch {plan.batch_size}, {plan.architecture.num_stages} stages; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")  # fmt: skip
-    print(f"{'trainer':<10} {'s/step':>8} {'budget':>7} {'Dice':>7} {'train s':>8}")
+    print(f"{'trainer':<10} {'s/step':>8} {'budget':>7} {'seeds':>5} {'Dice':>7} {'min':>7} {'max':>7} {'train s':>8}")
     for name, seconds in results["timing"].items():
         budget = results["budget"].get(name, {})
-        print(f"{name:<10} {seconds:8.3f} {args.budget:7d} {budget.get('dice', math.nan):7.3f} "
-              f"{budget.get('seconds', math.nan):8.1f}")  # fmt: skip
+        print(f"{name:<10} {seconds:8.3f} {args.budget:7d} {len(budget.get('runs', ())):5d} "
+              f"{budget.get('dice', math.nan):7.3f} {budget.get('dice_min', math.nan):7.3f} "
+              f"{budget.get('dice_max', math.nan):7.3f} {budget.get('seconds', math.nan):8.1f}")  # fmt: skip
     payload = {"machine": {"python": platform.python_version(), "torch": torch.__version__,
                            "cpu_count": os.cpu_count(), "threads": torch.get_num_threads()},
                "plan": {"patch_size": list(plan.patch_size), "batch_size": plan.batch_size},
-               "budget_steps": args.budget, **results}  # fmt: skip
+               "budget_steps": args.budget, "seeds": args.seeds, **results}  # fmt: skip
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(payload, indent=2))
     print(f"wrote {args.output}")

@@ -224,10 +224,11 @@ def summarize_training(data: dict[str, Any]) -> list[Row]:
         return []
     theirs = next((k for k in timing if k.startswith("nnunet")), None)
     dice = ", ".join(f"{k} {_fmt(v.get('dice'))}" for k, v in budget.items() if isinstance(v, dict))
+    seeds = f" (mean of {data['seeds']} seeds)" if data.get("seeds", 1) > 1 else ""
     return [_row("training", f"patch {_fmt(plan.get('patch_size'))}, batch {plan.get('batch_size', '?')}",
                  f"{timing[ours]:.3f} s per step",
                  ratio=_ratio(timing[ours], timing.get(theirs) if theirs else None, higher_is_better=False),
-                 note=f"Dice after {data.get('budget_steps', '?')} steps: {dice}" if dice else "")]  # fmt: skip
+                 note=f"Dice after {data.get('budget_steps', '?')} steps{seeds}: {dice}" if dice else "")]  # fmt: skip
 
 
 def summarize_predict(data: dict[str, Any]) -> list[Row]:
