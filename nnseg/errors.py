@@ -13,6 +13,7 @@ __all__ = [
     "DatasetError",
     "FingerprintError",
     "ImageIOError",
+    "LoaderError",
     "NnsegError",
     "PlanningError",
     "PlansError",

@@ -176,7 +176,7 @@ def read_images(paths: Sequence[str | os.PathLike[str]]) -> tuple[np.ndarray, Im
         ImageIOError: If a file cannot be read or the channels differ in shape or spacing.
     """
     if not paths:
-        raise ImageIOError("read_images got no paths; expected one file per channel.")
+        raise ImageIOError("read_images got no paths; expected one file per channel, in channel order.")
     arrays: list[np.ndarray] = []
     geometry: ImageGeometry | None = None
     for path in paths:
@@ -185,13 +185,15 @@ def read_images(paths: Sequence[str | os.PathLike[str]]) -> tuple[np.ndarray, Im
             geometry = this_geometry
         elif array.shape != arrays[0].shape:
             raise ImageIOError(
-                f"channel file {path} has shape {array.shape} but {paths[0]} has {arrays[0].shape}; "
-                "all channels of a case must have the same shape."
+                f"channel file {path} has shape {array.shape} but {paths[0]} has {arrays[0].shape}; expected "
+                "every channel of a case to have the same shape. Resample the channels onto one grid; "
+                "`nnseg verify RAW_DIR` lists every such case."
             )
         elif not np.allclose(this_geometry.itk_spacing, geometry.itk_spacing, rtol=1e-5, atol=0):
             raise ImageIOError(
                 f"channel file {path} has spacing {this_geometry.itk_spacing} but {paths[0]} has "
-                f"{geometry.itk_spacing}; all channels of a case must share one spacing."
+                f"{geometry.itk_spacing}; expected every channel of a case to share one spacing. Resample the "
+                "channels onto one grid; `nnseg verify RAW_DIR` lists every such case."
             )
         arrays.append(array.astype(np.float32, copy=False))
     if geometry is None:  # invariant: paths is non-empty
@@ -260,7 +262,11 @@ def _write_itk(array: np.ndarray, path: str | os.PathLike[str], geometry: ImageG
         sitk.WriteImage(image, str(tmp_path), useCompression=True)
         os.replace(tmp_path, path)
     except RuntimeError as err:
-        raise ImageIOError(f"cannot write image file {path}: {err}") from err
+        reason = str(err).strip().splitlines()[-1] if str(err).strip() else "unknown reason"
+        raise ImageIOError(
+            f"cannot write image file {path}: SimpleITK failed ({reason}); expected a writable folder. Check that "
+            f"{path.parent} exists, is writable and has free space."
+        ) from err
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -293,8 +299,8 @@ def write_segmentation(seg: np.ndarray, path: str | os.PathLike[str], geometry: 
     min_value = int(seg.min()) if seg.size else 0
     if min_value < 0:
         raise ImageIOError(
-            f"cannot write label map {path}: it holds the negative value {min_value}; label values "
-            "must be >= 0."
+            f"cannot write label map {path}: it holds the negative value {min_value}; expected label values "
+            ">= 0. Map negative values to valid labels before writing."
         )
     max_value = int(seg.max()) if seg.size else 0
     _write_itk(seg.astype(smallest_label_dtype(max_value), copy=False), path, geometry)

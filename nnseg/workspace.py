@@ -13,12 +13,12 @@ Layout::
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from nnseg._atomic import atomic_write_json
+from nnseg._jsonfile import read_json_file
 from nnseg.errors import ConfigError, DatasetError
 
 __all__ = ["Workspace"]
@@ -89,15 +89,20 @@ class Workspace:
         """The raw dataset folder recorded in ``workspace.json``.
 
         Raises:
-            DatasetError: If the workspace has not been initialised.
+            DatasetError: If the workspace has not been initialised or its ``workspace.json`` is damaged.
         """
-        if not self.manifest_path.is_file():
+        data = read_json_file(self.manifest_path, DatasetError, (
+            f"{self.root} is not an nnseg work folder: {self.manifest_path} is missing. "
+            f"Create it with `nnseg fingerprint RAW_DIR -o {self.root}`."
+        ))  # fmt: skip
+        raw = data.get("raw_dataset") if isinstance(data, dict) else None
+        if not isinstance(raw, str) or not raw:
             raise DatasetError(
-                f"{self.root} is not an nnseg work folder: {self.manifest_path} is missing. "
-                f"Create it with `nnseg fingerprint RAW_DIR -o {self.root}`."
+                f"{self.manifest_path} has no 'raw_dataset' entry (got {data!r}); expected {{\"format_version\": "
+                f"{WORKSPACE_FORMAT_VERSION}, \"raw_dataset\": \"/path/to/raw/DatasetXXX_Name\"}}. Fix the file, or "
+                "remove it and run `nnseg fingerprint RAW_DIR -o WORK` again."
             )
-        data = json.loads(self.manifest_path.read_text())
-        return Path(data["raw_dataset"])
+        return Path(raw)
 
     def initialise(self, raw_dataset_dir: str | os.PathLike[str]) -> None:
         """Create the folder and record the raw dataset it belongs to.

@@ -1,4 +1,10 @@
-"""Architecture rules checked on the source tree with ``ast`` (no imports of the package needed)."""
+"""Architecture rules checked on the source tree with ``ast`` (no imports of the package needed).
+
+The rules (DESIGN.md): no environment variables outside ``nnseg/cli/``, no ``assert`` for anything a user
+can cause (a true invariant is marked ``# invariant`` on the same line), no ``print`` or direct writes to
+stdout/stderr in library code, no pickles (no pickle libraries, ``weights_only=True`` on every
+``torch.load``, never ``allow_pickle=True``), no ``import *``, and modules of at most 400 lines.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,10 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "nnseg"
-MAX_MODULE_LINES = 600
+MAX_MODULE_LINES = 400
 SOURCES = sorted(PACKAGE.rglob("*.py"))
+ENV_NAMES = {"environ", "environb", "getenv", "getenvb", "putenv", "unsetenv"}
+PICKLE_MODULES = {"pickle", "_pickle", "cPickle", "dill", "cloudpickle", "joblib", "shelve", "marshal"}
 
 
 def _rel(path: Path) -> str:
@@ -17,56 +25,77 @@ def _rel(path: Path) -> str:
 
 
 def _in_cli(path: Path) -> bool:
-    return "cli" in path.relative_to(PACKAGE).parts[:1]
+    return path.is_relative_to(PACKAGE) and path.relative_to(PACKAGE).parts[:1] == ("cli",)
 
 
 def _parse(path: Path) -> ast.Module:
     return ast.parse(path.read_text(), filename=str(path))
 
 
-def _violations(path: Path) -> list[str]:
-    """Return every house-rule violation in one module."""
+def _os_aliases(tree: ast.Module) -> set[str]:
+    """Names under which a module refers to ``os`` (``import os``, ``import os as _os``)."""
+    return {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+            for alias in node.names if alias.name == "os"}
+
+
+def _is_call_to(node: ast.AST, owner: str, attr: str) -> bool:
+    """Whether ``node`` is a call ``<owner>.<attr>(...)`` or ``<something>.<owner>.<attr>(...)``."""
+    if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute) or node.func.attr != attr:
+        return False
+    value = node.func.value
+    return (isinstance(value, ast.Name) and value.id == owner) or (
+        isinstance(value, ast.Attribute) and value.attr == owner)
+
+
+def _constant_keyword(node: ast.Call, name: str) -> object:
+    return next((k.value.value for k in node.keywords if k.arg == name and isinstance(k.value, ast.Constant)), None)
+
+
+def _violations(path: Path, *, in_cli: bool | None = None, label: str | None = None) -> list[str]:
+    """Return every house-rule violation in one module.
+
+    Args:
+        path: The module.
+        in_cli: Whether the module counts as part of ``nnseg/cli/`` (default: from its location).
+        label: How to name the module in messages (default: its path relative to the repository).
+    """
+    in_cli = _in_cli(path) if in_cli is None else in_cli
+    label = _rel(path) if label is None else label
     source_lines = path.read_text().splitlines()
+    tree = _parse(path)
+    os_names = _os_aliases(tree)
     found: list[str] = []
-    for node in ast.walk(_parse(path)):
-        where = f"{_rel(path)}:{getattr(node, 'lineno', 0)}"
-        if (
-            isinstance(node, ast.Attribute)
-            and node.attr in {"environ", "getenv", "putenv", "unsetenv"}
-            and isinstance(node.value, ast.Name)
-            and node.value.id == "os"
-            and not _in_cli(path)
-        ):
-            found.append(f"{where} reads or writes environment variables outside nnseg/cli/")
-        if (
-            isinstance(node, ast.ImportFrom)
-            and node.module == "os"
-            and not _in_cli(path)
-            and any(alias.name in {"environ", "getenv", "putenv"} for alias in node.names)
-        ):
-            found.append(f"{where} imports os.environ/getenv outside nnseg/cli/")
+    for node in ast.walk(tree):
+        where = f"{label}:{getattr(node, 'lineno', 0)}"
+        if not in_cli:
+            if (isinstance(node, ast.Attribute) and node.attr in ENV_NAMES and isinstance(node.value, ast.Name)
+                    and node.value.id in os_names):
+                found.append(f"{where} reads or writes environment variables outside nnseg/cli/")
+            if isinstance(node, ast.ImportFrom) and node.module == "os" and any(a.name in ENV_NAMES for a in node.names):
+                found.append(f"{where} imports os.environ/getenv outside nnseg/cli/")
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+                found.append(f"{where} calls print() in library code (use logging)")
+            if _is_call_to(node, "stdout", "write") or _is_call_to(node, "stderr", "write"):
+                found.append(f"{where} writes to sys.stdout/sys.stderr in library code (use logging)")
         if isinstance(node, ast.Assert) and "# invariant" not in source_lines[node.lineno - 1]:
             found.append(f"{where} uses assert (raise an NnsegError; mark true invariants '# invariant')")
-        is_print = isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print"
-        if is_print and not _in_cli(path):
-            found.append(f"{where} calls print() in library code (use logging)")
         if isinstance(node, ast.Import | ast.ImportFrom):
             names = [a.name for a in node.names] + ([node.module] if isinstance(node, ast.ImportFrom) else [])
-            if any(n and n.split(".")[0] in {"pickle", "dill", "cloudpickle", "joblib"} for n in names):
+            if any(n and n.split(".")[0] in PICKLE_MODULES for n in names):
                 found.append(f"{where} imports a pickle library (no pickles on disk)")
             if any(n and n.split(".")[0] in {"timm", "torchvision"} for n in names):
                 found.append(f"{where} imports timm/torchvision (they break beside the CPU torch build)")
             if isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names):
                 found.append(f"{where} uses import *")
-        if (
-            isinstance(node, ast.keyword)
-            and node.arg == "weights_only"
-            and isinstance(node.value, ast.Constant)
-            and node.value.value is False
-        ):
-            found.append(f"{where} loads with weights_only=False (unpickles arbitrary code)")
+        if isinstance(node, ast.Call):
+            if _constant_keyword(node, "weights_only") is False:
+                found.append(f"{where} loads with weights_only=False (unpickles arbitrary code)")
+            elif _is_call_to(node, "torch", "load") and _constant_keyword(node, "weights_only") is not True:
+                found.append(f"{where} calls torch.load without weights_only=True (unpickles arbitrary code)")
+            if _constant_keyword(node, "allow_pickle") is True:
+                found.append(f"{where} passes allow_pickle=True (no pickles on disk)")
     if len(source_lines) > MAX_MODULE_LINES:
-        found.append(f"{_rel(path)} has {len(source_lines)} lines (limit {MAX_MODULE_LINES}); split it")
+        found.append(f"{label} has {len(source_lines)} lines (limit {MAX_MODULE_LINES}); split it")
     return found
 
 
@@ -98,16 +127,54 @@ def test_public_names_have_docstrings(path: Path) -> None:
     assert missing == [], f"{_rel(path)}: public names without a docstring"
 
 
+BAD_MODULE = """\
+import os
+import os as _os
+import pickle
+import sys
+from os import environ, getenv
+from numpy import *
+x = os.environ['A']
+y = _os.getenv('B')
+assert x
+assert y  # invariant: y is set above
+print(x)
+sys.stderr.write(x)
+torch_load(weights_only=False)
+torch.load('w.pt')
+numpy.load('a.npy', allow_pickle=True)
+"""
+
+
 def test_checker_catches_each_rule(tmp_path: Path) -> None:
     """The checker itself must be able to fail: feed it a module that breaks every rule."""
-    bad = PACKAGE / "_architecture_probe_tmp.py"
-    bad.write_text(
-        "import os\nimport pickle\nfrom os import environ\n"
-        "x = os.environ['A']\nassert x\nprint(x)\ntorch_load(weights_only=False)\n"
-    )
-    try:
-        messages = "\n".join(_violations(bad))
-    finally:
-        bad.unlink()
-    for needle in ("environment", "assert", "print()", "pickle", "weights_only"):
-        assert needle in messages
+    bad = tmp_path / "probe.py"
+    bad.write_text(BAD_MODULE + "\n" * MAX_MODULE_LINES)
+    found = _violations(bad, in_cli=False, label="probe.py")
+    assert sorted(found) == sorted([
+        "probe.py:3 imports a pickle library (no pickles on disk)",
+        "probe.py:5 imports os.environ/getenv outside nnseg/cli/",
+        "probe.py:6 uses import *",
+        "probe.py:7 reads or writes environment variables outside nnseg/cli/",
+        "probe.py:8 reads or writes environment variables outside nnseg/cli/",
+        "probe.py:9 uses assert (raise an NnsegError; mark true invariants '# invariant')",
+        "probe.py:11 calls print() in library code (use logging)",
+        "probe.py:12 writes to sys.stdout/sys.stderr in library code (use logging)",
+        "probe.py:13 loads with weights_only=False (unpickles arbitrary code)",
+        "probe.py:14 calls torch.load without weights_only=True (unpickles arbitrary code)",
+        "probe.py:15 passes allow_pickle=True (no pickles on disk)",
+        f"probe.py has {BAD_MODULE.count(chr(10)) + MAX_MODULE_LINES} lines (limit {MAX_MODULE_LINES}); split it",
+    ])
+
+
+def test_cli_may_read_the_environment_and_print(tmp_path: Path) -> None:
+    cli_module = tmp_path / "cli_probe.py"
+    cli_module.write_text("import os\nimport sys\nprint(os.environ.get('A'))\nsys.stdout.write('x')\n")
+    assert _violations(cli_module, in_cli=True, label="cli_probe.py") == []
+    assert len(_violations(cli_module, in_cli=False, label="cli_probe.py")) == 3
+
+
+def test_clean_module_passes(tmp_path: Path) -> None:
+    good = tmp_path / "good.py"
+    good.write_text("import torch\nstate = torch.load('w.pt', weights_only=True)\nassert state  # invariant\n")
+    assert _violations(good, in_cli=False, label="good.py") == []

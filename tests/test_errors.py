@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 
 from nnseg import errors
@@ -15,6 +17,7 @@ BUILTIN_OF = {
     "PlanningError": ValueError,
     "StoreError": RuntimeError,
     "CheckpointError": RuntimeError,
+    "LoaderError": RuntimeError,
 }
 
 
@@ -28,4 +31,15 @@ def test_error_subclasses_nnseg_error_and_builtin(name: str, builtin: type[Excep
 
 
 def test_all_lists_every_error() -> None:
-    assert set(errors.__all__) == set(BUILTIN_OF) | {"NnsegError"}
+    defined = {
+        name for name, obj in vars(errors).items()
+        if inspect.isclass(obj) and issubclass(obj, errors.NnsegError) and obj.__module__ == errors.__name__
+    }
+    assert set(errors.__all__) == defined
+    assert defined == set(BUILTIN_OF) | {"NnsegError"}
+
+
+def test_every_subclass_also_subclasses_a_builtin() -> None:
+    for name in set(errors.__all__) - {"NnsegError"}:
+        bases = getattr(errors, name).__mro__
+        assert any(b.__module__ == "builtins" and b not in (Exception, BaseException, object) for b in bases), name

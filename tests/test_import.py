@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +26,36 @@ def test_import_has_no_side_effects() -> None:
     out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True)
     result = json.loads(out.stdout)
     assert result == {"env_changed": False, "heavy": []}
+
+
+ENV_PROBE = """
+import importlib, json, os, pkgutil, sys
+package_dir = os.path.join(sys.argv[1], "nnseg")
+reads = []
+original = type(os.environ).__getitem__
+
+def recording_getitem(self, key):
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.endswith(("os.py", "_collections_abc.py", "os>", "_collections_abc>")):
+        frame = frame.f_back
+    if frame is not None and frame.f_code.co_filename.startswith(package_dir):
+        reads.append(f"{frame.f_code.co_filename}:{frame.f_lineno} reads {key!r}")
+    return original(self, key)
+
+type(os.environ).__getitem__ = recording_getitem
+import nnseg
+for info in pkgutil.walk_packages(nnseg.__path__, "nnseg."):
+    if not info.name.startswith(("nnseg.cli", "nnseg.__main__")):
+        importlib.import_module(info.name)
+print(json.dumps(reads))
+"""
+
+
+def test_importing_any_library_module_reads_no_environment_variable() -> None:
+    """DESIGN: only nnseg/cli/ may read the environment (the architecture test checks the source too)."""
+    repo = str(Path(nnseg.__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, "-c", ENV_PROBE, repo], capture_output=True, text=True, check=True, cwd=repo)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
 def test_cuda_not_initialised_by_public_api() -> None:

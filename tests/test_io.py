@@ -146,9 +146,12 @@ def test_channels_must_agree(tmp_path: Path) -> None:
     write_image(np.zeros((2, 3, 4)), tmp_path / "a.mha", geometry)
     write_image(np.zeros((2, 3, 5)), tmp_path / "b.mha", geometry)
     write_image(np.zeros((2, 3, 4)), tmp_path / "c.mha", ImageGeometry.identity((1.0, 1.0, 2.0)))
-    with pytest.raises(ImageIOError, match=r"b\.mha has shape \(2, 3, 5\) but .*a\.mha has \(2, 3, 4\)"):
+    with pytest.raises(ImageIOError, match=r"b\.mha has shape \(2, 3, 5\) but .*a\.mha has \(2, 3, 4\); expected every "
+                       r"channel of a case to have the same shape\. Resample the channels onto one grid; `nnseg "
+                       r"verify RAW_DIR` lists every such case\."):
         read_images([tmp_path / "a.mha", tmp_path / "b.mha"])
-    with pytest.raises(ImageIOError, match=r"c\.mha has spacing \(2\.0, 1\.0, 1\.0\) but .*a\.mha has \(1\.0, 1\.0, 1\.0\)"):
+    with pytest.raises(ImageIOError, match=r"c\.mha has spacing \(2\.0, 1\.0, 1\.0\) but .*a\.mha has \(1\.0, 1\.0, 1\.0\); "
+                       r"expected every channel of a case to share one spacing\. Resample"):
         read_images([tmp_path / "a.mha", tmp_path / "c.mha"])
     with pytest.raises(ImageIOError, match="read_images got no paths"):
         read_images([])
@@ -159,7 +162,15 @@ def test_label_errors(tmp_path: Path) -> None:
     write_image(np.full((2, 2, 2), 0.5, np.float32), tmp_path / "f.mha", geometry)
     with pytest.raises(ImageIOError, match=r"f\.mha holds non-integer values \(dtype float32\); expected integer"):
         read_segmentation(tmp_path / "f.mha")
-    with pytest.raises(ImageIOError, match=r"it holds the negative value -1; label values must be >= 0"):
+    with pytest.raises(ImageIOError, match=r"it holds the negative value -1; expected label values >= 0\. Map"):
         write_segmentation(np.full((2, 2, 2), -1), tmp_path / "n.mha", geometry)
     with pytest.raises(ImageIOError, match=r"array of shape \(2, 2\) does not match a 3D geometry"):
         write_image(np.zeros((2, 2)), tmp_path / "w.mha", geometry)
+
+
+def test_write_into_a_missing_folder_says_what_to_check(tmp_path: Path) -> None:
+    path = tmp_path / "no_such_folder" / "x.nii.gz"
+    with pytest.raises(ImageIOError, match=rf"cannot write image file {path}: SimpleITK failed \(.*\); expected a "
+                       rf"writable folder\. Check that {path.parent} exists, is writable and has free space\."):
+        write_image(np.zeros((2, 2, 2)), path, ImageGeometry.identity((1.0, 1.0, 1.0)))
+    assert not path.parent.exists()

@@ -45,6 +45,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--num-workers", type=int, default=2, metavar="N", help="data loader processes (2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, sampling, augmentation")
+    parser.add_argument("--lr-schedule", choices=("per_step", "per_epoch"), default="per_step",
+                        help="poly decay per step (default) or per epoch (nnU-Net's staircase)")
+    parser.add_argument("--checkpoint-every", type=int, default=1, metavar="EPOCHS",
+                        help="write checkpoint_latest every EPOCHS epochs (1)")
+    parser.add_argument("--cudnn-benchmark", action="store_true", help="cudnn autotuning (faster, not bitwise)")
+    parser.add_argument("--compile", action="store_true", help="wrap the network with torch.compile")
     parser.add_argument("--no-final-validation", action="store_true", help="skip the full-case validation")
     parser.set_defaults(handler=run_train)
 
@@ -114,7 +120,9 @@ def _train(args: argparse.Namespace, device: str) -> Path:
         split = Split.kfold(store.case_ids(), fold)  # type: ignore[arg-type]
     config = TrainerConfig(iterations_per_epoch=args.iterations_per_epoch, num_epochs=args.num_epochs,
                            val_iterations_per_epoch=args.val_iterations, num_loader_workers=args.num_workers,
-                           seed=args.seed, final_validation=not args.no_final_validation)  # fmt: skip
+                           seed=args.seed, final_validation=not args.no_final_validation,
+                           lr_schedule=args.lr_schedule, checkpoint_every_epochs=args.checkpoint_every,
+                           cudnn_benchmark=args.cudnn_benchmark, compile=args.compile)  # fmt: skip
     labels = None
     if workspace.manifest_path.is_file():
         labels = workspace.raw_dataset_dir() / "labelsTr"

@@ -1,15 +1,16 @@
 """The raw dataset layer: ``DatasetSpec`` (dataset.json), ``Case``, ``RawDataset`` and its integrity check.
 
 Example:
-    >>> from nnseg.dataset import RawDataset
+    >>> from nnseg.dataset import RawDataset, verify_folder
     >>> ds = RawDataset.from_folder("raw/Dataset001_Liver")   # cheap layout checks, no image read
     >>> report = ds.verify(num_workers=4)                      # reads every file
     >>> print(report.format())
+    >>> print(verify_folder("raw/Dataset001_Liver").format())   # layout and files, even if the layout is broken
 """
 
 from nnseg.dataset._case import Case
-from nnseg.dataset._raw import RawDataset
+from nnseg.dataset._raw import RawDataset, verify_folder
 from nnseg.dataset._spec import DatasetSpec, LabelValue
 from nnseg.dataset._verify import Problem, VerificationReport
 
-__all__ = ["Case", "DatasetSpec", "LabelValue", "Problem", "RawDataset", "VerificationReport"]
+__all__ = ["Case", "DatasetSpec", "LabelValue", "Problem", "RawDataset", "VerificationReport", "verify_folder"]

@@ -16,10 +16,10 @@ from nnseg._suggest import close_matches
 from nnseg.dataset._case import Case
 from nnseg.dataset._layout import scan_folder
 from nnseg.dataset._spec import DatasetSpec
-from nnseg.dataset._verify import Problem, VerificationReport, verify_dataset
+from nnseg.dataset._verify import Problem, VerificationReport, verify_cases, verify_dataset
 from nnseg.errors import DatasetError
 
-__all__ = ["DatasetLayoutError", "RawDataset", "UnknownCaseError"]
+__all__ = ["DatasetLayoutError", "RawDataset", "UnknownCaseError", "verify_folder"]
 
 
 class DatasetLayoutError(DatasetError):
@@ -221,6 +221,43 @@ class RawDataset:
             The report; call ``report.raise_for_errors()`` to turn errors into a :class:`DatasetError`.
         """
         return verify_dataset(self, num_workers=num_workers, progress=progress)
+
+
+def verify_folder(
+    path: str | os.PathLike[str], *, num_workers: int = 1, progress: bool = False
+) -> VerificationReport:
+    """Check a raw dataset folder completely, even when its layout is broken, and report every problem.
+
+    ``RawDataset.from_folder(path).verify()`` stops at the first stage that fails: a broken layout raises
+    before any file is read. This function reports the layout problems (errors and warnings) and then reads
+    every case whose files could be found (a training case needs its label and at least one channel
+    file), so one run lists every problem of the folder. It is what ``nnseg verify`` runs. When
+    ``dataset.json`` itself is missing or invalid there are no declared labels to check against, and only
+    the layout problems are reported.
+
+    Example:
+        >>> report = verify_folder("raw/Dataset001_Liver", num_workers=4)
+        >>> print(report.format())
+
+    Args:
+        path: The dataset folder.
+        num_workers: Worker processes (0 or 1: in this process). The report does not depend on it.
+        progress: Show a progress bar on stderr.
+
+    Returns:
+        The report: layout problems first, then the problems of every case read (training cases, then
+        test cases, in id order). ``report.ok`` is True exactly when ``RawDataset.from_folder(path)``
+        succeeds and its ``verify()`` finds no error.
+
+    Raises:
+        ConfigError: If ``num_workers`` is not a non-negative int.
+    """
+    root = Path(path)
+    spec, cases, test_cases, problems = scan_folder(root)
+    if spec is None:
+        return verify_cases((), (), root, problems, num_workers=num_workers, progress=progress)
+    return verify_cases((*cases, *test_cases), spec.all_labels, root, problems, num_workers=num_workers,
+                        progress=progress)
 
 
 def _all_cases(cases: object) -> bool:

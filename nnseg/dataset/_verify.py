@@ -29,7 +29,7 @@ from nnseg.io import ImageGeometry, read_image
 if TYPE_CHECKING:
     from nnseg.dataset._raw import RawDataset
 
-__all__ = ["Problem", "Severity", "VerificationReport", "verify_case", "verify_dataset"]
+__all__ = ["Problem", "Severity", "VerificationReport", "verify_case", "verify_cases", "verify_dataset"]
 
 Severity = Literal["error", "warning"]
 SPACING_RTOL = 1e-5
@@ -329,16 +329,41 @@ def verify_dataset(dataset: RawDataset, *, num_workers: int = 1, progress: bool 
     Raises:
         ConfigError: If ``num_workers`` is not a non-negative int.
     """
+    cases = (*dataset.cases, *dataset.test_cases)
+    return verify_cases(cases, dataset.spec.all_labels, dataset.root, dataset.layout_warnings,
+                        num_workers=num_workers, progress=progress)
+
+
+def verify_cases(
+    cases: Sequence[Case],
+    allowed_labels: Sequence[int],
+    root: Path | None,
+    first: Sequence[Problem] = (),
+    *,
+    num_workers: int = 1,
+    progress: bool = False,
+) -> VerificationReport:
+    """Run :func:`verify_case` on ``cases`` and collect one report that starts with ``first``.
+
+    Args:
+        cases: The cases to read, in report order.
+        allowed_labels: The label values dataset.json declares.
+        root: The dataset folder (names files in messages), or None.
+        first: Problems found before reading (layout problems); they open the report.
+        num_workers: Worker processes; 0 or 1 checks the cases in this process.
+        progress: Show a progress bar (tqdm, on stderr).
+
+    Raises:
+        ConfigError: If ``num_workers`` is not a non-negative int.
+    """
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
         raise ConfigError(f"verify: num_workers must be an int >= 0; got {num_workers!r}.")
     from tqdm.auto import tqdm
 
-    cases = (*dataset.cases, *dataset.test_cases)
-    jobs = [(case, dataset.spec.all_labels, dataset.root) for case in cases]
-    results: list[tuple[Problem, ...]]
+    jobs = [(case, tuple(allowed_labels), root) for case in cases]
+    results: list[tuple[Problem, ...]] = []
     with tqdm(total=len(jobs), desc="verify", unit="case", disable=not progress) as bar:
         if num_workers <= 1 or len(jobs) <= 1:
-            results = []
             for job in jobs:
                 results.append(_verify_job(job))
                 bar.update()
@@ -346,9 +371,8 @@ def verify_dataset(dataset: RawDataset, *, num_workers: int = 1, progress: bool 
             # spawn: safe even when the caller's process runs threads (torch, a GUI); fork is not.
             context = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(min(num_workers, len(jobs)), mp_context=context) as pool:
-                results = []
                 for result in pool.map(_verify_job, jobs):  # map keeps the input order
                     results.append(result)
                     bar.update()
-    problems = (*dataset.layout_warnings, *(p for result in results for p in result))
-    return VerificationReport(problems=problems, num_cases=len(cases), root=dataset.root)
+    problems = (*first, *(p for result in results for p in result))
+    return VerificationReport(problems=problems, num_cases=len(jobs), root=root)

@@ -45,7 +45,8 @@ class TrainerConfig:
         seed: Seed of weights initialisation, sampling and augmentation.
         num_loader_workers: Data-loading worker processes (0 loads in the training process).
         checkpoint_every_epochs: Write ``checkpoint_latest`` every this many epochs.
-        keep_checkpoints: How many periodic checkpoints to keep (``checkpoint_latest`` plus older ones).
+        keep_checkpoints: How many periodic states to keep: 1 keeps ``checkpoint_latest`` only; k > 1 also keeps
+            ``checkpoint_epoch_<e>.pt`` for the last k periods (the newest one is the latest state).
         ema_momentum: Weight of the previous value in the EMA of the validation pseudo-Dice (nnU-Net: 0.9).
         final_validation: At the end of ``fit``, predict the fold's validation cases with the sliding window
             and write them plus a summary to ``run_dir/validation/``.
@@ -153,6 +154,11 @@ class TrainerConfig:
         Raises:
             ConfigError: On an unknown field (with a suggestion) or an invalid value.
         """
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"TrainerConfig.from_json: expected a JSON object of fields (a dict, as to_json writes); got a "
+                f"{type(data).__name__}."
+            )
         names = [f.name for f in dataclasses.fields(cls)]
         for key in data:
             if key not in names:
@@ -160,11 +166,13 @@ class TrainerConfig:
         return cls(**data)
 
 
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainerConfig)}
+
+
 def _require_int(name: str, value: Any, *, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(
-            f"TrainerConfig: {name} must be an integer >= {minimum}; got {value!r}. Set {name}={max(minimum, 1)} "
-            "or more."
+            f"TrainerConfig: {name} must be an integer >= {minimum}; got {value!r}. Set {name}={minimum} or more."
         )
 
 
@@ -182,4 +190,7 @@ def _require_range(
         ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
     if not ok:
         left, right = "(" if low_open else "[", ")" if high_open or high == math.inf else "]"
-        raise ConfigError(f"TrainerConfig: {name} must be a number in {left}{low:g}, {high:g}{right}; got {value!r}.")
+        raise ConfigError(
+            f"TrainerConfig: {name} must be a number in {left}{low:g}, {high:g}{right}; got {value!r}. Leave it at "
+            f"its default ({_DEFAULTS[name]!r}) or choose a value in that range."
+        )

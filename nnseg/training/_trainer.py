@@ -139,14 +139,15 @@ class Trainer:
         )  # fmt: skip
 
     def build_val_loader(self) -> ValidationLoader | None:
-        """The fixed validation batches (None when ``val_iterations_per_epoch`` is 0)."""
-        if self.config.val_iterations_per_epoch == 0:
+        """The fixed validation batches (None when ``val_iterations_per_epoch`` is 0 or the split has no val cases)."""
+        if self.config.val_iterations_per_epoch == 0 or not self.split.val:
             return None
         return ValidationLoader(
             self.store, self.split.val, self.plan, self.spec, num_batches=self.config.val_iterations_per_epoch,
             seed=self.distributed.seed(self.config.seed + 1),
             batch_size=rank_batch_sizes(self.plan.batch_size, self.distributed.world_size)[self.distributed.rank],
-            oversample_foreground_percent=self.config.oversample_foreground,
+            oversample_foreground_percent=rank_oversampling(self.plan.batch_size, self.distributed.world_size,
+                                                            self.config.oversample_foreground)[self.distributed.rank],
             deep_supervision=self.config.deep_supervision, num_workers=min(self.config.num_loader_workers, 1),
             pin_memory=self.device.type == "cuda",
         )  # fmt: skip
@@ -237,6 +238,7 @@ class Trainer:
     def _finish_trained(self, folder: RunFolder, reference_dir: str | Path | None) -> Path:
         checkpoint = folder.load(folder.final_path)
         folder.check_compatible(checkpoint, self)
+        folder.remove_latest(self)  # left behind when the process died between the final checkpoint and its removal
         if self.config.final_validation and not (folder.root / "validation" / "summary_preprocessed.json").is_file():
             self._setup()
             self.network.load_state_dict(checkpoint["network_weights"])

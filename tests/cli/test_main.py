@@ -64,3 +64,40 @@ def test_bad_usage_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
         cli.main(["no-such-command"])
     assert info.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_interrupt_exits_1_with_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    def handler(args: argparse.Namespace) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", lambda: _parser_with(handler))
+    assert cli.main(["boom"]) == 1
+    assert capsys.readouterr().err == "nnseg boom: interrupted\n"
+
+
+def test_unexpected_errors_are_not_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug (not a user error) keeps its traceback: it must not be squeezed into the exit-2 line."""
+
+    def handler(args: argparse.Namespace) -> int:
+        raise ZeroDivisionError("bug")
+
+    monkeypatch.setattr(cli, "build_parser", lambda: _parser_with(handler))
+    with pytest.raises(ZeroDivisionError, match="bug"):
+        cli.main(["boom"])
+
+
+def test_verify_of_a_missing_folder_exits_2(tmp_path: object, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = f"{tmp_path}/no_such_dataset"
+    assert cli.main(["verify", missing]) == 2
+    assert capsys.readouterr().out.splitlines() == [
+        f"ERROR: {missing} does not exist; expected an nnU-Net raw dataset folder holding dataset.json, imagesTr/ "
+        "and labelsTr/.",
+        f"1 error and 0 warnings in 0 checked cases of {missing}.",
+    ]
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.startswith("nnseg ")

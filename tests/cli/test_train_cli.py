@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -45,16 +46,24 @@ ARGS = ["--iterations-per-epoch", "1", "--num-epochs", "2", "--val-iterations", 
 
 
 def test_train_a_fold_then_rerun_is_a_no_op(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["train", str(work), "-c", "3d_fullres", "-f", "0", *ARGS]) == 0
+    schedule = ["--lr-schedule", "per_epoch", "--checkpoint-every", "2"]
+    assert main(["train", str(work), "-c", "3d_fullres", "-f", "0", *ARGS, *schedule]) == 0
     run = work / "runs" / "nnUNetPlans__3d_fullres__nnseg" / "fold_0"
     final = run / "checkpoint_final.pt"
     assert f"trained: {final}" in capsys.readouterr().out
     assert torch.load(final, weights_only=True)["step"] == 2
     val = Split.kfold([f"case_{i}" for i in range(len(SHAPES))], 0).val  # nnU-Net's fold 0
     assert sorted(p.name for p in (run / "validation").glob("*.npy")) == [f"{c}.npy" for c in val]
+    config = json.loads((run / "run.json").read_text())["config"]
+    assert (config["lr_schedule"], config["checkpoint_every_epochs"], config["num_epochs"]) == ("per_epoch", 2, 2)
     before = final.read_bytes()
-    assert main(["train", str(work), "-c", "3d_fullres", "-f", "0", *ARGS]) == 0
+    assert main(["train", str(work), "-c", "3d_fullres", "-f", "0", *ARGS, "--lr-schedule", "per_epoch"]) == 0
     assert final.read_bytes() == before
+    capsys.readouterr()
+    assert main(["train", str(work), "-c", "3d_fullres", "-f", "0", *ARGS]) == 2  # another schedule: refused
+    err = capsys.readouterr().err
+    assert "config.lr_schedule is 'per_epoch' in the folder, 'per_step' in this run" in err
+    assert err.count("\n") == 1
 
 
 @pytest.mark.parametrize(
@@ -64,6 +73,9 @@ def test_train_a_fold_then_rerun_is_a_no_op(work: Path, capsys: pytest.CaptureFi
         (["-f", "0", "--plans", "Other"], "Other.json"),
         (["-f", "0", "--num-epochs", "0"], "num_epochs must be an integer >= 1"),
         (["-f", "0", "--device", "cuda:9"], "device 'cuda:9'"),
+        (["-f", "0", "--iterations-per-epoch", "0"], "iterations_per_epoch must be an integer >= 1; got 0"),
+        (["-f", "0", "--checkpoint-every", "0"], "checkpoint_every_epochs must be an integer >= 1; got 0"),
+        (["-f", "0", "--splits-file", "missing.json"], "cannot read the splits file missing.json"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(work: Path, capsys: pytest.CaptureFixture[str], extra: list[str],

@@ -219,6 +219,39 @@ def test_dataset_key_rejects_environment_variables_and_missing_files(raw: Any) -
     assert "case 'y', y_0000.nii.gz: listed in dataset.json 'dataset' but does not exist" in message
 
 
+def test_dataset_key_with_bad_entries_lists_each(raw: Any) -> None:
+    raw.image("x", folder="imgs")
+    raw.label("x", folder="segs")
+    raw.write_json(3, dataset={"x": {"images": ["imgs/x_0000.nii.gz", "imgs/x_0000.nii.gz"], "label": "segs/x.nii.gz"},
+                               "y": {"image": "y.nii.gz"}})
+    with pytest.raises(DatasetLayoutError) as info:
+        RawDataset.from_folder(raw.root)
+    assert [p.message for p in info.value.problems] == [
+        "case 'x': dataset.json 'dataset' lists 2 image file(s) ['imgs/x_0000.nii.gz', 'imgs/x_0000.nii.gz']; expected "
+        "one per channel: 1 channel(s) ['ch0'].",
+        "case 'y': dataset.json 'dataset' entry is {'image': 'y.nii.gz'}; expected {\"images\": [one path per channel], "
+        "\"label\": path}.",
+        "dataset.json: numTraining is 3 but the 'dataset' key lists 2 case(s); expected them to agree. Set numTraining "
+        "to 2 or add the missing cases.",
+    ]
+
+
+def test_sub_folders_and_test_labels_without_images_warn(raw: Any) -> None:
+    root = raw.build()
+    (root / "imagesTr/old").mkdir()
+    raw.case("t1", split="Ts")
+    raw.label("t2", folder="labelsTs")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = RawDataset.from_folder(root)
+    assert [str(w.message) for w in caught] == [p.message for p in ds.layout_warnings] == [
+        "imagesTr/old/: sub-folder ignored; expected the files directly in imagesTr/.",
+        "case 't2', labelsTs/t2.nii.gz: test label file without images; expected imagesTs/t2_0000.nii.gz. It is "
+        "ignored.",
+    ]
+    assert ds.test_case_ids == ("t1",)
+
+
 def test_from_cases_resolves_paths_against_root_and_sorts() -> None:
     cases = [Case("b", ("b_t1.nii.gz", "b_t2.nii.gz"), "b_seg.nii.gz"),
              Case("a", ("a_t1.nii.gz", "a_t2.nii.gz"), "a_seg.nii.gz")]

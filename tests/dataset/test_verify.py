@@ -11,7 +11,7 @@ import pytest
 import SimpleITK as sitk
 
 from nnseg.cli.main import main
-from nnseg.dataset import Problem, RawDataset, VerificationReport
+from nnseg.dataset import Problem, RawDataset, VerificationReport, verify_folder
 from nnseg.errors import ConfigError, DatasetError
 from nnseg.io import ImageGeometry
 
@@ -123,6 +123,16 @@ def test_4d_file_where_3d_expected(raw: Any) -> None:
         "case 'case_b': image file imagesTr/case_b_0000.nii.gz is 4D (size (6, 5, 4, 2)); expected a 3D (or 2D) image. "
         "nnseg reads one 3D file per image channel (<case>_0000, <case>_0001, ...) and one per label map; split the "
         "file into 3D files."
+    )
+
+
+def test_multi_component_file(raw: Any) -> None:
+    root = raw.build()
+    rgb = sitk.GetImageFromArray(np.zeros((*raw.shape, 3), np.uint8), isVector=True)
+    sitk.WriteImage(rgb, str(root / "imagesTr/case_a_0000.nii.gz"))
+    assert _only(RawDataset.from_folder(root).verify()) == (
+        "case 'case_a': image file imagesTr/case_a_0000.nii.gz has 3 components per pixel; expected a scalar image "
+        "(one file per channel, named <case>_0000, <case>_0001, ...)."
     )
 
 
@@ -241,11 +251,13 @@ def test_cli_exits_0_with_warnings_only(raw: Any, capsys: pytest.CaptureFixture[
     assert out.endswith(f"0 errors and 1 warning in 3 checked cases of {raw.root}.\n")
 
 
-def test_cli_lists_layout_problems_and_exits_2(raw: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_lists_layout_and_file_problems_in_one_run(raw: Any, capsys: pytest.CaptureFixture[str]) -> None:
     root = raw.build(num_channels=2)
     (root / "imagesTr/case_a_0000.nii.gz").unlink()
     (root / "imagesTr/extra.txt").write_text("x")
     raw.write_json(4, num_channels=2)
+    raw.label("case_a", raw.label_array(values=(0, 9)))      # found only by reading the files
+    raw.image("case_c", 1, raw.image_array(shape=(4, 5, 7)))
     assert main(["verify", str(root)]) == 2
     out = capsys.readouterr().out.splitlines()
     assert out == [
@@ -255,5 +267,51 @@ def test_cli_lists_layout_problems_and_exits_2(raw: Any, capsys: pytest.CaptureF
         "in dataset.json.",
         "ERROR: dataset.json: numTraining is 4 but imagesTr/ holds 3 case(s); expected them to agree. Set numTraining "
         "to 3 or add the missing cases.",
-        f"2 layout error(s) in {root}; the files were not read. Fix the layout and run nnseg verify again.",
+        "ERROR: case 'case_a', labelsTr/case_a.nii.gz: holds label value(s) [9] that dataset.json does not declare; "
+        "expected only [0, 1, 2]. Fix the label map or add the labels to 'labels' in dataset.json.",
+        "ERROR: case 'case_c', imagesTr/case_c_0001.nii.gz: shape (z, y, x) is (4, 5, 7) but "
+        "imagesTr/case_c_0000.nii.gz has (4, 5, 6); expected every channel and the label of a case to have the same "
+        "shape.",
+        f"4 errors and 1 warning in 3 checked cases of {root}; cases with errors: 'case_a', 'case_c'.",
     ]
+
+
+def test_cli_without_dataset_json_lists_the_layout_problems(raw: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    root = raw.build()
+    (root / "dataset.json").unlink()
+    (root / "imagesTr/case_a_0000.nii.gz").write_bytes(b"")  # cannot be checked without dataset.json
+    assert main(["verify", str(root)]) == 2
+    assert capsys.readouterr().out.splitlines() == [
+        f"ERROR: {root}/dataset.json does not exist; every nnU-Net raw dataset folder needs a dataset.json with "
+        "'channel_names', 'labels', 'numTraining' and 'file_ending'.",
+        f"1 error and 0 warnings in 0 checked cases of {root}.",
+    ]
+
+
+def test_cli_bad_worker_count_is_one_line_and_exit_2(raw: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["verify", str(raw.build()), "--num-workers", "-3"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "nnseg verify: error: ConfigError: verify: num_workers must be an int >= 0; got -3.")
+
+
+def test_verify_folder_equals_open_then_verify_on_a_valid_layout(make_raw: Any) -> None:
+    raw = _break_several_cases(make_raw)
+    (raw.root / "labelsTr/readme.txt").write_text("x")
+    with pytest.warns(UserWarning, match="readme.txt"):
+        expected = RawDataset.from_folder(raw.root).verify()
+    assert verify_folder(raw.root, num_workers=2) == expected
+    assert verify_folder(raw.root, num_workers=1) == expected
+
+
+def test_verify_folder_reads_the_cases_a_broken_layout_still_names(raw: Any) -> None:
+    root = raw.build(case_ids=("case_a", "case_b", "case_c", "case_d"))
+    raw.label("orphan")                                       # layout error: label without images
+    (root / "labelsTr/case_b.nii.gz").unlink()                # layout error: images without label
+    raw.label("case_c", raw.label_array(shape=(3, 5, 6)))     # file error, found although the layout is broken
+    report = verify_folder(root)
+    assert report.num_cases == 3                              # case_a, case_c, case_d are read; case_b cannot be
+    assert [(p.case_id, p.severity) for p in report.problems] == [
+        ("orphan", "error"), ("case_b", "error"), ("case_c", "error")]
+    assert report.problems[2].message.startswith("case 'case_c', labelsTr/case_c.nii.gz: shape (z, y, x) is (3, 5, 6)")
+    with pytest.raises(DatasetError, match="the dataset has 3 errors"):
+        report.raise_for_errors()

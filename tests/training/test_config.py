@@ -53,6 +53,8 @@ def test_json_round_trip_and_unknown_field() -> None:
     assert TrainerConfig.from_json(config.to_json()) == config
     with pytest.raises(ConfigError, match=r"unknown field 'num_epoch'\. Did you mean 'num_epochs'\?"):
         TrainerConfig.from_json({"num_epoch": 3})
+    with pytest.raises(ConfigError, match=r"expected a JSON object of fields \(a dict, as to_json writes\); got a list"):
+        TrainerConfig.from_json([250, 1000])  # type: ignore[arg-type]
 
 
 def test_amp_is_automatic_on_cuda_only() -> None:
@@ -64,11 +66,12 @@ def test_amp_is_automatic_on_cuda_only() -> None:
 @pytest.mark.parametrize(
     ("field", "value", "match"),
     [
-        ("iterations_per_epoch", 0, r"iterations_per_epoch must be an integer >= 1; got 0"),
+        ("iterations_per_epoch", 0, r"iterations_per_epoch must be an integer >= 1; got 0\. Set iterations_per_epoch=1"),
+        ("seed", -1, r"seed must be an integer >= 0; got -1\. Set seed=0 or more"),
         ("num_epochs", 2.5, r"num_epochs must be an integer >= 1; got 2.5"),
         ("val_iterations_per_epoch", -1, r"val_iterations_per_epoch must be an integer >= 0"),
         ("initial_lr", 0.0, r"initial_lr must be a number in \(0, inf\); got 0.0"),
-        ("momentum", 1.0, r"momentum must be a number in \[0, 1\); got 1.0"),
+        ("momentum", 1.0, r"momentum must be a number in \[0, 1\); got 1.0\. Leave it at its default \(0.99\)"),
         ("oversample_foreground", 1.5, r"oversample_foreground must be a number in \[0, 1\]; got 1.5"),
         ("grad_clip_norm", float("nan"), r"grad_clip_norm must be a number"),
         ("lr_schedule", "per_epochs", r"lr_schedule 'per_epochs' is unknown\. Did you mean 'per_epoch'\?"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -93,14 +94,117 @@ def test_a_finished_run_is_not_trained_again(setup: dict[str, Any], tmp_path: Pa
     early = _trainer(setup, callbacks=[EarlyStopping(patience=1, min_delta=1.0)]).fit(tmp_path / "early")
     assert torch.load(early, weights_only=True)["step"] == 2 * CONFIG.iterations_per_epoch
     assert final.read_bytes() == before
+    # killed between writing the final checkpoint and removing the latest one: the rerun tidies up
+    (tmp_path / "run" / "checkpoint_latest.pt").write_bytes(before)
+    assert _trainer(setup).fit(tmp_path / "run") == final
+    assert not (tmp_path / "run" / "checkpoint_latest.pt").exists()
 
 
 def test_resuming_with_another_config_is_refused(setup: dict[str, Any], tmp_path: Path) -> None:
     with pytest.raises(Crash):
         _trainer(setup, callbacks=[MetricsLog(), CrashAtEpoch(1)]).fit(tmp_path / "run")
     other = TrainerConfig.from_json({**CONFIG.to_json(), "seed": 4, "num_loader_workers": 1})
-    with pytest.raises(CheckpointError, match=r"holds a checkpoint of a different run: config\.seed differ"):
+    with pytest.raises(CheckpointError, match=r"holds a checkpoint of a different run: config\.seed is 3 in the "
+                       r"folder, 4 in this run\. Use a new run folder"):
         _trainer(setup, other).fit(tmp_path / "run")
+    other_plan = {**setup, "plan": make_plan(batch_size=3)}  # same preprocessing: the store fits, the run does not
+    with pytest.raises(CheckpointError, match=r"plan\.batch_size is 2 in the folder, 3 in this run"):
+        _trainer(other_plan).fit(tmp_path / "run")
+    other_split = {**setup, "split": Split(("case_0", "case_1", "case_2", "case_4"), ("case_3",), 0)}
+    with pytest.raises(CheckpointError, match=r"split\.train is .* in the folder, .* in this run; split\.val is"):
+        _trainer(other_split).fit(tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"holds the state of 2 callback\(s\) but the trainer has 1; resume with "
+                       r"the same callbacks"):
+        _trainer(setup, callbacks=[MetricsLog()]).fit(tmp_path / "run")
+    resumed = _trainer(setup, callbacks=[MetricsLog(), CrashAtEpoch(99)]).fit(tmp_path / "run")  # still resumable
+    assert torch.load(resumed, weights_only=True)["step"] == CONFIG.total_steps
+
+
+def test_a_run_killed_before_its_first_checkpoint_refuses_another_config(setup: dict[str, Any], tmp_path: Path) -> None:
+    with pytest.raises(Crash):
+        _trainer(setup, callbacks=[MetricsLog(), CrashAtEpoch(0)]).fit(tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoint_latest.pt").exists()
+    other = TrainerConfig.from_json({**CONFIG.to_json(), "num_epochs": 5})
+    with pytest.raises(CheckpointError, match=r"holds run\.json \(no checkpoint yet\) of a different run: "
+                       r"config\.num_epochs is 4 in the folder, 5 in this run\..* Delete .*run\.json if that run is "
+                       r"abandoned"):
+        _trainer(setup, other).fit(tmp_path / "run")
+    (tmp_path / "run" / "run.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match=r"run\.json cannot be read"):
+        _trainer(setup).fit(tmp_path / "run")
+
+
+def test_a_checkpoint_holds_everything_needed_to_resume(setup: dict[str, Any], tmp_path: Path) -> None:
+    with pytest.raises(Crash):
+        _trainer(setup, callbacks=[MetricsLog(), CrashAtEpoch(1)]).fit(tmp_path / "run")
+    saved = torch.load(tmp_path / "run" / "checkpoint_latest.pt", weights_only=True)
+    assert {"format_version", "network_weights", "optimizer_state", "grad_scaler_state", "step", "world_size",
+            "rng_state", "loader_state", "callback_states", "config", "plan", "plan_name", "dataset_spec", "split",
+            "plans_hash", "extra"} <= set(saved)  # fmt: skip
+    network = build_network(setup["plan"].architecture, num_input_channels=1, num_outputs=3)
+    assert list(saved["network_weights"]) == list(network.state_dict())  # no module. / _orig_mod. prefixes
+    assert len(saved["optimizer_state"]["param_groups"][0]["params"]) == len(list(network.parameters()))
+    assert all("momentum_buffer" in state for state in saved["optimizer_state"]["state"].values())
+    assert saved["optimizer_state"]["state"]  # (the lowest deep-supervision head has weight 0: no buffer)
+    assert saved["step"] == 2
+    assert saved["loader_state"] == {"seed": 3, "next_step": 2}
+    assert {"python", "numpy", "torch"} <= set(saved["rng_state"])
+    assert len(saved["callback_states"]) == 2
+    assert len(saved["callback_states"][0]["lines"]) == 1
+    assert saved["config"] == CONFIG.to_json()
+    assert saved["plan"] == setup["plan"].to_json(standalone=True)
+    assert saved["dataset_spec"] == setup["spec"].to_dict()
+    assert saved["plans_hash"] == setup["plan"].preprocessing_hash()
+    first_epoch = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert saved["extra"]["ema_pseudo_dice"] == first_epoch["ema_pseudo_dice"]
+
+
+def test_best_checkpoint_follows_the_ema_of_the_pseudo_dice(setup: dict[str, Any], tmp_path: Path) -> None:
+    config = TrainerConfig.from_json({**CONFIG.to_json(), "iterations_per_epoch": 1, "num_epochs": 6})
+    _trainer(setup, config, callbacks=None).fit(tmp_path / "run")  # the default callbacks
+    assert (tmp_path / "run" / "progress.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    ema = metrics[0]["pseudo_dice"]
+    for m in metrics:  # nnU-Net's EMA: the first value, then 0.9 * previous + 0.1 * current
+        ema = m["pseudo_dice"] if m is metrics[0] else 0.9 * ema + 0.1 * m["pseudo_dice"]
+        assert m["ema_pseudo_dice"] == pytest.approx(ema)
+    best = max(metrics, key=lambda m: m["ema_pseudo_dice"])  # the first epoch reaching the maximum
+    saved = torch.load(tmp_path / "run" / "checkpoint_best.pt", weights_only=True)
+    assert saved["step"] == best["step"]
+    assert saved["extra"]["best_ema_pseudo_dice"] == best["ema_pseudo_dice"]
+
+
+class RecordLr(Callback):
+    def __init__(self) -> None:
+        self.rates: list[float] = []
+
+    def on_step_end(self, trainer: Trainer, step: int, loss: float) -> None:
+        self.rates.append(trainer.optimizer.param_groups[0]["lr"])
+
+
+@pytest.mark.parametrize("schedule", ["per_step", "per_epoch"])
+def test_the_optimizer_follows_the_schedule(setup: dict[str, Any], tmp_path: Path, schedule: str) -> None:
+    config = TrainerConfig.from_json({**CONFIG.to_json(), "num_epochs": 2, "val_iterations_per_epoch": 0,
+                                      "lr_schedule": schedule})  # fmt: skip
+    record = RecordLr()
+    _trainer(setup, config, callbacks=[record]).fit(tmp_path / "run")
+    assert record.rates == [config.learning_rate(s) for s in range(config.total_steps)]
+    distinct = len(set(record.rates))
+    assert distinct == (config.total_steps if schedule == "per_step" else config.num_epochs)
+
+
+def test_periodic_checkpoints_are_kept_as_configured(setup: dict[str, Any], tmp_path: Path) -> None:
+    config = TrainerConfig.from_json({**CONFIG.to_json(), "iterations_per_epoch": 1, "num_epochs": 8,
+                                      "val_iterations_per_epoch": 0, "checkpoint_every_epochs": 2,
+                                      "keep_checkpoints": 2})  # fmt: skip
+    with pytest.raises(Crash):
+        _trainer(setup, config, callbacks=[MetricsLog(), CrashAtEpoch(7)]).fit(tmp_path / "run")
+    run = tmp_path / "run"
+    assert sorted(p.name for p in run.glob("checkpoint_*.pt")) == [
+        "checkpoint_epoch_00004.pt", "checkpoint_epoch_00006.pt", "checkpoint_latest.pt"]
+    assert [torch.load(run / n, weights_only=True)["step"] for n in ("checkpoint_epoch_00004.pt",
+                                                                     "checkpoint_latest.pt")] == [4, 6]
+    assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no temporary file left
 
 
 def test_damaged_checkpoint_is_refused(setup: dict[str, Any], tmp_path: Path) -> None:
@@ -182,3 +286,15 @@ def test_a_checkpoint_of_another_network_is_refused(setup: dict[str, Any], tmp_p
     other = build_network(make_plan(stages=2).architecture, num_input_channels=1, num_outputs=3)
     with pytest.raises(CheckpointError, match=r"weights do not fit the network .* written for a different network"):
         _trainer(setup, network=other).fit(tmp_path / "run")
+
+
+def test_a_split_without_validation_cases_trains_without_pseudo_dice(setup: dict[str, Any], tmp_path: Path) -> None:
+    config = TrainerConfig.from_json({**CONFIG.to_json(), "num_epochs": 1, "final_validation": True})
+    split = Split(("case_0", "case_1"), (), None)
+    Trainer(setup["plan"], setup["store"], split, spec=setup["spec"], config=config, callbacks=[MetricsLog()]).fit(
+        tmp_path / "run"
+    )
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoint_final.pt", "metrics.jsonl", "run.json"]
+    metrics = json.loads((tmp_path / "run" / "metrics.jsonl").read_text())
+    assert math.isnan(metrics["pseudo_dice"])
+    assert math.isnan(metrics["val_loss"])
