@@ -1,0 +1,199 @@
+"""Determining postprocessing on a folder of predictions, and applying it to folders (sharded, resumable).
+
+The rule (nnU-Net v2's): first try keeping only the largest connected component of all foreground labels
+together; keep that step if the foreground-mean Dice rises strictly (``>``) and no label's mean Dice falls
+(``<``, NaN means ignored). Then, when there is more than one label or region, try each one in
+``dataset.json`` order on top of the steps kept so far; keep it if that label's mean Dice rises strictly. A
+label whose mean Dice is NaN (empty in every reference and prediction) makes the foreground mean NaN, so the
+first step is then never kept, and neither is that label's own step (a comparison with NaN is false).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from nnseg.dataset import DatasetSpec
+from nnseg.evaluation import CaseEvaluation, EvaluationSummary, LabelOrRegion, case_metrics, evaluated_labels, label_key
+from nnseg.io import read_segmentation, write_segmentation
+from nnseg.postprocessing._postprocessing import (
+    Postprocessing,
+    PostprocessingError,
+    PostprocessingStep,
+    Trial,
+    labels_of,
+    steps_key,
+)
+from nnseg.sharding import Shard
+
+__all__ = ["apply_postprocessing_folder", "determine_postprocessing", "segmentation_files"]
+
+logger = logging.getLogger(__name__)
+MAX_LISTED = 10
+
+
+def _listed(names: Sequence[str]) -> str:
+    return ", ".join(names[:MAX_LISTED]) + (f" and {len(names) - MAX_LISTED} more" if len(names) > MAX_LISTED else "")
+
+
+def segmentation_files(folder: Path, ending: str, what: str) -> dict[str, Path]:
+    """``{file name: path}`` of the ``*<ending>`` files of ``folder`` (hidden temporaries skipped).
+
+    Raises:
+        PostprocessingError: If the folder does not exist.
+    """
+    if not folder.is_dir():
+        raise PostprocessingError(f"{what} folder {folder} does not exist or is not a folder; check the path.")
+    return {p.name: p for p in sorted(folder.iterdir())
+            if p.is_file() and p.name.endswith(ending) and not p.name.startswith(".")}  # fmt: skip
+
+
+def _pairs(pred_dir: Path, ref_dir: Path, ending: str, allow_missing: bool) -> list[tuple[Path, Path]]:
+    predictions = segmentation_files(pred_dir, ending, "prediction")
+    references = segmentation_files(ref_dir, ending, "reference")
+    if not predictions:
+        raise PostprocessingError(f"no <case>{ending} predictions in {pred_dir}; expected the cross-validation "
+                                  "predictions (check the folder and dataset.json's file_ending).")  # fmt: skip
+    orphans = sorted(set(predictions) - set(references))
+    if orphans:
+        raise PostprocessingError(
+            f"{len(orphans)} prediction(s) in {pred_dir} have no reference in {ref_dir}: {_listed(orphans)}; expected "
+            "a reference label map of the same name for every prediction (is REF the dataset's labelsTr?)."
+        )
+    missing = sorted(set(references) - set(predictions))
+    if missing and not allow_missing:
+        raise PostprocessingError(
+            f"{len(missing)} reference(s) in {ref_dir} have no prediction in {pred_dir}: {_listed(missing)}; "
+            "postprocessing should be determined on every case. Predict them, or pass allow_missing=True "
+            "(--allow-missing) to decide on the cases present."
+        )
+    return [(references[name], predictions[name]) for name in sorted(predictions)]
+
+
+def _evaluate_case(
+    reference_file: Path, prediction_file: Path, steps: tuple[PostprocessingStep, ...],
+    labels: tuple[LabelOrRegion, ...], ignore_label: int | None,
+) -> CaseEvaluation:  # fmt: skip
+    reference, _ = read_segmentation(reference_file)
+    prediction, _ = read_segmentation(prediction_file)
+    prediction = Postprocessing(steps, ()).apply(prediction)
+    metrics = case_metrics(reference, prediction, labels, ignore_label=ignore_label, where=f"case {prediction_file.name}")
+    return CaseEvaluation(str(reference_file), str(prediction_file), metrics)
+
+
+def _evaluate(pairs: list[tuple[Path, Path]], steps: tuple[PostprocessingStep, ...], spec: DatasetSpec,
+              num_workers: int) -> EvaluationSummary:  # fmt: skip
+    labels = evaluated_labels(spec)
+    n = len(pairs)
+    args = ([r for r, _ in pairs], [p for _, p in pairs], [steps] * n, [labels] * n, [spec.ignore_label] * n)
+    if num_workers <= 1 or n <= 1:
+        cases = list(map(_evaluate_case, *args))
+    else:
+        with ProcessPoolExecutor(min(num_workers, n), mp_context=multiprocessing.get_context("spawn")) as pool:
+            cases = list(pool.map(_evaluate_case, *args))
+    return EvaluationSummary(tuple(label_key(label) for label in labels), tuple(cases))
+
+
+def _dice(summary: EvaluationSummary) -> dict[str, float]:
+    return {"foreground_mean": summary.mean_dice, **{key: values["Dice"] for key, values in summary.mean.items()}}
+
+
+def _no_label_worse(before: EvaluationSummary, after: EvaluationSummary) -> bool:
+    old, new = before.mean, after.mean
+    return not any(new[key]["Dice"] < old[key]["Dice"] for key in new)  # NaN compares False: ignored
+
+
+def determine_postprocessing(
+    pred_dir: str | os.PathLike[str], ref_dir: str | os.PathLike[str], spec: DatasetSpec,
+    out_dir: str | os.PathLike[str], *, allow_missing: bool = False, num_workers: int = 1,
+) -> Postprocessing:  # fmt: skip
+    """Decide which keep-largest-component steps improve Dice on ``pred_dir``; write the postprocessed folder.
+
+    Args:
+        pred_dir: Predicted label maps ``<case><file_ending>`` (e.g. a cross-validation folder).
+        ref_dir: Reference label maps of the same names (e.g. the raw ``labelsTr``).
+        spec: The dataset's labels (file ending, labels or regions, ignore label).
+        out_dir: Receives every prediction with the accepted steps applied, and its ``summary.json``.
+        allow_missing: Decide on the predicted cases only when some references have no prediction.
+        num_workers: Worker processes for reading and evaluating.
+
+    Returns:
+        The decision; ``.save(path)`` writes it as JSON.
+
+    Raises:
+        PostprocessingError: If a folder is missing, a prediction has no reference, or (without
+            ``allow_missing``) a reference has no prediction. Nothing is written then.
+        ImageIOError: If a file cannot be read.
+    """
+    pairs = _pairs(Path(pred_dir), Path(ref_dir), spec.file_ending, allow_missing)
+    baseline = _evaluate(pairs, (), spec, num_workers)
+    accepted: tuple[PostprocessingStep, ...] = ()
+    trials: list[Trial] = []
+    whole = PostprocessingStep(spec.foreground_labels)
+    candidate = _evaluate(pairs, (whole,), spec, num_workers)
+    keep = candidate.mean_dice > baseline.mean_dice and _no_label_worse(baseline, candidate)
+    trials.append(Trial(whole.labels, "foreground_mean", baseline.mean_dice, candidate.mean_dice, keep))
+    current = candidate if keep else baseline
+    accepted = (whole,) if keep else ()
+    labels = evaluated_labels(spec)
+    if len(labels) > 1:
+        for label in labels:
+            step, key = PostprocessingStep((label,)), label_key(label)
+            candidate = _evaluate(pairs, (*accepted, step), spec, num_workers)
+            before, after = current.mean[key]["Dice"], candidate.mean[key]["Dice"]
+            keep = after > before
+            trials.append(Trial(step.labels, key, before, after, keep))
+            if keep:
+                accepted, current = (*accepted, step), candidate
+    result = Postprocessing(accepted, labels_of(spec), tuple(trials), _dice(baseline), _dice(current))
+    logger.info("postprocessing: %s; foreground-mean Dice %.5f -> %.5f", steps_key(accepted),
+                baseline.mean_dice, current.mean_dice)  # fmt: skip
+    _write_folder(result, [p for _, p in pairs], Path(out_dir), overwrite=True)
+    current.save(Path(out_dir) / "summary.json")
+    return result
+
+
+def _write_folder(pp: Postprocessing, files: Sequence[Path], out_dir: Path, *, overwrite: bool) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for source in files:
+        target = out_dir / source.name
+        if target.is_file() and not overwrite:
+            continue
+        segmentation, geometry = read_segmentation(source)
+        write_segmentation(pp.apply(segmentation), target, geometry)
+        written.append(target)
+    return written
+
+
+def apply_postprocessing_folder(
+    pp: Postprocessing, input_dir: str | os.PathLike[str], output_dir: str | os.PathLike[str], spec: DatasetSpec,
+    *, shard: Shard | None = None, overwrite: bool = False,
+) -> list[Path]:  # fmt: skip
+    """Apply ``pp`` to the label maps of ``input_dir`` that ``shard`` owns; write them into ``output_dir``.
+
+    Every output is written atomically; an existing output is complete and is skipped unless ``overwrite``,
+    so a killed run is continued by running it again.
+
+    Returns:
+        The files written by this call.
+
+    Raises:
+        PostprocessingError: If ``pp`` belongs to other labels, the input folder is missing or empty, or the
+            output folder is the input folder. Nothing is written then.
+        ImageIOError: If a file cannot be read or written.
+    """
+    pp.check_dataset(spec)
+    source, target = Path(input_dir), Path(output_dir)
+    if source.resolve() == target.resolve():
+        raise PostprocessingError(f"the output folder {target} is the input folder; choose another output folder.")
+    files = segmentation_files(source, spec.file_ending, "input")
+    if not files:
+        raise PostprocessingError(f"no <case>{spec.file_ending} label maps in {source}; check the folder and the "
+                                  "dataset's file ending.")  # fmt: skip
+    owned = (shard or Shard.whole()).select(files)
+    return _write_folder(pp, [files[name] for name in owned], target, overwrite=overwrite)
