@@ -32,6 +32,7 @@ SUBCOMMAND_MODULES = (
     "nnseg.cli._evaluate",
     "nnseg.cli._ensemble",
     "nnseg.cli._postprocess",
+    "nnseg.cli._crossval",
 )
 
 
