@@ -33,6 +33,7 @@ SUBCOMMAND_MODULES = (
     "nnseg.cli._ensemble",
     "nnseg.cli._postprocess",
     "nnseg.cli._crossval",
+    "nnseg.cli._find_best",
 )
 
 
