@@ -129,6 +129,9 @@ def determine_postprocessing(
             ``allow_missing``) a reference has no prediction. Nothing is written then.
         ImageIOError: If a file cannot be read.
     """
+    if Path(out_dir).resolve() in (Path(pred_dir).resolve(), Path(ref_dir).resolve()):
+        raise PostprocessingError(f"the output folder {out_dir} is the prediction or reference folder; the "
+                                  "postprocessed files would replace them. Choose another output folder.")  # fmt: skip
     pairs = _pairs(Path(pred_dir), Path(ref_dir), spec.file_ending, allow_missing)
     baseline = _evaluate(pairs, (), spec, num_workers)
     accepted: tuple[PostprocessingStep, ...] = ()

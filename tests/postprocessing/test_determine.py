@@ -135,6 +135,8 @@ def test_bad_input_names_the_files(tmp_path: Path) -> None:
     with pytest.raises(PostprocessingError, match=r"1 reference\(s\) in .*ref have no prediction .*c2.nii.gz"):
         determine_postprocessing(tmp_path / "pred", tmp_path / "ref", TWO, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+    with pytest.raises(PostprocessingError, match="is the prediction or reference folder"):
+        determine_postprocessing(tmp_path / "pred", tmp_path / "ref", TWO, tmp_path / "pred")
     other = Postprocessing((), ("1", "2", "3"))
     with pytest.raises(PostprocessingError, match=r"determined for labels \['1', '2', '3'\] but the dataset"):
         apply_postprocessing_folder(other, tmp_path / "pred", tmp_path / "out", TWO)
