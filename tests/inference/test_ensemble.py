@@ -11,7 +11,7 @@ import pytest
 from nnseg.cli import main as cli
 from nnseg.dataset import DatasetSpec
 from nnseg.inference._ensemble import EnsembleError, ensemble_folders
-from nnseg.io import ImageGeometry, read_segmentation
+from nnseg.io import ImageGeometry, read_image, read_segmentation
 from nnseg.preprocessing import CaseProperties
 from nnseg.sharding import Shard
 
@@ -112,3 +112,26 @@ def test_cli_ensemble_and_bad_input_exit_code(tmp_path: Path, capsys: pytest.Cap
     assert cli.main(["ensemble", "-i", str(a), str(c), "-o", str(tmp_path / "out2")]) == 2
     assert "EnsembleError: the members hold different cases" in capsys.readouterr().err
     assert not (tmp_path / "out2").exists()
+
+
+def test_ensemble_of_real_predictor_outputs_keeps_the_source_geometry(tmp_path: Path) -> None:
+    from inference_helpers import make_nnunet_model_folder, write_images
+
+    from nnseg.inference import Predictor
+
+    ids = write_images(tmp_path / "in", num_cases=2)
+    members = []
+    for seed in (1, 2):
+        model = make_nnunet_model_folder(tmp_path / f"model{seed}", seed=seed, transpose=(2, 0, 1))
+        Predictor.from_nnunet_model_folder(model, use_mirroring=False).predict_folder(
+            tmp_path / "in", tmp_path / f"pred{seed}", progress=False, save_probabilities=True)  # fmt: skip
+        members.append(tmp_path / f"pred{seed}")
+    spec = DatasetSpec.load(tmp_path / "model1" / "dataset.json")
+    assert ensemble_folders(members, tmp_path / "out", spec) == ids
+    for case in ids:
+        seg, geometry = read_segmentation(tmp_path / "out" / f"{case}.nii.gz")
+        _, source = read_image(tmp_path / "in" / f"{case}_0000.nii.gz")
+        with np.load(members[0] / f"{case}.npz") as a, np.load(members[1] / f"{case}.npz") as b:
+            mean = (a["probabilities"] + b["probabilities"]) / 2
+        assert np.array_equal(seg[0], mean.argmax(0))
+        assert geometry == source
