@@ -30,6 +30,7 @@ SUBCOMMAND_MODULES = (
     "nnseg.cli._demo",
     "nnseg.cli._predict",
     "nnseg.cli._evaluate",
+    "nnseg.cli._model_zip",
 )
 
 
