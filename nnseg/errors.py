@@ -14,6 +14,7 @@ __all__ = [
     "FingerprintError",
     "ImageIOError",
     "LoaderError",
+    "ModelZipError",
     "NnsegError",
     "PlanningError",
     "PlansError",
@@ -59,3 +60,7 @@ class CheckpointError(NnsegError, RuntimeError):
 
 class LoaderError(NnsegError, RuntimeError):
     """A training or validation batch could not be produced (the message names the step and the case)."""
+
+
+class ModelZipError(NnsegError, ValueError):
+    """A model zip cannot be written or installed (unsafe entries, too large, damaged, incomplete)."""

@@ -34,6 +34,7 @@ SUBCOMMAND_MODULES = (
     "nnseg.cli._postprocess",
     "nnseg.cli._crossval",
     "nnseg.cli._find_best",
+    "nnseg.cli._model_zip",
 )
 
 
