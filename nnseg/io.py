@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from nnseg._integrity import check_geometry, count_nonfinite, nonfinite_error, scan_nifti
 from nnseg.errors import ImageIOError
 
 __all__ = [
@@ -119,14 +120,23 @@ def _read_itk(path: str | os.PathLike[str]) -> sitk.Image:
         raise ImageIOError(f"image file {path} does not exist; expected a readable image file. Check the path.")
     if path.stat().st_size == 0:
         raise ImageIOError(f"image file {path} is empty (0 bytes); expected an image. Re-export or re-copy the file.")
+    if path.name.endswith((".nii", ".nii.gz")):
+        scan_nifti(path)  # SimpleITK reads a truncated NIfTI, and its NaN, as zeros without a word
     try:
-        return sitk.ReadImage(str(path))
+        image = sitk.ReadImage(str(path))
     except RuntimeError as err:
         reason = str(err).strip().splitlines()[-1] if str(err).strip() else "unknown reason"
+        if "Refusing to change spacing" in str(err):  # ITK's refusal of a zero or NaN spacing in the header
+            raise ImageIOError(
+                f"image file {path} has a zero or non-finite spacing (SimpleITK: {reason}); expected finite "
+                "spacings > 0 mm. Fix the header (e.g. SimpleITK's SetSpacing) and re-save the file."
+            ) from err
         raise ImageIOError(
             f"cannot read image file {path}: SimpleITK failed ({reason}). "
             "Check that the file is complete and not corrupt."
         ) from err
+    check_geometry(image.GetSpacing(), image.GetDirection(), path)
+    return image
 
 
 def _to_spatial_array(image: sitk.Image, path: Path) -> np.ndarray:
@@ -142,6 +152,9 @@ def _to_spatial_array(image: sitk.Image, path: Path) -> np.ndarray:
             "split the file into 3D files."
         )
     array = sitk.GetArrayFromImage(image)
+    nan, inf = count_nonfinite(array)  # NRRD and MetaImage keep NaN; NIfTI was checked on its stored values
+    if nan or inf:
+        raise nonfinite_error(path, nan, inf)
     return array[None] if image.GetDimension() == 2 else array
 
 
@@ -156,7 +169,10 @@ def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, ImageGeometry]
         file's own dtype.
 
     Raises:
-        ImageIOError: If the file is missing, empty, unreadable, not scalar, or not 2D/3D.
+        ImageIOError: If the file is missing, empty, unreadable, damaged (a compressed stream that ends
+            early or fails its checksum, fewer voxels than its header announces), holds NaN or infinite
+            values, has a spacing that is not finite and positive or a direction that is not orthonormal,
+            or is not a scalar 2D/3D image.
     """
     image = _read_itk(path)
     return _to_spatial_array(image, Path(path)), ImageGeometry.from_itk(image)
