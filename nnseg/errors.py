@@ -14,10 +14,12 @@ __all__ = [
     "FingerprintError",
     "ImageIOError",
     "LoaderError",
+    "LockError",
     "NnsegError",
     "PlanningError",
     "PlansError",
     "StoreError",
+    "WriteError",
 ]
 
 
@@ -59,3 +61,14 @@ class CheckpointError(NnsegError, RuntimeError):
 
 class LoaderError(NnsegError, RuntimeError):
     """A training or validation batch could not be produced (the message names the step and the case)."""
+
+
+class WriteError(NnsegError, OSError):
+    """A file could not be written completely (disk full, file-size limit, failed device); nothing was kept.
+
+    ``errno`` is ``ENOSPC`` (disk full), ``EFBIG`` (file-size limit) or the failing call's own value.
+    """
+
+
+class LockError(NnsegError, RuntimeError):
+    """Another live process holds the lock of the work this process was asked to do (the message names it)."""

@@ -15,7 +15,7 @@ This module is the only place where arrays and SimpleITK images are converted in
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from nnseg._atomic import atomic_write, space_problem, write_error
 from nnseg._integrity import check_geometry, count_nonfinite, nonfinite_error, scan_nifti
 from nnseg.errors import ImageIOError
 
@@ -264,6 +265,21 @@ def _spatial_for_geometry(array: np.ndarray, geometry: ImageGeometry, path: Path
     )
 
 
+def _verify_written(path: Path, ending: str) -> Callable[[Path], None]:
+    """A readback of a freshly written temporary file; SimpleITK's NIfTI writer does not report failures."""
+
+    def verify(tmp: Path) -> None:
+        try:
+            if ending in (".nii", ".nii.gz"):
+                scan_nifti(tmp, check_finite=False)  # gzip CRC and length, header, every data byte
+            else:
+                sitk.ReadImage(str(tmp))  # NRRD and MetaImage readers refuse short files themselves
+        except (ImageIOError, RuntimeError) as err:
+            raise write_error(path, f"the written file does not read back: {err}") from err
+
+    return verify
+
+
 def _write_itk(array: np.ndarray, path: str | os.PathLike[str], geometry: ImageGeometry) -> None:
     path = Path(path)
     _check_ending(path)
@@ -271,20 +287,24 @@ def _write_itk(array: np.ndarray, path: str | os.PathLike[str], geometry: ImageG
     image.SetSpacing(geometry.itk_spacing)
     image.SetOrigin(geometry.itk_origin)
     image.SetDirection(geometry.itk_direction)
-    # Write to a temporary name in the same folder, then rename: a file that exists is complete.
     ending = next(e for e in SUPPORTED_ENDINGS if path.name.endswith(e))
-    tmp_path = path.with_name(f".{path.name[: -len(ending)]}.{os.getpid()}.tmp{ending}")
+    if not path.parent.is_dir():  # never create folders behind the caller's back
+        raise ImageIOError(
+            f"cannot write image file {path}: the folder {path.parent} does not exist; expected a writable folder. "
+            "Create it first, or check the output path."
+        )
     try:
-        sitk.WriteImage(image, str(tmp_path), useCompression=True)
-        os.replace(tmp_path, path)
+        # a temporary name in the same folder, read back, then renamed: a file that exists is complete
+        atomic_write(path, lambda tmp: sitk.WriteImage(image, str(tmp), useCompression=True),
+                     verify=_verify_written(path, ending), suffix=f".tmp{ending}")  # fmt: skip
     except RuntimeError as err:
         reason = str(err).strip().splitlines()[-1] if str(err).strip() else "unknown reason"
+        if space_problem(path) is not None:
+            raise write_error(path, f"SimpleITK: {reason}") from err
         raise ImageIOError(
             f"cannot write image file {path}: SimpleITK failed ({reason}); expected a writable folder. Check that "
             f"{path.parent} exists, is writable and has free space."
         ) from err
-    finally:
-        tmp_path.unlink(missing_ok=True)
 
 
 def write_image(array: np.ndarray, path: str | os.PathLike[str], geometry: ImageGeometry) -> None:

@@ -18,6 +18,8 @@ BUILTIN_OF = {
     "StoreError": RuntimeError,
     "CheckpointError": RuntimeError,
     "LoaderError": RuntimeError,
+    "WriteError": OSError,
+    "LockError": RuntimeError,
 }
 
 

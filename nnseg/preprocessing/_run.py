@@ -26,20 +26,27 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from nnseg.dataset import Case, DatasetSpec
-from nnseg.errors import ConfigError, NnsegError, StoreError
+from nnseg.errors import ConfigError, NnsegError, StoreError, WriteError
 from nnseg.planning import ConfigurationPlan
 from nnseg.preprocessing._preprocessor import Preprocessor
 from nnseg.preprocessing._store import PreprocessedStore
 from nnseg.sharding import Shard
 
-__all__ = ["MAX_IN_FLIGHT_PER_WORKER", "PreprocessingError", "preprocess_dataset", "run_bounded"]
+__all__ = [
+    "MAX_IN_FLIGHT_PER_WORKER",
+    "PreprocessingError",
+    "PreprocessingWriteError",
+    "preprocess_dataset",
+    "run_bounded",
+]
 
 logger = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT_PER_WORKER = 2
 MAX_POOL_DEATHS_PER_CASE = 2
 DISK_FULL = "the disk holding the store is full"
-NOT_STARTED = "not started: preprocessing stopped because the disk holding the store is full"
+SIZE_LIMIT = "a file-size limit stopped a write to the store"
+NOT_STARTED = "not started: preprocessing stopped because a write to the store failed (disk full or file-size limit)"
 T = TypeVar("T")
 R = TypeVar("R")
 Job = tuple[str, tuple[str, ...], str | None]  # (case_id, image paths, label path)
@@ -57,6 +64,13 @@ class PreprocessingError(StoreError):
     def __init__(self, message: str, failures: Mapping[str, str]) -> None:
         super().__init__(message)
         self.failures = dict(failures)
+
+
+class PreprocessingWriteError(PreprocessingError, WriteError):
+    """Preprocessing stopped because a file could not be written (disk full, file-size limit).
+
+    The finished cases stay; no partial file is kept under a final name. ``errno`` is ``ENOSPC`` or ``EFBIG``.
+    """
 
 
 class _Dataset(Protocol):
@@ -91,6 +105,8 @@ def _reason(err: BaseException) -> str:
     reason = f"{type(err).__name__}: {err}"
     if isinstance(err, OSError) and err.errno == errno.ENOSPC:
         return f"{DISK_FULL} ({reason})"
+    if isinstance(err, OSError) and err.errno in (errno.EFBIG, errno.EDQUOT):
+        return f"{SIZE_LIMIT} ({reason})"
     frames = traceback.extract_tb(err.__traceback__)
     if not isinstance(err, NnsegError) and frames:
         reason += f" (raised at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno})"
@@ -240,7 +256,7 @@ def preprocess_dataset(
     store.initialise(plan, dataset.spec, overwrite=overwrite)
     cases = {case.case_id: case for case in dataset.cases}
     owned = (shard or Shard.whole()).select(cases)
-    status = store.status(owned)
+    status = store.status(owned, verify=not overwrite)  # checksums: a damaged case is redone, not kept
     todo = list(owned) if overwrite else list(status.todo)
     logger.info("%s: %d of %d case(s) complete, %d to do (%s)", store.root, len(owned) - len(status.todo),
                 len(owned), len(todo), shard or "all parts")  # fmt: skip
@@ -249,7 +265,7 @@ def preprocess_dataset(
     worker_args: WorkerArgs = (plan.to_json(standalone=True), dataset.spec.to_dict(), str(store.root))
     failures = _run_jobs(jobs, worker_args, num_workers, progress=progress, desc=f"preprocess {plan.name}")
     if failures:
-        raise PreprocessingError(_failure_message(failures, len(jobs), store.root), failures)
+        _raise_failures(failures, len(jobs), store.root)
     return store
 
 
@@ -271,7 +287,7 @@ def _run_jobs(jobs: list[Job], worker_args: WorkerArgs, num_workers: int, *, pro
                 failures[case_id] = error
                 logger.error("case %r failed: %s", case_id, error)
             bar.update(1)
-            return error is None or not error.startswith(DISK_FULL)
+            return error is None or not error.startswith((DISK_FULL, SIZE_LIMIT))
 
         if num_workers <= 1 or len(jobs) <= 1:
             writer = _CaseWriter(*worker_args)
@@ -286,10 +302,24 @@ def _run_jobs(jobs: list[Job], worker_args: WorkerArgs, num_workers: int, *, pro
     return failures
 
 
-def _failure_message(failures: Mapping[str, str], total: int, root: Path) -> str:
-    lines = "\n".join(f"  - {case_id}: {reason}" for case_id, reason in sorted(failures.items()))
+def _raise_failures(failures: Mapping[str, str], total: int, root: Path) -> None:
     full = any(reason.startswith(DISK_FULL) for reason in failures.values())
-    head = f"the disk holding store {root} is full; free space and run again. " if full else ""
+    limit = any(reason.startswith(SIZE_LIMIT) for reason in failures.values())
+    message = _failure_message(failures, total, root, full=full, limit=limit)
+    if not (full or limit):
+        raise PreprocessingError(message, failures)
+    error = PreprocessingWriteError(message, failures)
+    error.errno = errno.ENOSPC if full else errno.EFBIG
+    raise error
+
+
+def _failure_message(failures: Mapping[str, str], total: int, root: Path, *, full: bool, limit: bool) -> str:
+    lines = "\n".join(f"  - {case_id}: {reason}" for case_id, reason in sorted(failures.items()))
+    head = ""
+    if full:
+        head = f"the disk holding store {root} is full; free space and run again. "
+    elif limit:
+        head = f"a file-size limit (`ulimit -f`) stopped writing store {root}; raise the limit and run again. "
     return (
         f"{head}preprocessing failed for {len(failures)} of {total} case(s) written to store {root}:\n{lines}\n"
         f"The other {total - len(failures)} case(s) are complete and stay. Fix the inputs listed above and run "
