@@ -25,6 +25,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from nnseg._lock import WorkLock
 from nnseg.dataset import Case, DatasetSpec
 from nnseg.errors import ConfigError, NnsegError, StoreError, WriteError
 from nnseg.planning import ConfigurationPlan
@@ -248,25 +249,38 @@ def preprocess_dataset(
         PreprocessingError: After all other cases were written, listing every failed case id and reason.
         PlansError: If the plan does not fit the dataset (channel count, unknown scheme).
         ConfigError: If ``num_workers`` is negative.
+        LockError: If another live process is preprocessing the same shard of this store (it is named).
     """
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
         raise ConfigError(f"num_workers must be an int >= 0 (0 or 1: work in this process); got {num_workers!r}.")
     Preprocessor(plan, dataset.spec)  # fail on a plan that does not fit before touching the disk
     store = PreprocessedStore(store_dir)
     store.initialise(plan, dataset.spec, overwrite=overwrite)
+    part = shard or Shard.whole()
+    lock = WorkLock(store.root / f".preprocess.part_{part.index}_of_{part.count}.lock",
+                    f"preprocessing part {part.index + 1} of {part.count} of store {store.root}")  # fmt: skip
+    with lock:  # a second process on the same shard is refused, naming the first
+        _preprocess_locked(dataset, plan, store, part, num_workers=num_workers, overwrite=overwrite,
+                           progress=progress)  # fmt: skip
+    return store
+
+
+def _preprocess_locked(
+    dataset: _Dataset, plan: ConfigurationPlan, store: PreprocessedStore, shard: Shard, *, num_workers: int,
+    overwrite: bool, progress: bool,
+) -> None:  # fmt: skip
     cases = {case.case_id: case for case in dataset.cases}
-    owned = (shard or Shard.whole()).select(cases)
+    owned = shard.select(cases)
     status = store.status(owned, verify=not overwrite)  # checksums: a damaged case is redone, not kept
     todo = list(owned) if overwrite else list(status.todo)
     logger.info("%s: %d of %d case(s) complete, %d to do (%s)", store.root, len(owned) - len(status.todo),
-                len(owned), len(todo), shard or "all parts")  # fmt: skip
-    store.discard_cases(status.stale)  # the pieces of partial cases, and only theirs
+                len(owned), len(todo), shard)  # fmt: skip
+    store.discard_cases(status.stale)  # the pieces of partial or damaged cases, and only theirs
     jobs: list[Job] = [_job(cases[case_id]) for case_id in todo]
     worker_args: WorkerArgs = (plan.to_json(standalone=True), dataset.spec.to_dict(), str(store.root))
     failures = _run_jobs(jobs, worker_args, num_workers, progress=progress, desc=f"preprocess {plan.name}")
     if failures:
         _raise_failures(failures, len(jobs), store.root)
-    return store
 
 
 def _job(case: Case) -> Job:
