@@ -14,11 +14,13 @@ __all__ = [
     "FingerprintError",
     "ImageIOError",
     "LoaderError",
+    "LockError",
     "ModelZipError",
     "NnsegError",
     "PlanningError",
     "PlansError",
     "StoreError",
+    "WriteError",
 ]
 
 
@@ -64,3 +66,14 @@ class LoaderError(NnsegError, RuntimeError):
 
 class ModelZipError(NnsegError, ValueError):
     """A model zip cannot be written or installed (unsafe entries, too large, damaged, incomplete)."""
+
+
+class WriteError(NnsegError, OSError):
+    """A file could not be written completely (disk full, file-size limit, failed device); nothing was kept.
+
+    ``errno`` is ``ENOSPC`` (disk full), ``EFBIG`` (file-size limit) or the failing call's own value.
+    """
+
+
+class LockError(NnsegError, RuntimeError):
+    """Another live process holds the lock of the work this process was asked to do (the message names it)."""

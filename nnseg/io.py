@@ -15,7 +15,7 @@ This module is the only place where arrays and SimpleITK images are converted in
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from nnseg._atomic import atomic_write, space_problem, write_error
+from nnseg._integrity import check_geometry, count_nonfinite, nonfinite_error, scan_nifti
 from nnseg.errors import ImageIOError
 
 __all__ = [
@@ -119,14 +121,23 @@ def _read_itk(path: str | os.PathLike[str]) -> sitk.Image:
         raise ImageIOError(f"image file {path} does not exist; expected a readable image file. Check the path.")
     if path.stat().st_size == 0:
         raise ImageIOError(f"image file {path} is empty (0 bytes); expected an image. Re-export or re-copy the file.")
+    if path.name.endswith((".nii", ".nii.gz")):
+        scan_nifti(path)  # SimpleITK reads a truncated NIfTI, and its NaN, as zeros without a word
     try:
-        return sitk.ReadImage(str(path))
+        image = sitk.ReadImage(str(path))
     except RuntimeError as err:
         reason = str(err).strip().splitlines()[-1] if str(err).strip() else "unknown reason"
+        if "Refusing to change spacing" in str(err):  # ITK's refusal of a zero or NaN spacing in the header
+            raise ImageIOError(
+                f"image file {path} has a zero or non-finite spacing (SimpleITK: {reason}); expected finite "
+                "spacings > 0 mm. Fix the header (e.g. SimpleITK's SetSpacing) and re-save the file."
+            ) from err
         raise ImageIOError(
             f"cannot read image file {path}: SimpleITK failed ({reason}). "
             "Check that the file is complete and not corrupt."
         ) from err
+    check_geometry(image.GetSpacing(), image.GetDirection(), path)
+    return image
 
 
 def _to_spatial_array(image: sitk.Image, path: Path) -> np.ndarray:
@@ -142,6 +153,9 @@ def _to_spatial_array(image: sitk.Image, path: Path) -> np.ndarray:
             "split the file into 3D files."
         )
     array = sitk.GetArrayFromImage(image)
+    nan, inf = count_nonfinite(array)  # NRRD and MetaImage keep NaN; NIfTI was checked on its stored values
+    if nan or inf:
+        raise nonfinite_error(path, nan, inf)
     return array[None] if image.GetDimension() == 2 else array
 
 
@@ -156,7 +170,10 @@ def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, ImageGeometry]
         file's own dtype.
 
     Raises:
-        ImageIOError: If the file is missing, empty, unreadable, not scalar, or not 2D/3D.
+        ImageIOError: If the file is missing, empty, unreadable, damaged (a compressed stream that ends
+            early or fails its checksum, fewer voxels than its header announces), holds NaN or infinite
+            values, has a spacing that is not finite and positive or a direction that is not orthonormal,
+            or is not a scalar 2D/3D image.
     """
     image = _read_itk(path)
     return _to_spatial_array(image, Path(path)), ImageGeometry.from_itk(image)
@@ -248,6 +265,21 @@ def _spatial_for_geometry(array: np.ndarray, geometry: ImageGeometry, path: Path
     )
 
 
+def _verify_written(path: Path, ending: str) -> Callable[[Path], None]:
+    """A readback of a freshly written temporary file; SimpleITK's NIfTI writer does not report failures."""
+
+    def verify(tmp: Path) -> None:
+        try:
+            if ending in (".nii", ".nii.gz"):
+                scan_nifti(tmp, check_finite=False)  # gzip CRC and length, header, every data byte
+            else:
+                sitk.ReadImage(str(tmp))  # NRRD and MetaImage readers refuse short files themselves
+        except (ImageIOError, RuntimeError) as err:
+            raise write_error(path, f"the written file does not read back: {err}") from err
+
+    return verify
+
+
 def _write_itk(array: np.ndarray, path: str | os.PathLike[str], geometry: ImageGeometry) -> None:
     path = Path(path)
     _check_ending(path)
@@ -255,20 +287,24 @@ def _write_itk(array: np.ndarray, path: str | os.PathLike[str], geometry: ImageG
     image.SetSpacing(geometry.itk_spacing)
     image.SetOrigin(geometry.itk_origin)
     image.SetDirection(geometry.itk_direction)
-    # Write to a temporary name in the same folder, then rename: a file that exists is complete.
     ending = next(e for e in SUPPORTED_ENDINGS if path.name.endswith(e))
-    tmp_path = path.with_name(f".{path.name[: -len(ending)]}.{os.getpid()}.tmp{ending}")
+    if not path.parent.is_dir():  # never create folders behind the caller's back
+        raise ImageIOError(
+            f"cannot write image file {path}: the folder {path.parent} does not exist; expected a writable folder. "
+            "Create it first, or check the output path."
+        )
     try:
-        sitk.WriteImage(image, str(tmp_path), useCompression=True)
-        os.replace(tmp_path, path)
+        # a temporary name in the same folder, read back, then renamed: a file that exists is complete
+        atomic_write(path, lambda tmp: sitk.WriteImage(image, str(tmp), useCompression=True),
+                     verify=_verify_written(path, ending), suffix=f".tmp{ending}")  # fmt: skip
     except RuntimeError as err:
         reason = str(err).strip().splitlines()[-1] if str(err).strip() else "unknown reason"
+        if space_problem(path) is not None:
+            raise write_error(path, f"SimpleITK: {reason}") from err
         raise ImageIOError(
             f"cannot write image file {path}: SimpleITK failed ({reason}); expected a writable folder. Check that "
             f"{path.parent} exists, is writable and has free space."
         ) from err
-    finally:
-        tmp_path.unlink(missing_ok=True)
 
 
 def write_image(array: np.ndarray, path: str | os.PathLike[str], geometry: ImageGeometry) -> None:

@@ -18,6 +18,9 @@ BUILTIN_OF = {
     "StoreError": RuntimeError,
     "CheckpointError": RuntimeError,
     "LoaderError": RuntimeError,
+    "WriteError": OSError,
+    "LockError": RuntimeError,
+    "ModelZipError": ValueError,
 }
 
 

@@ -236,16 +236,6 @@ def _compare(log: _CaseLog, ref: _Loaded, this: _Loaded) -> None:
                 "that the files belong together; nnseg uses the first channel's geometry.")
 
 
-def _check_intensities(log: _CaseLog, path: Path, array: np.ndarray) -> None:
-    if not np.issubdtype(array.dtype, np.floating):
-        return
-    num_nan = int(np.count_nonzero(np.isnan(array)))
-    num_inf = int(np.count_nonzero(np.isinf(array)))
-    if num_nan or num_inf:
-        log.add("error", path, f"holds {num_nan} NaN and {num_inf} infinite intensity value(s) out of {array.size} "
-                "voxels; expected finite intensities. Replace them, e.g. with the image minimum.")
-
-
 def _unique_ints(values: np.ndarray) -> list[int]:
     if values.size == 0:
         return []
@@ -292,8 +282,7 @@ def verify_case(case: Case, allowed_labels: Sequence[int], root: Path | None = N
         loaded = _read(log, path)
         if loaded is None:
             continue
-        array, geometry = loaded
-        _check_intensities(log, path, array)
+        array, geometry = loaded  # the reader refused damaged files, NaN, bad spacings and directions
         this = _Loaded(path, array.shape, geometry)
         if ref is None:
             ref = this

@@ -25,21 +25,29 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from nnseg._lock import WorkLock
 from nnseg.dataset import Case, DatasetSpec
-from nnseg.errors import ConfigError, NnsegError, StoreError
+from nnseg.errors import ConfigError, NnsegError, StoreError, WriteError
 from nnseg.planning import ConfigurationPlan
 from nnseg.preprocessing._preprocessor import Preprocessor
 from nnseg.preprocessing._store import PreprocessedStore
 from nnseg.sharding import Shard
 
-__all__ = ["MAX_IN_FLIGHT_PER_WORKER", "PreprocessingError", "preprocess_dataset", "run_bounded"]
+__all__ = [
+    "MAX_IN_FLIGHT_PER_WORKER",
+    "PreprocessingError",
+    "PreprocessingWriteError",
+    "preprocess_dataset",
+    "run_bounded",
+]
 
 logger = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT_PER_WORKER = 2
 MAX_POOL_DEATHS_PER_CASE = 2
 DISK_FULL = "the disk holding the store is full"
-NOT_STARTED = "not started: preprocessing stopped because the disk holding the store is full"
+SIZE_LIMIT = "a file-size limit stopped a write to the store"
+NOT_STARTED = "not started: preprocessing stopped because a write to the store failed (disk full or file-size limit)"
 T = TypeVar("T")
 R = TypeVar("R")
 Job = tuple[str, tuple[str, ...], str | None]  # (case_id, image paths, label path)
@@ -57,6 +65,13 @@ class PreprocessingError(StoreError):
     def __init__(self, message: str, failures: Mapping[str, str]) -> None:
         super().__init__(message)
         self.failures = dict(failures)
+
+
+class PreprocessingWriteError(PreprocessingError, WriteError):
+    """Preprocessing stopped because a file could not be written (disk full, file-size limit).
+
+    The finished cases stay; no partial file is kept under a final name. ``errno`` is ``ENOSPC`` or ``EFBIG``.
+    """
 
 
 class _Dataset(Protocol):
@@ -91,6 +106,8 @@ def _reason(err: BaseException) -> str:
     reason = f"{type(err).__name__}: {err}"
     if isinstance(err, OSError) and err.errno == errno.ENOSPC:
         return f"{DISK_FULL} ({reason})"
+    if isinstance(err, OSError) and err.errno in (errno.EFBIG, errno.EDQUOT):
+        return f"{SIZE_LIMIT} ({reason})"
     frames = traceback.extract_tb(err.__traceback__)
     if not isinstance(err, NnsegError) and frames:
         reason += f" (raised at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno})"
@@ -232,25 +249,38 @@ def preprocess_dataset(
         PreprocessingError: After all other cases were written, listing every failed case id and reason.
         PlansError: If the plan does not fit the dataset (channel count, unknown scheme).
         ConfigError: If ``num_workers`` is negative.
+        LockError: If another live process is preprocessing the same shard of this store (it is named).
     """
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
         raise ConfigError(f"num_workers must be an int >= 0 (0 or 1: work in this process); got {num_workers!r}.")
     Preprocessor(plan, dataset.spec)  # fail on a plan that does not fit before touching the disk
     store = PreprocessedStore(store_dir)
     store.initialise(plan, dataset.spec, overwrite=overwrite)
+    part = shard or Shard.whole()
+    lock = WorkLock(store.root / f".preprocess.part_{part.index}_of_{part.count}.lock",
+                    f"preprocessing part {part.index + 1} of {part.count} of store {store.root}")  # fmt: skip
+    with lock:  # a second process on the same shard is refused, naming the first
+        _preprocess_locked(dataset, plan, store, part, num_workers=num_workers, overwrite=overwrite,
+                           progress=progress)  # fmt: skip
+    return store
+
+
+def _preprocess_locked(
+    dataset: _Dataset, plan: ConfigurationPlan, store: PreprocessedStore, shard: Shard, *, num_workers: int,
+    overwrite: bool, progress: bool,
+) -> None:  # fmt: skip
     cases = {case.case_id: case for case in dataset.cases}
-    owned = (shard or Shard.whole()).select(cases)
-    status = store.status(owned)
+    owned = shard.select(cases)
+    status = store.status(owned, verify=not overwrite)  # checksums: a damaged case is redone, not kept
     todo = list(owned) if overwrite else list(status.todo)
     logger.info("%s: %d of %d case(s) complete, %d to do (%s)", store.root, len(owned) - len(status.todo),
-                len(owned), len(todo), shard or "all parts")  # fmt: skip
-    store.discard_cases(status.stale)  # the pieces of partial cases, and only theirs
+                len(owned), len(todo), shard)  # fmt: skip
+    store.discard_cases(status.stale)  # the pieces of partial or damaged cases, and only theirs
     jobs: list[Job] = [_job(cases[case_id]) for case_id in todo]
     worker_args: WorkerArgs = (plan.to_json(standalone=True), dataset.spec.to_dict(), str(store.root))
     failures = _run_jobs(jobs, worker_args, num_workers, progress=progress, desc=f"preprocess {plan.name}")
     if failures:
-        raise PreprocessingError(_failure_message(failures, len(jobs), store.root), failures)
-    return store
+        _raise_failures(failures, len(jobs), store.root)
 
 
 def _job(case: Case) -> Job:
@@ -271,7 +301,7 @@ def _run_jobs(jobs: list[Job], worker_args: WorkerArgs, num_workers: int, *, pro
                 failures[case_id] = error
                 logger.error("case %r failed: %s", case_id, error)
             bar.update(1)
-            return error is None or not error.startswith(DISK_FULL)
+            return error is None or not error.startswith((DISK_FULL, SIZE_LIMIT))
 
         if num_workers <= 1 or len(jobs) <= 1:
             writer = _CaseWriter(*worker_args)
@@ -286,10 +316,24 @@ def _run_jobs(jobs: list[Job], worker_args: WorkerArgs, num_workers: int, *, pro
     return failures
 
 
-def _failure_message(failures: Mapping[str, str], total: int, root: Path) -> str:
-    lines = "\n".join(f"  - {case_id}: {reason}" for case_id, reason in sorted(failures.items()))
+def _raise_failures(failures: Mapping[str, str], total: int, root: Path) -> None:
     full = any(reason.startswith(DISK_FULL) for reason in failures.values())
-    head = f"the disk holding store {root} is full; free space and run again. " if full else ""
+    limit = any(reason.startswith(SIZE_LIMIT) for reason in failures.values())
+    message = _failure_message(failures, total, root, full=full, limit=limit)
+    if not (full or limit):
+        raise PreprocessingError(message, failures)
+    error = PreprocessingWriteError(message, failures)
+    error.errno = errno.ENOSPC if full else errno.EFBIG
+    raise error
+
+
+def _failure_message(failures: Mapping[str, str], total: int, root: Path, *, full: bool, limit: bool) -> str:
+    lines = "\n".join(f"  - {case_id}: {reason}" for case_id, reason in sorted(failures.items()))
+    head = ""
+    if full:
+        head = f"the disk holding store {root} is full; free space and run again. "
+    elif limit:
+        head = f"a file-size limit (`ulimit -f`) stopped writing store {root}; raise the limit and run again. "
     return (
         f"{head}preprocessing failed for {len(failures)} of {total} case(s) written to store {root}:\n{lines}\n"
         f"The other {total - len(failures)} case(s) are complete and stay. Fix the inputs listed above and run "

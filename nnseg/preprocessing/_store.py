@@ -32,6 +32,19 @@ from nnseg.planning import ConfigurationPlan
 from nnseg.planning._frozen import short_hash
 from nnseg.preprocessing._arrays import read_array, read_npz, read_region, write_array, write_npz
 from nnseg.preprocessing._case import CaseProperties, PreprocessedCase
+from nnseg.preprocessing._store_files import (
+    SUFFIXES,
+    TEMP,
+    case_damage,
+    check_case,
+    check_slices,
+    damaged_case_error,
+    file_entry,
+    piece_of,
+    reading,
+    same_arrays,
+    verified_write,
+)
 from nnseg.preprocessing._store_manifest import (
     FORMAT_VERSION,
     MANIFEST_NAME,
@@ -42,13 +55,6 @@ from nnseg.preprocessing._store_manifest import (
 )
 
 __all__ = ["PreprocessedStore", "StoreManifest", "StoreStatus", "store_fields", "store_name"]
-SUFFIXES = {
-    "data": ".data.b2nd",
-    "seg": ".seg.b2nd",
-    "class_locations": ".locations.npz",
-    "properties": ".properties.json",
-}
-TEMP = "tmp"
 TEMP_MANIFEST_AGE_S = 3600
 
 
@@ -59,18 +65,6 @@ def store_name(plan: ConfigurationPlan, spec: DatasetSpec) -> str:
     same spacing land in one folder, and an edited plan lands in a new one instead of overwriting.
     """
     return f"{plan.name}_{short_hash(store_fields(plan, spec))}"
-
-
-def _piece_of(name: str) -> tuple[str, str] | None:
-    """Map a file name to ``(case_id, piece)``; temporary files map to piece ``"tmp"``; others to None."""
-    if name.startswith(".") and name.endswith(".tmp"):
-        final = name[1:-4].rsplit(".", 1)[0]  # _atomic names them .<final>.<random>.tmp
-        found = _piece_of(final)
-        return None if found is None else (found[0], TEMP)
-    for piece, suffix in SUFFIXES.items():
-        if name.endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)], piece
-    return None
 
 
 class PreprocessedStore:
@@ -184,7 +178,7 @@ class PreprocessedStore:
         if not self._root.is_dir():
             return found
         for entry in os.scandir(self._root):
-            parsed = _piece_of(entry.name)
+            parsed = piece_of(entry.name)
             if parsed is not None and entry.is_file():
                 found.setdefault(parsed[0], set()).add(parsed[1])
         return found
@@ -197,31 +191,25 @@ class PreprocessedStore:
             return None
         return data if isinstance(data, dict) else None
 
-    def _is_done(self, case_id: str, pieces: set[str], expected_hash: str | None) -> bool:
+    def _is_done(self, case_id: str, pieces: set[str], expected_hash: str | None, verify: bool) -> bool:
         if "properties" not in pieces or TEMP in pieces or expected_hash is None:
             return False
         marker = self._marker(case_id)
         if marker is None or marker.get("preprocessing_hash") != expected_hash:
             return False
         files = marker.get("files")
-        if not isinstance(files, dict):
+        if isinstance(files, dict) and not set(files) <= pieces:
             return False
-        for piece, info in files.items():
-            if piece not in SUFFIXES or piece not in pieces or not isinstance(info, dict):
-                return False
-            try:
-                if self.path(case_id, piece).stat().st_size != info.get("nbytes"):
-                    return False
-            except OSError:  # removed since the scan
-                return False
-        return True
+        return case_damage(lambda piece: self.path(case_id, piece), files, verify=verify) is None
 
-    def status(self, expected_ids: Iterable[str] | None = None) -> StoreStatus:
-        """Say which cases are done, missing or stale.
+    def status(self, expected_ids: Iterable[str] | None = None, *, verify: bool = False) -> StoreStatus:
+        """Say which cases are done, missing or stale (damaged cases are stale).
 
         Args:
             expected_ids: The cases the store should hold (a dataset's ``case_ids``, or one shard's). None
                 means every case with files in the store.
+            verify: Also compare every file's SHA-256 with its marker (reads the whole store); without it
+                only the sizes are compared.
 
         Raises:
             StoreError: If the manifest exists but cannot be parsed.
@@ -235,7 +223,7 @@ class PreprocessedStore:
             pieces = found.get(case_id)
             if not pieces:
                 missing.append(case_id)
-            elif self._is_done(case_id, pieces, expected_hash):
+            elif self._is_done(case_id, pieces, expected_hash, verify):
                 done.append(case_id)
             else:
                 stale.append(case_id)
@@ -243,8 +231,21 @@ class PreprocessedStore:
         return StoreStatus(tuple(done), tuple(missing), tuple(stale), tuple(extra))
 
     def case_ids(self) -> tuple[str, ...]:
-        """The complete cases, sorted."""
-        return self.status().done
+        """The complete cases, sorted.
+
+        Raises:
+            StoreError: If the store also holds damaged or incomplete cases (training must not silently
+                drop them); the message names them and the repairing command.
+        """
+        status = self.status()
+        if status.stale:
+            listed = ", ".join(repr(c) for c in status.stale)
+            raise StoreError(
+                f"store {self._root} holds {len(status.stale)} damaged or incomplete case(s): {listed}. To repair "
+                "them, run preprocessing again (`nnseg preprocess WORK -c CONFIG`, or preprocess_dataset(...)) with "
+                "the same plans; or remove them with store.discard_cases([...]) to go on without them."
+            )
+        return status.done
 
     def missing(self, case_ids: Iterable[str]) -> list[str]:
         """Return the ids of ``case_ids`` that are not complete (missing or stale), in the given order."""
@@ -262,7 +263,7 @@ class PreprocessedStore:
         by_kind: dict[bool, list[Path]] = {True: [], False: []}
         if self._root.is_dir():
             for entry in os.scandir(self._root):
-                parsed = _piece_of(entry.name)
+                parsed = piece_of(entry.name)
                 if parsed is not None and parsed[0] in wanted and entry.is_file():
                     by_kind[parsed[1] == "properties"].append(Path(entry.path))
         removed = sorted(by_kind[True]) + sorted(by_kind[False])  # the marker goes first
@@ -280,7 +281,7 @@ class PreprocessedStore:
             StoreError: If the store is not initialised, or the case id or arrays are unusable.
         """
         manifest = self._require_manifest()
-        _check_case(case, self._root)
+        check_case(case, self._root)
         self.path(case.case_id, "properties").unlink(missing_ok=True)
         files: dict[str, dict[str, Any]] = {}
         patch = manifest.chunk_patch_size
@@ -288,15 +289,13 @@ class PreprocessedStore:
             if array is None:
                 self.path(case.case_id, piece).unlink(missing_ok=True)
                 continue
-            nbytes = write_array(self.path(case.case_id, piece), array, patch_size=patch)
-            files[piece] = {"file": self.path(case.case_id, piece).name, "nbytes": nbytes,
-                            "shape": list(array.shape), "dtype": str(array.dtype)}  # fmt: skip
+            files[piece] = _write_array(self.path(case.case_id, piece), array, patch)
         if case.class_locations is None:
             self.path(case.case_id, "class_locations").unlink(missing_ok=True)
         else:
-            path = self.path(case.case_id, "class_locations")
-            nbytes = write_npz(path, case.class_locations)
-            files["class_locations"] = {"file": path.name, "nbytes": nbytes, "keys": list(case.class_locations)}
+            path, locations = self.path(case.case_id, "class_locations"), case.class_locations
+            verified_write(path, lambda: write_npz(path, locations), lambda: same_arrays(read_npz(path), locations))
+            files["class_locations"] = file_entry(path, keys=list(locations))
         marker = {"format_version": FORMAT_VERSION, "case_id": case.case_id,
                   "preprocessing_hash": manifest.preprocessing_hash, "files": files,
                   "properties": case.properties.to_json()}  # fmt: skip
@@ -317,6 +316,9 @@ class PreprocessedStore:
                 f"{marker.get('preprocessing_hash')}, but the store holds {manifest.preprocessing_hash}; run "
                 "preprocessing again to rebuild it."
             )
+        damage = case_damage(lambda piece: self.path(case_id, piece), marker.get("files"), verify=False)
+        if damage is not None:
+            raise damaged_case_error(case_id, self._root, damage)
         return marker
 
     def read_properties(self, case_id: str) -> CaseProperties:
@@ -333,7 +335,7 @@ class PreprocessedStore:
         marker = self._complete_marker(case_id)
         if "class_locations" not in marker["files"]:
             return None
-        return read_npz(self.path(case_id, "class_locations"))
+        return reading(case_id, self._root, lambda: read_npz(self.path(case_id, "class_locations")))
 
     def read_case(self, case_id: str) -> PreprocessedCase:
         """Read a whole complete case into memory.
@@ -342,12 +344,13 @@ class PreprocessedStore:
             StoreError: If the case is not complete.
         """
         marker = self._complete_marker(case_id)
-        files = marker["files"]
-        seg = read_array(self.path(case_id, "seg"), nthreads=self._read_threads) if "seg" in files else None
-        locations = read_npz(self.path(case_id, "class_locations")) if "class_locations" in files else None
+        files, threads = marker["files"], self._read_threads
+        seg = reading(case_id, self._root, lambda: read_array(self.path(case_id, "seg"), nthreads=threads)
+                      ) if "seg" in files else None  # fmt: skip
+        locations = self.read_class_locations(case_id)
         return PreprocessedCase(
             case_id=case_id,
-            data=read_array(self.path(case_id, "data"), nthreads=self._read_threads),
+            data=reading(case_id, self._root, lambda: read_array(self.path(case_id, "data"), nthreads=threads)),
             seg=seg,
             properties=CaseProperties.from_json(marker["properties"], where=str(self.path(case_id, "properties"))),
             class_locations=locations,
@@ -367,34 +370,18 @@ class PreprocessedStore:
         Raises:
             StoreError: If the case is not complete or ``slices`` is malformed.
         """
-        index = _check_slices(slices, case_id)
+        index = check_slices(slices, case_id)
         if not self.path(case_id, "properties").is_file():
             raise StoreError(f"case {case_id!r} is not complete in store {self._root}; run preprocessing again.")
-        data = read_region(self.path(case_id, "data"), index, nthreads=self._read_threads)
-        seg_path = self.path(case_id, "seg")
-        seg = read_region(seg_path, index, nthreads=self._read_threads) if seg_path.is_file() else None
-        return data, seg
+        data_path, seg_path, threads = self.path(case_id, "data"), self.path(case_id, "seg"), self._read_threads
+        data = reading(case_id, self._root, lambda: read_region(data_path, index, nthreads=threads))
+        if not seg_path.is_file():
+            return data, None
+        return data, reading(case_id, self._root, lambda: read_region(seg_path, index, nthreads=threads))
 
 
-def _check_case(case: PreprocessedCase, root: Path) -> None:
-    case_id = case.case_id
-    if not case_id or "/" in case_id or os.sep in case_id or case_id.startswith("."):  # also "." and ".."
-        raise StoreError(
-            f"case id {case_id!r} cannot name a file in store {root}; ids must be non-empty, must not start "
-            "with '.' and must not contain path separators."
-        )
-    if case.data.ndim != 4:
-        raise StoreError(f"case {case_id!r}: data must be (c, z, y, x); got shape {case.data.shape}.")
-    if case.seg is not None and (case.seg.ndim != 4 or case.seg.shape[1:] != case.data.shape[1:]):
-        raise StoreError(
-            f"case {case_id!r}: seg must be (1, z, y, x) with the spatial shape of data {case.data.shape[1:]}; "
-            f"got shape {case.seg.shape}."
-        )
-
-
-def _check_slices(slices: Sequence[slice], case_id: str) -> tuple[slice, ...]:
-    index = tuple(slices)
-    if len(index) != 3 or not all(isinstance(s, slice) and s.step in (None, 1) for s in index):
-        raise StoreError(f"read_patch({case_id!r}, ...): expected one slice with step 1 per spatial axis (z, y, x); "
-                         f"got {slices!r}.")  # fmt: skip
-    return (slice(None), *index)
+def _write_array(path: Path, array: np.ndarray, patch: Sequence[int]) -> dict[str, Any]:
+    """Write one array piece, decode it back, and return its marker entry."""
+    verified_write(path, lambda: write_array(path, array, patch_size=patch),
+                   lambda: bool(np.array_equal(read_array(path), array)))  # fmt: skip
+    return file_entry(path, shape=list(array.shape), dtype=str(array.dtype))

@@ -90,15 +90,16 @@ def test_non_integer_label_values(raw: Any) -> None:
     )
 
 
-def test_nan_and_infinite_intensities(make_raw: Any) -> None:
-    raw = make_raw(ending=".mha")  # ITK's NIfTI reader turns NaN and inf into 0, so NIfTI cannot show them
+@pytest.mark.parametrize("ending", [".mha", ".nii.gz", ".nii"])
+def test_nan_and_infinite_intensities(make_raw: Any, ending: str) -> None:
+    raw = make_raw(ending=ending)  # ITK's NIfTI reader turns NaN and inf into 0: NIfTI is checked on its bytes
     raw.build()
     array = raw.image_array()
     array[0, 0, :3] = [np.nan, np.inf, -np.inf]
     raw.image("case_c", 0, array)
     assert _only(RawDataset.from_folder(raw.root).verify()) == (
-        "case 'case_c', imagesTr/case_c_0000.mha: holds 1 NaN and 2 infinite intensity value(s) out of 120 voxels; "
-        "expected finite intensities. Replace them, e.g. with the image minimum."
+        f"case 'case_c': image file imagesTr/case_c_0000{ending} holds 1 NaN and 2 infinite value(s); expected "
+        "finite intensities. Replace them in the file, e.g. with the image minimum."
     )
 
 
@@ -194,7 +195,7 @@ def test_verify_lists_every_problem_of_every_case(make_raw: Any) -> None:
     report = RawDataset.from_folder(raw.root).verify()
     assert [(p.case_id, p.severity) for p in report.problems] == [
         ("c1", "error"), ("c2", "error"), ("c4", "error"), ("c4", "error"), ("c5", "warning"), ("t9", "error")]
-    assert "ERROR: case 'c4', imagesTr/c4_0000.nrrd: holds 1 NaN" in report.format()
+    assert "ERROR: case 'c4': image file imagesTr/c4_0000.nrrd holds 1 NaN" in report.format()
     assert "ERROR: case 'c4': image file labelsTr/c4.nrrd is empty (0 bytes)" in report.format()
     assert report.summary() == (
         f"5 errors and 1 warning in 6 checked cases of {raw.root}; cases with errors: 'c1', 'c2', 'c4', 't9'.")

@@ -45,12 +45,12 @@ def park():
     Path(ready).write_text("parked")
     time.sleep(120)
 
-def counting(path, write):
+def counting(path, write, **options):
     count[0] += 1
     if count[0] != int(at):
-        return real(path, write)
+        return real(path, write, **options)
     if phase == "after":
-        real(path, write)
+        real(path, write, **options)
         park()
     def interrupted(tmp):
         write(tmp)
@@ -58,7 +58,7 @@ def counting(path, write):
             with open(tmp, "r+b") as handle:
                 handle.truncate(tmp.stat().st_size // 2)
         park()
-    real(path, interrupted)
+    real(path, interrupted, **options)
 
 nnseg._atomic.atomic_write = counting
 nnseg.preprocessing._arrays.atomic_write = counting

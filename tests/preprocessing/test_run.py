@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from nnseg.dataset import RawDataset
-from nnseg.errors import ConfigError, StoreError
+from nnseg.errors import ConfigError, StoreError, WriteError
 from nnseg.fingerprint import Fingerprint, IntensityStats
 from nnseg.planning import ConfigurationPlan, Planner
 from nnseg.preprocessing import PreprocessedStore, PreprocessingError, preprocess_dataset
@@ -139,7 +139,10 @@ def test_disk_full_stops_and_keeps_finished_cases(dataset: RawDataset, reference
     monkeypatch.setattr(store_module, "write_array", filling_disk)
     with pytest.raises(PreprocessingError, match=r"^the disk holding store .* is full; free space and run again") as info:
         preprocess_dataset(dataset, tiny_plan(dataset), tmp_path / "s", progress=False)
-    assert info.value.failures["case_002"].startswith("the disk holding the store is full (OSError: [Errno 28]")
+    assert info.value.failures["case_002"].startswith("the disk holding the store is full (WriteError: cannot write ")
+    assert "[Errno 28] No space left on device" in info.value.failures["case_002"]
+    assert isinstance(info.value, WriteError)
+    assert info.value.errno == errno.ENOSPC
     assert info.value.failures["case_004"].startswith("not started")
     assert len(calls) == 6  # nothing more was attempted
     status = PreprocessedStore(tmp_path / "s").status(dataset.case_ids)

@@ -121,7 +121,8 @@ def test_oversampling_fraction(tmp_path: Path) -> None:
 def test_failing_case_is_named_and_never_hangs(tmp_path: Path) -> None:
     plan, spec = make_plan(), make_spec()
     store = write_store(tmp_path, plan, spec, {"broken_case": threshold_case((20, 20, 20), seed=0)})
-    store.path("broken_case", "data").write_bytes(b"not a blosc2 array")
+    data_path = store.path("broken_case", "data")  # undecodable bytes of the recorded size: found when read
+    data_path.write_bytes(b"\0" * data_path.stat().st_size)
     for workers in (0, 2):
         loader = TrainingLoader(store, ["broken_case"], plan, spec, num_workers=workers)
         with pytest.raises(LoaderError, match="step 0, sample 0: case 'broken_case' failed in the data pipeline"):
