@@ -15,9 +15,12 @@ import traceback
 from collections.abc import Sequence
 
 from nnseg._version import __version__
-from nnseg.errors import NnsegError
+from nnseg.errors import LockError, NnsegError, WriteError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["FAILED_RUN_ERRORS", "build_parser", "main"]
+
+FAILED_RUN_ERRORS = (WriteError, LockError)
+"""Errors that end a command with exit code 1 (the run failed) instead of 2 (bad input or usage)."""
 
 # Subcommand modules, in the order they appear in --help.
 SUBCOMMAND_MODULES = (
@@ -69,7 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         print(f"nnseg {args.command}: error: {type(err).__name__}: {err}", file=sys.stderr)
-        return 2
+        # a failed write or a run held by another process is a failed run (1), not bad input (2)
+        return 1 if isinstance(err, FAILED_RUN_ERRORS) else 2
     except KeyboardInterrupt:
         print(f"nnseg {args.command}: interrupted", file=sys.stderr)
         return 1

@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 from nnseg.cli import main as cli
-from nnseg.errors import DatasetError
+from nnseg.errors import DatasetError, LockError, WriteError
 
 
 def _parser_with(handler: object) -> argparse.ArgumentParser:
@@ -101,3 +101,18 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         cli.main(["--version"])
     assert info.value.code == 0
     assert capsys.readouterr().out.startswith("nnseg ")
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [(WriteError("disk full while writing x"), 1), (LockError("held by pid 7"), 1), (DatasetError("bad"), 2)],
+)
+def test_failed_runs_exit_1_and_bad_input_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], error: Exception, code: int
+) -> None:
+    def handler(args: argparse.Namespace) -> int:
+        raise error
+
+    monkeypatch.setattr(cli, "build_parser", lambda: _parser_with(handler))
+    assert cli.main(["boom"]) == code
+    assert f"nnseg boom: error: {type(error).__name__}: {error}" in capsys.readouterr().err
