@@ -241,11 +241,12 @@ def settings_from_legacy(
     changes = {_LEGACY_NAMES[key]: value for key, value in options.items() if key in _LEGACY_NAMES}
     if "accumulation_dtype" in options or "use_gaussian" in options:
         changes["accumulator"] = _legacy_accumulator(owner, options)
-    new = ", ".join(f"{_LEGACY_NAMES.get(key, 'accumulator')}=..." for key in sorted(options))
+    result = dataclasses.replace(base or InferenceSettings(), **changes)  # bad values raise before the warning
+    new = ", ".join(f"{name}=..." for name in dict.fromkeys(_LEGACY_NAMES.get(k, "accumulator") for k in sorted(options)))
     warnings.warn(f"{owner}: the keyword argument(s) {sorted(options)} are deprecated and will be removed in the "
                   f"next release; pass settings=InferenceSettings({new}) instead.", DeprecationWarning,
                   stacklevel=stacklevel)  # fmt: skip
-    return dataclasses.replace(base or InferenceSettings(), **changes)
+    return result
 
 
 def _legacy_accumulator(owner: str, options: Mapping[str, Any]) -> str:
