@@ -119,12 +119,12 @@ def child(tool: str, model: Path, images: Path, output: Path, tta: bool, threads
     torch.set_num_threads(threads)
     start = time.perf_counter()
     if tool.startswith("nnseg"):
-        from nnseg.inference import Predictor
+        from nnseg.inference import InferenceSettings, Predictor
 
-        dtype = torch.float16 if tool == "nnseg-fp16" else torch.float32
-        exact = tool == "nnseg-fp16"  # nnU-Net's numerics: float16 blending, one input per pass, network as built
-        predictor = Predictor.from_nnunet_model_folder(model, folds=(0,), use_mirroring=tta, accumulation_dtype=dtype,
-                                                       batch_size=1 if exact else batch_size, optimize=not exact)  # fmt: skip
+        settings = InferenceSettings(use_mirroring=tta, tile_batch_size=batch_size)
+        if tool == "nnseg-fp16":  # nnU-Net's numerics: float16 blending, one input per pass, network as built
+            settings = settings.with_nnunet_numerics()
+        predictor = Predictor.from_nnunet_model_folder(model, folds=(0,), settings=settings)
         loaded = time.perf_counter()
         predictor.predict_folder(images, output, progress=False)
     else:

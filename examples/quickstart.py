@@ -11,6 +11,7 @@ from pathlib import Path
 
 import nnseg
 import nnseg.preprocessing
+from nnseg.inference import InferenceSettings
 from nnseg.testing import make_synthetic_dataset
 
 
@@ -59,7 +60,8 @@ def main() -> None:
     run_dir = args.work_dir / "runs" / "fold_all"
     nnseg.Trainer(plan, store, split, spec=dataset.spec, config=config, device=args.device).fit(run_dir)
 
-    predictor = nnseg.Predictor.from_run(run_dir, device=args.device, use_mirroring=not args.smoke)
+    settings = InferenceSettings(device=args.device, use_mirroring=not args.smoke)  # tile step, TTA, blending...
+    predictor = nnseg.Predictor.from_run(run_dir, settings=settings)
     predictor.predict_folder(raw_dir / "imagesTs", args.work_dir / "predictions")
     summary = nnseg.evaluate_folder(args.work_dir / "predictions", raw_dir / "labelsTs", dataset.spec)
     print({label: round(metrics["Dice"], 3) for label, metrics in summary.mean.items()})

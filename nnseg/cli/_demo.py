@@ -57,7 +57,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from nnseg.dataset import RawDataset
     from nnseg.evaluation import evaluate_folder
     from nnseg.fingerprint import extract_fingerprint
-    from nnseg.inference import Predictor
+    from nnseg.inference import InferenceSettings, Predictor
     from nnseg.planning import Planner, attach_memory_reports
     from nnseg.preprocessing import preprocess_dataset, store_name
     from nnseg.testing import make_synthetic_dataset
@@ -134,7 +134,7 @@ def run_demo(args: argparse.Namespace) -> int:
             return str(trainer.fit(run_dir))
 
     def predict() -> str:
-        predictor = Predictor.from_run(run_dir, device=args.device, use_mirroring=False)
+        predictor = Predictor.from_run(run_dir, settings=InferenceSettings(device=args.device, use_mirroring=False))
         status = predictor.predict_folder(raw_dir / "imagesTs", root / "predictions", progress=False)
         state["names"] = {str(v): k for k, v in state["dataset"].spec.labels.items()}
         return f"complete={status.is_complete}: {root / 'predictions'}"

@@ -16,7 +16,7 @@ from typing import Any
 
 from nnseg.errors import ConfigError
 
-__all__ = ["load_predictor", "register", "run_predict"]
+__all__ = ["inference_settings", "load_predictor", "register", "run_predict"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -63,6 +63,20 @@ def _folds(values: list[str] | None) -> list[int | str] | None:
     return [value if value == "all" else int(value) for value in values]
 
 
+def inference_settings(args: argparse.Namespace) -> Any:
+    """The :class:`~nnseg.inference.InferenceSettings` the arguments describe.
+
+    Raises:
+        ConfigError: For a bad ``--step-size``, ``--batch-size`` or ``--device``.
+    """
+    from nnseg.inference import InferenceSettings
+
+    settings = InferenceSettings(tile_step_size=args.step_size, use_mirroring=not args.no_tta,
+                                 tile_batch_size=args.batch_size, device=args.device,
+                                 save_probabilities=args.save_probabilities)  # fmt: skip
+    return settings.with_nnunet_numerics() if args.nnunet_numerics else settings
+
+
 def load_predictor(args: argparse.Namespace) -> Any:
     """Build the :class:`~nnseg.inference.Predictor` the arguments describe.
 
@@ -73,20 +87,15 @@ def load_predictor(args: argparse.Namespace) -> Any:
     from nnseg.planning import Plans
 
     model: Path = args.model
-    options: dict[str, Any] = {"device": args.device, "use_mirroring": not args.no_tta, "step_size": args.step_size,
-                               "batch_size": args.batch_size}  # fmt: skip
-    if args.nnunet_numerics:
-        import torch
-
-        options.update(accumulation_dtype=torch.float16, batch_size=1, optimize=False)
+    settings = inference_settings(args)
     if (model / "plans.json").is_file() and (model / "dataset.json").is_file():
         return Predictor.from_nnunet_model_folder(
-            model, folds=_folds(args.folds), checkpoint_name=args.checkpoint or "checkpoint_final.pth", **options
+            model, folds=_folds(args.folds), checkpoint_name=args.checkpoint or "checkpoint_final.pth", settings=settings
         )
     plans = Plans.load(args.plans) if args.plans else None
     checkpoint = args.checkpoint or "final"
     if any(model.glob("checkpoint_*.pt")):
-        return Predictor.from_run(model, checkpoint=checkpoint, plans=plans, **options)
+        return Predictor.from_run(model, checkpoint=checkpoint, plans=plans, settings=settings)
     folds = _folds(args.folds) or sorted(
         int(d.name[5:]) for d in model.glob("fold_*") if d.name[5:].isdigit() and any(d.glob("checkpoint_*.pt"))
     )
@@ -95,7 +104,7 @@ def load_predictor(args: argparse.Namespace) -> Any:
             f"-m {model}: not an nnseg run folder (no checkpoint_*.pt), a folder of runs fold_<k>/, or an nnU-Net "
             "model folder (plans.json + dataset.json + fold_<k>/); point -m at one of those."
         )
-    return Predictor.from_run([model / f"fold_{f}" for f in folds], checkpoint=checkpoint, plans=plans, **options)
+    return Predictor.from_run([model / f"fold_{f}" for f in folds], checkpoint=checkpoint, plans=plans, settings=settings)
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -113,8 +122,7 @@ def run_predict(args: argparse.Namespace) -> int:
     predictor = load_predictor(args)
     try:
         status = predictor.predict_folder(args.input, args.output, shard=shard, overwrite=args.overwrite,
-                                          save_probabilities=args.save_probabilities, num_workers=args.num_workers,
-                                          progress=sys.stderr.isatty())  # fmt: skip
+                                          num_workers=args.num_workers, progress=sys.stderr.isatty())  # fmt: skip
     except CasesFailedError as err:
         print(f"nnseg predict: {err}", file=sys.stderr)
         return 1

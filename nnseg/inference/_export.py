@@ -9,22 +9,27 @@ outside the crop box) and undo the transposition.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from nnseg._atomic import atomic_write, atomic_write_json
 from nnseg.dataset import DatasetSpec
 from nnseg.errors import ConfigError
+from nnseg.io import ImageGeometry, write_segmentation
 from nnseg.preprocessing import (
     PROBABILITY_RESAMPLER,
     CaseProperties,
+    PreprocessedCase,
     resample_to_cropped_shape,
     uncrop_and_transpose_back,
 )
 from nnseg.preprocessing._resampling import Resampler
 
-__all__ = ["ExportedPrediction", "export_logits", "paint_regions"]
+__all__ = ["ExportedPrediction", "export_logits", "paint_regions", "write_outputs"]
 
 REGION_THRESHOLD = 0.5
 
@@ -111,3 +116,27 @@ def export_logits(
         return ExportedPrediction(segmentation)
     full = uncrop_and_transpose_back(probabilities.numpy(), properties, fill=fill)
     return ExportedPrediction(segmentation, full)
+
+
+def _write_npz(path: Path, probabilities: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, probabilities=probabilities)
+    atomic_write(path, lambda tmp: tmp.write_bytes(buffer.getvalue()))
+
+
+def write_outputs(result: ExportedPrediction, case: PreprocessedCase, output_file: Path) -> None:
+    """Write a case's label map (and probabilities + properties), each file atomically, the label map last."""
+    geometry = case.properties.geometry or ImageGeometry.identity(case.properties.spacing)
+    if result.probabilities is not None:
+        stem = output_file.name[: -len(_ending(output_file))]
+        _write_npz(output_file.with_name(f"{stem}.npz"), result.probabilities)
+        atomic_write_json(output_file.with_name(f"{stem}.json"), case.properties.to_json())
+    write_segmentation(result.segmentation, output_file, geometry)
+
+
+def _ending(path: Path) -> str:
+    name = path.name
+    for ending in (".nii.gz", ".nii", ".nrrd", ".mha"):
+        if name.endswith(ending):
+            return ending
+    return path.suffix

@@ -22,12 +22,16 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from nnseg.dataset import Case, DatasetSpec
 from nnseg.dataset._case import parse_image_file_name
+from nnseg.inference._export import ExportedPrediction, write_outputs
+from nnseg.inference._model import TrainedModel
 from nnseg.inference._parts import (
     CasesFailedError,
     PartManifest,
@@ -38,16 +42,41 @@ from nnseg.inference._parts import (
     is_case_done,
     prediction_status,
 )
-from nnseg.preprocessing import PreprocessedCase
+from nnseg.preprocessing import PreprocessedCase, Preprocessor
 from nnseg.sharding import Shard
 
-if TYPE_CHECKING:
-    from nnseg.inference._predictor import Predictor
-
-__all__ = ["list_input_cases", "predict_folder"]
+__all__ = ["CasePredictor", "list_input_cases", "predict_folder"]
 
 logger = logging.getLogger(__name__)
 MAX_PENDING_EXPORTS = 2
+
+
+class CasePredictor(Protocol):
+    """What a folder run needs of a predictor (:class:`~nnseg.inference.Predictor` is one)."""
+
+    model: TrainedModel
+
+    @property
+    def spec(self) -> DatasetSpec:
+        """The dataset's channels and labels."""
+        ...
+
+    @property
+    def preprocessor(self) -> Preprocessor:
+        """Preprocesses one case (shared by reader threads)."""
+        ...
+
+    def predict_logits(self, data: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Logits of one preprocessed array."""
+        ...
+
+    def export(self, logits: torch.Tensor, case: PreprocessedCase, *, with_probabilities: bool = False) -> ExportedPrediction:
+        """Logits mapped back to the case's source grid."""
+        ...
+
+    def manifest_settings(self) -> dict[str, Any]:
+        """The settings that change the outputs."""
+        ...
 
 
 def list_input_cases(input_dir: Path, spec: DatasetSpec) -> list[Case]:
@@ -93,8 +122,9 @@ def _remove_stale_temporaries(output_dir: Path, case_ids: list[str]) -> None:
             path.unlink(missing_ok=True)
 
 
-def _start_part(predictor: Predictor, cases: list[Case], output_dir: Path, shard: Shard, save_probabilities: bool) -> PartManifest:
-    settings = {**predictor.settings(), "save_probabilities": save_probabilities}
+def _start_part(predictor: CasePredictor, cases: list[Case], output_dir: Path, shard: Shard,
+                save_probabilities: bool) -> PartManifest:  # fmt: skip
+    settings = {**predictor.manifest_settings(), "save_probabilities": save_probabilities}
     all_ids = tuple(case.case_id for case in cases)
     manifest = PartManifest(shard, predictor.model.identity(), settings, all_ids, tuple(shard.select(all_ids)))
     existing = PartManifest.load_all(output_dir)  # this part's own earlier manifest included
@@ -121,7 +151,7 @@ def _diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
 
 
 def predict_folder(
-    predictor: Predictor, input_dir: str | os.PathLike[str], output_dir: str | os.PathLike[str], *,
+    predictor: CasePredictor, input_dir: str | os.PathLike[str], output_dir: str | os.PathLike[str], *,
     shard: Shard, overwrite: bool = False, save_probabilities: bool = False, num_workers: int = 1,
     progress: bool = True,
 ) -> PredictionStatus:  # fmt: skip
@@ -151,7 +181,7 @@ def predict_folder(
     return prediction_status(target)
 
 
-def _run(predictor: Predictor, todo: list[Case], target: Path, manifest: PartManifest, num_workers: int,
+def _run(predictor: CasePredictor, todo: list[Case], target: Path, manifest: PartManifest, num_workers: int,
          progress: bool) -> dict[str, str]:  # fmt: skip
     failures: dict[str, str] = {}
     with_probabilities = bool(manifest.settings.get("save_probabilities"))
@@ -184,11 +214,10 @@ def _run(predictor: Predictor, todo: list[Case], target: Path, manifest: PartMan
     return failures
 
 
-def _exporter(predictor: Predictor, logits: object, case: PreprocessedCase, output: Path, probabilities: bool) -> Callable[[], None]:
-    from nnseg.inference._predictor import write_outputs
-
+def _exporter(predictor: CasePredictor, logits: torch.Tensor, case: PreprocessedCase, output: Path,
+              probabilities: bool) -> Callable[[], None]:  # fmt: skip
     def export() -> None:
-        write_outputs(predictor.export(logits, case, with_probabilities=probabilities), case, output)  # type: ignore[arg-type]
+        write_outputs(predictor.export(logits, case, with_probabilities=probabilities), case, output)
 
     return export
 

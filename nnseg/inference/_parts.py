@@ -20,12 +20,14 @@ from typing import Any
 
 from nnseg._atomic import atomic_write_json
 from nnseg.errors import NnsegError
+from nnseg.inference._settings import upgrade_manifest_settings
 from nnseg.sharding import Shard
 
 __all__ = ["PARTS_DIR", "CasesFailedError", "PartManifest", "PartStatus", "PredictionError", "PredictionStatus", "prediction_status"]
 
 PARTS_DIR = "nnseg_parts"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+"""2: settings as :meth:`InferenceSettings.manifest_json` records them (1, nnseg 0.x, is read and upgraded)."""
 _MANIFEST_NAME = re.compile(r"part_(\d+)_of_(\d+)\.json")
 
 
@@ -82,12 +84,22 @@ class PartManifest:
     def from_json(cls, data: Mapping[str, Any], *, where: str = "part manifest") -> PartManifest:
         """Parse :meth:`to_json` output.
 
+        Manifests of an earlier format are read with their settings upgraded to the current names, so folders
+        predicted by an earlier nnseg can be completed with the same settings.
+
         Raises:
-            PredictionError: If a key is missing or malformed.
+            PredictionError: If a key is missing or malformed, or the manifest is of a newer format.
         """
+        version = data.get("format_version", 1) if isinstance(data, Mapping) else 1
+        if not isinstance(version, int) or version > MANIFEST_VERSION:
+            raise PredictionError(
+                f"{where}: part manifest format_version {version!r} is not one this nnseg reads (1 to "
+                f"{MANIFEST_VERSION}); it was written by a newer nnseg. Upgrade nnseg, or use a new output folder."
+            )
         try:
+            settings = upgrade_manifest_settings(dict(data["settings"]))
             return cls(Shard(int(data["part_id"]), int(data["num_parts"])), str(data["model_id"]),
-                       dict(data["settings"]), tuple(data["all_case_ids"]), tuple(data["owned_case_ids"]))  # fmt: skip
+                       settings, tuple(data["all_case_ids"]), tuple(data["owned_case_ids"]))  # fmt: skip
         except (KeyError, TypeError, ValueError) as err:
             raise PredictionError(f"{where}: malformed part manifest ({err!r}); delete it and rerun that part.") from err
 

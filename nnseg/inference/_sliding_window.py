@@ -1,35 +1,35 @@
 """Sliding-window prediction of one preprocessed array: tiles, mirror test-time augmentation, Gaussian blending.
 
 :func:`predict_logits` is the pure per-case core of inference: a network and a ``(c, z, y, x)`` array in,
-logits of the same spatial shape out. It follows nnU-Net v2 step by step (centred zero padding, tile grid,
-mirroring over every non-empty combination of the allowed axes, Gaussian weights). Accumulation is in float32
-by default, which cannot overflow; ``accumulation_dtype=torch.float16`` gives nnU-Net's logits bit for bit.
-Several tiles (and mirrored copies) can share one forward pass, and on CUDA the accumulators live on the device with a fallback to
-the CPU when the device runs out of memory.
+logits of the same spatial shape out, with the options of an :class:`~nnseg.inference.InferenceSettings`. It
+follows nnU-Net v2 step by step (centred zero padding, tile grid, mirroring over every non-empty combination of
+the allowed axes). The tiles' logits are combined by the settings' accumulator (see
+:mod:`nnseg.inference._accumulate`): Gaussian weights in float32 by default, nnU-Net's float16 sums on request.
+Several tiles (and mirrored copies) can share one forward pass, and on CUDA the sums live on the device with
+a fallback device when it runs out of memory.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import logging
+import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from nnseg.errors import ConfigError, NnsegError
-from nnseg.inference._tiling import gaussian_importance_map, padding_for_patch, tile_slices
+from nnseg.errors import ConfigError
+from nnseg.inference._settings import InferenceSettings, settings_from_legacy
+from nnseg.inference._tiling import padding_for_patch, tile_slices
 
 __all__ = ["is_out_of_memory", "mirror_axis_combinations", "predict_logits", "predict_tile"]
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_BATCH_SIZE = 4
-"""Network inputs per forward pass by default: on a 2-core CPU 1.6x (no TTA) to 2.7x (TTA) faster than one at a
-time, at nnU-Net's peak memory (benchmarks/bench_predict.py)."""
-
 
 def mirror_axis_combinations(mirror_axes: Sequence[int]) -> list[tuple[int, ...]]:
     """Every non-empty combination of the spatial ``mirror_axes``, as tensor dims of a batched input."""
@@ -69,60 +69,68 @@ def predict_logits(
     data: torch.Tensor | np.ndarray,
     patch_size: Sequence[int],
     num_outputs: int,
-    *,
-    step_size: float = 0.5,
-    mirror_axes: Sequence[int] | None = None,
-    use_gaussian: bool = True,
-    device: torch.device | str = "cpu",
-    accumulation_dtype: torch.dtype = torch.float32,
-    amp: bool | None = None,
-    batch_size: int | None = None,
-    accumulate_on_device: bool | None = None,
+    settings: InferenceSettings | None = None,
+    **deprecated: Any,
 ) -> torch.Tensor:
     """Sliding-window logits of one case.
 
     Args:
-        network: The network in eval mode, without deep supervision, already on ``device``.
+        network: The network in eval mode, without deep supervision, already on ``settings.device``.
         data: Preprocessed ``(c, z, y, x)`` array (``(c, 1, y, x)`` for 2-D data).
         patch_size: The configuration's patch (2 entries for 2-D configurations: each slice along axis 0
             is predicted on its own).
         num_outputs: Output channels of the network (classes or regions).
-        step_size: Tile step as a fraction of the patch (nnU-Net: 0.5).
-        mirror_axes: Spatial axes (0-based, of the patch) to mirror for test-time augmentation; None or empty
-            disables it.
-        use_gaussian: Weight each tile with the Gaussian importance map (else uniformly).
-        device: Where the network runs.
-        accumulation_dtype: dtype of the accumulators. float32 (default) cannot overflow; float16 reproduces
-            nnU-Net's predictor bit for bit (with ``batch_size=1``).
-        amp: Run the network under autocast; None means on CUDA only.
-        batch_size: Network inputs (tiles and their mirrored copies) per forward pass. More is faster when
-            memory allows; on an out-of-memory error it is halved down to 1. None: :data:`DEFAULT_BATCH_SIZE`.
-            nnU-Net uses 1.
-        accumulate_on_device: Keep the accumulators on ``device``; None means on CUDA only. If the device
-            runs out of memory the case is predicted again with CPU accumulators.
+        settings: Tile step, mirroring (``mirror_axes`` None: every axis of the patch), accumulator, tile batch
+            size (halved down to 1 on an out-of-memory error), device, autocast and where the sums live (on
+            ``fallback_device`` if ``device`` runs out of memory).
+        **deprecated: The keyword arguments of nnseg 0.x (``step_size``, ``mirror_axes``, ``use_gaussian``,
+            ``device``, ``accumulation_dtype``, ``amp``, ``batch_size``, ``accumulate_on_device``); they
+            still work for one release, with a DeprecationWarning.
 
     Returns:
         ``(num_outputs, z, y, x)`` float32 logits on the CPU.
 
     Raises:
-        ConfigError: If the array and patch disagree in dimensions, or ``batch_size < 1``.
+        ConfigError: If the array and patch disagree in dimensions.
         NnsegError: If the blended result is not finite (a float16 overflow).
+
+    Example:
+        >>> logits = predict_logits(network, case.data, plan.patch_size, 3, InferenceSettings(use_mirroring=False))
     """
-    array = _check_input(data, patch_size, 1 if batch_size is None else batch_size)
-    device = torch.device(device)
-    on_device = accumulate_on_device if accumulate_on_device is not None else device.type == "cuda"
-    window = _Window(network, tuple(int(p) for p in patch_size), num_outputs, step_size, mirror_axes,
-                     use_gaussian, device, accumulation_dtype, amp)  # fmt: skip
-    batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
+    settings = _window_settings(settings, deprecated)
+    array = _check_input(data, patch_size)
+    device = settings.torch_device
+    on_device = settings.accumulate_on_device if settings.accumulate_on_device is not None else device.type == "cuda"
+    patch = tuple(int(p) for p in patch_size)
+    window = _Window(network, patch, num_outputs, settings, settings.resolved_mirror_axes(range(len(patch))))
+    fallback = settings.fallback_device
     if on_device and device.type != "cpu":
         try:
-            return window.run(array, device, batch_size)
+            return window.run(array, device)
         except RuntimeError as err:
-            if not is_out_of_memory(err):
+            if fallback is None or not is_out_of_memory(err):
                 raise
-            logger.warning("sliding window: %s ran out of memory; accumulating on the CPU instead", device)
+            logger.warning("sliding window: %s ran out of memory; accumulating on %s instead", device, fallback)
             _free_cache(device)
-    return window.run(array, torch.device("cpu"), batch_size)
+    return window.run(array, torch.device(fallback or "cpu"))
+
+
+def _window_settings(settings: InferenceSettings | None, options: dict[str, Any]) -> InferenceSettings:
+    """The settings of a :func:`predict_logits` call, from the old keywords if given (deprecated)."""
+    if settings is None and not options:
+        warnings.warn("predict_logits without settings is deprecated; pass settings=InferenceSettings(...) "
+                      "(the old default was InferenceSettings(use_mirroring=False)).", DeprecationWarning,
+                      stacklevel=3)  # fmt: skip
+    resolved = settings_from_legacy("predict_logits", settings, options, allowed=_OLD_KEYWORDS,
+                                    base=InferenceSettings(use_mirroring=False), stacklevel=4)  # fmt: skip
+    if "mirror_axes" in options:  # old form: the axes themselves, None or empty for no mirroring
+        axes = tuple(options["mirror_axes"] or ())
+        resolved = dataclasses.replace(resolved, use_mirroring=bool(axes), mirror_axes=axes or None)
+    return resolved
+
+
+_OLD_KEYWORDS = {"step_size", "mirror_axes", "use_gaussian", "device", "accumulation_dtype", "amp", "batch_size",
+                 "accumulate_on_device"}  # fmt: skip
 
 
 def is_out_of_memory(err: BaseException) -> bool:
@@ -135,15 +143,13 @@ def _free_cache(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def _check_input(data: torch.Tensor | np.ndarray, patch_size: Sequence[int], batch_size: int) -> torch.Tensor:
+def _check_input(data: torch.Tensor | np.ndarray, patch_size: Sequence[int]) -> torch.Tensor:
     array = torch.as_tensor(np.asarray(data) if isinstance(data, np.ndarray) else data)
     if array.ndim != 4 or len(patch_size) not in (2, 3) or (len(patch_size) == 2 and array.shape[1] < 1):
         raise ConfigError(
             f"sliding window: expected data (c, z, y, x) and a 2- or 3-D patch; got data {tuple(array.shape)} and "
             f"patch {tuple(patch_size)}."
         )
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"sliding window: batch_size must be a positive int; got {batch_size!r}.")
     return array
 
 
@@ -151,32 +157,23 @@ class _Window:
     """One sliding-window configuration; :meth:`run` predicts one array."""
 
     def __init__(
-        self, network: nn.Module, patch_size: tuple[int, ...], num_outputs: int, step_size: float,
-        mirror_axes: Sequence[int] | None, use_gaussian: bool, device: torch.device, dtype: torch.dtype,
-        amp: bool | None,
+        self, network: nn.Module, patch_size: tuple[int, ...], num_outputs: int, settings: InferenceSettings,
+        mirror_axes: tuple[int, ...],
     ) -> None:  # fmt: skip
         self.network, self.patch_size, self.num_outputs = network, patch_size, num_outputs
-        self.step_size, self.mirror_axes, self.device, self.dtype = step_size, mirror_axes, device, dtype
-        self.use_gaussian = use_gaussian
-        self.amp = amp if amp is not None else device.type == "cuda"
+        self.settings, self.mirror_axes, self.device = settings, mirror_axes, settings.torch_device
+        self.amp = settings.amp if settings.amp is not None else self.device.type == "cuda"
 
-    def _tile_weight(self, where: torch.device) -> torch.Tensor:
-        numpy_dtype = torch.empty((), dtype=self.dtype).numpy().dtype
-        gaussian = torch.from_numpy(gaussian_importance_map(self.patch_size, numpy_dtype))  # zeros fixed in this dtype
-        weight = gaussian if self.use_gaussian else torch.ones_like(gaussian)
-        return (weight[None] if len(self.patch_size) == 2 else weight).to(where)
-
-    def run(self, array: torch.Tensor, where: torch.device, batch_size: int) -> torch.Tensor:
-        """Blend the tiles of ``array`` into accumulators on ``where``; return the cropped float32 logits."""
+    def run(self, array: torch.Tensor, where: torch.device) -> torch.Tensor:
+        """Blend the tiles of ``array`` with an accumulator on ``where``; return the cropped float32 logits."""
         pads = padding_for_patch(tuple(array.shape[1:]), self.patch_size)
         padded = torch.nn.functional.pad(array, [p for pair in reversed(pads) for p in pair], value=0.0)
         shape = tuple(padded.shape[1:])
-        logits = torch.zeros((self.num_outputs, *shape), dtype=self.dtype, device=where)
-        weights = torch.zeros(shape, dtype=self.dtype, device=where)
-        tile_weight = self._tile_weight(where)
-        tiles = list(tile_slices(shape, self.patch_size, self.step_size))
+        accumulator = self.settings.new_accumulator()
+        accumulator.start(self.num_outputs, shape, self.patch_size, where)
+        tiles = list(tile_slices(shape, self.patch_size, self.settings.tile_step_size))
         autocast = torch.autocast(self.device.type) if self.amp else contextlib.nullcontext()
-        start = 0
+        batch_size, start = self.settings.batch_size, 0
         with torch.inference_mode(), autocast:
             while start < len(tiles):
                 batch = tiles[start : start + max(batch_size // self.copies, 1)]
@@ -190,10 +187,11 @@ class _Window:
                     _free_cache(self.device)
                     continue
                 for slices, output in zip(batch, outputs, strict=True):
-                    logits[(slice(None),) + slices] += output * tile_weight  # float32 product, rounded on add
-                    weights[slices] += tile_weight
+                    accumulator.add(slices, output)
                 start += len(batch)
-        return self._finish(logits, weights, pads, shape)
+            logits = accumulator.result()
+        crop = tuple(slice(before, size - after) for (before, after), size in zip(pads, shape, strict=True))
+        return logits[(slice(None),) + crop].to("cpu", torch.float32)
 
     @property
     def copies(self) -> int:
@@ -205,16 +203,3 @@ class _Window:
         stacked = torch.stack([padded[(slice(None),) + s][:, 0] if two_d else padded[(slice(None),) + s] for s in batch])
         outputs = predict_tile(self.network, stacked.to(self.device), self.mirror_axes, batch_size)
         return outputs[:, :, None] if two_d else outputs
-
-    @staticmethod
-    def _finish(
-        logits: torch.Tensor, weights: torch.Tensor, pads: list[tuple[int, int]], shape: tuple[int, ...]
-    ) -> torch.Tensor:
-        logits /= weights
-        if not torch.isfinite(logits).all():
-            raise NnsegError(
-                "sliding window: the blended logits are not finite (a float16 overflow, or a network output "
-                "that is not finite); predict again with accumulation_dtype=torch.float32."
-            )
-        crop = tuple(slice(before, size - after) for (before, after), size in zip(pads, shape, strict=True))
-        return logits[(slice(None),) + crop].to("cpu", torch.float32)

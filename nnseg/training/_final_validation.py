@@ -1,7 +1,9 @@
 """Full-case validation at the end of training: sliding-window prediction of the fold's validation cases.
 
 Each validation case is read from the store, predicted with :func:`nnseg.inference.predict_logits` (Gaussian
-blending, step 0.5, mirroring as in training), mapped back to the source geometry and written as
+blending, step 0.5, mirroring as in training), mapped back to the source geometry by the predictor's own
+export (:func:`nnseg.inference.export_logits`: resample the logits, then arg-max or sigmoid and region
+painting, as nnU-Net) and written as
 ``run_dir/validation/<case><file_ending>`` (``.npy`` when the store holds no source geometry). Every file is
 written atomically. Then a summary: :func:`nnseg.evaluation.evaluate_folder` against ``reference_dir`` (the
 raw ``labelsTr``) when both exist, else the Dice per class computed in the preprocessed grid against the
@@ -24,15 +26,9 @@ from torch import nn
 
 from nnseg._atomic import atomic_write, atomic_write_json
 from nnseg.dataset import DatasetSpec
-from nnseg.inference import predict_logits
+from nnseg.inference import InferenceSettings, export_logits, predict_logits
 from nnseg.io import write_segmentation
-from nnseg.preprocessing import (
-    CaseProperties,
-    PreprocessedStore,
-    logits_to_segmentation,
-    resample_to_cropped_shape,
-    uncrop_and_transpose_back,
-)
+from nnseg.preprocessing import CaseProperties, PreprocessedStore
 from nnseg.training._ddp import DistributedContext
 from nnseg.training._loss import full_resolution
 from nnseg.training._pseudo_dice import ConfusionCounts, confusion_counts
@@ -86,11 +82,12 @@ def validate_cases(
     counts = ConfusionCounts()
     per_case: dict[str, list[float]] = {}
     out_dir.mkdir(parents=True, exist_ok=True)
+    axes = tuple(mirror_axes or ())
+    settings = InferenceSettings(use_mirroring=bool(axes), mirror_axes=axes or None, device=device)
     for case_id in list(case_ids)[ctx.rank :: ctx.world_size]:
         case = store.read_case(case_id)
         with torch.no_grad():
-            logits = predict_logits(model, case.data, patch_size, spec.num_segmentation_heads,
-                                    mirror_axes=mirror_axes, device=device)  # fmt: skip
+            logits = predict_logits(model, case.data, patch_size, spec.num_segmentation_heads, settings)
         if case.seg is not None:
             target = torch.from_numpy(np.maximum(np.asarray(case.seg), 0).astype(np.int64))
             target = _region_target(target, spec) if spec.has_regions else target
@@ -107,18 +104,8 @@ def _region_target(labels: torch.Tensor, spec: DatasetSpec) -> torch.Tensor:
     return torch.cat([torch.isin(labels, torch.tensor(region)) for region in spec.foreground_regions]).to(torch.uint8)
 
 
-def _segmentation(logits: np.ndarray, properties: CaseProperties, spec: DatasetSpec) -> np.ndarray:
-    if not spec.has_regions:
-        return logits_to_segmentation(logits, properties)
-    probabilities = resample_to_cropped_shape(1.0 / (1.0 + np.exp(-logits.astype(np.float32))), properties)
-    labels = np.zeros(probabilities.shape[1:], dtype=np.uint8)
-    for channel, label in enumerate(spec.regions_class_order or ()):
-        labels[probabilities[channel] > 0.5] = label
-    return uncrop_and_transpose_back(labels[None], properties, fill=0)
-
-
 def _export(logits: np.ndarray, properties: CaseProperties, spec: DatasetSpec, stem: Path) -> None:
-    seg = _segmentation(logits, properties, spec)
+    seg = export_logits(logits, properties, spec).segmentation  # the predictor's export, the same numbers
     if properties.geometry is not None:
         write_segmentation(seg, stem.with_name(stem.name + spec.file_ending), properties.geometry)
     else:

@@ -67,11 +67,15 @@ def test_bad_input_gives_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "not an nnseg run folder (no checkpoint_*.pt)" in _one_line_error(capsys)
     assert cli.main(["predict", "-o", str(tmp_path / "out")]) == 2
     assert "needs -i IN and -m MODEL" in _one_line_error(capsys)
+    assert cli.main([*base, "--step-size", "0"]) == 2
+    assert "InferenceSettings: tile_step_size must be a number in (0, 1]; got 0.0" in _one_line_error(capsys)
+    assert cli.main([*base, "--device", "gpu"]) == 2
+    assert "InferenceSettings: device must be a torch device" in _one_line_error(capsys)
     assert not (tmp_path / "out").exists()
 
 
 def test_nnunet_numerics_are_recorded_in_the_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from nnseg.inference import PartManifest
+    from nnseg.inference._parts import PartManifest
 
     model = make_nnunet_model_folder(tmp_path / "model", seed=1)
     write_images(tmp_path / "in", num_cases=1, shape=(5, 16, 16))
@@ -79,5 +83,6 @@ def test_nnunet_numerics_are_recorded_in_the_manifest(tmp_path: Path, capsys: py
     assert cli.main(["predict", "-i", str(tmp_path / "in"), "-o", str(out), "-m", str(model), "--nnunet-numerics",
                      "--no-tta"]) == 0  # fmt: skip
     (manifest,) = PartManifest.load_all(out)
-    assert manifest.settings["accumulation_dtype"] == "torch.float16"
+    assert manifest.settings["accumulator"] == "nnunet_float16"
+    assert manifest.settings["mirror_axes"] == []
     assert manifest.owned_case_ids == ("case_0",)

@@ -12,7 +12,10 @@ import torch
 from inference_helpers import REGION_LABELS, make_nnseg_run, make_nnunet_model_folder, write_images
 
 from nnseg.errors import CheckpointError
-from nnseg.inference import PredictionError, Predictor, paint_regions
+from nnseg.inference import InferenceSettings, PredictionError, Predictor
+from nnseg.inference._export import paint_regions
+
+NO_TTA = InferenceSettings(use_mirroring=False)
 
 
 def _array(path: Path) -> np.ndarray:
@@ -22,8 +25,9 @@ def _array(path: Path) -> np.ndarray:
 def test_outputs_keep_the_input_geometry_and_shape_with_a_transposed_plan(tmp_path: Path) -> None:
     model = make_nnunet_model_folder(tmp_path / "model", seed=1, transpose=(2, 0, 1), spacing=(1.0, 2.0, 1.0))
     ids = write_images(tmp_path / "in", num_cases=2)
-    status = Predictor.from_nnunet_model_folder(model, use_mirroring=False).predict_folder(
-        tmp_path / "in", tmp_path / "out", progress=False, save_probabilities=True
+    settings = InferenceSettings(use_mirroring=False, save_probabilities=True)
+    status = Predictor.from_nnunet_model_folder(model, settings=settings).predict_folder(
+        tmp_path / "in", tmp_path / "out", progress=False
     )
     assert status.is_complete
     for case_id in ids:
@@ -46,11 +50,12 @@ def test_outputs_keep_the_input_geometry_and_shape_with_a_transposed_plan(tmp_pa
 def test_fold_ensemble_averages_logits(tmp_path: Path) -> None:
     runs = [make_nnseg_run(tmp_path / f"fold_{k}", seed=k) for k in range(2)]
     data = np.random.default_rng(0).normal(size=(1, 10, 20, 18)).astype(np.float32)
-    single = [Predictor.from_run(run, use_mirroring=False).predict_logits(data) for run in runs]
-    ensemble = Predictor.from_run(runs, use_mirroring=False)
+    single = [Predictor.from_run(run, settings=NO_TTA).predict_logits(data) for run in runs]
+    ensemble = Predictor.from_run(runs, settings=NO_TTA)
     assert torch.allclose(ensemble.predict_logits(data), (single[0] + single[1]) / 2, atol=1e-6)
     assert ensemble.mirror_axes == ()
     assert Predictor.from_run(runs[0]).mirror_axes == (0, 1, 2)
+    assert Predictor.from_run(runs[0], settings=InferenceSettings(mirror_axes=(1, 2))).mirror_axes == (1, 2)
 
 
 def test_two_d_model_on_two_d_images(tmp_path: Path) -> None:
@@ -67,7 +72,7 @@ def test_regions_are_painted_in_order(tmp_path: Path) -> None:
     assert paint_regions(probabilities, (1, 2)).tolist() == [2, 1, 2, 1]
     model = make_nnunet_model_folder(tmp_path / "model", seed=1, labels=REGION_LABELS)
     images = np.random.default_rng(1).normal(size=(1, 9, 20, 18)).astype(np.float32)
-    result = Predictor.from_nnunet_model_folder(model, use_mirroring=False).predict_array(
+    result = Predictor.from_nnunet_model_folder(model, settings=NO_TTA).predict_array(
         images, (2.0, 1.0, 1.0), with_probabilities=True
     )
     assert result.probabilities is not None
@@ -107,17 +112,20 @@ def test_bad_inputs_and_foreign_output_folders(tmp_path: Path) -> None:
     model = make_nnunet_model_folder(tmp_path / "model", seed=1)
     write_images(tmp_path / "in", num_cases=2)
     (tmp_path / "in" / "case_1_0000.nii.gz").rename(tmp_path / "in" / "case_1_0001.nii.gz")
-    predictor = Predictor.from_nnunet_model_folder(model, use_mirroring=False)
+    predictor = Predictor.from_nnunet_model_folder(model, settings=NO_TTA)
     with pytest.raises(PredictionError, match=r"1 case\(s\) do not have exactly the 1 channel\(s\) .* case_1: channel\(s\) \[0\]"):
         predictor.predict_folder(tmp_path / "in", tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()  # nothing half-written
     (tmp_path / "in" / "case_1_0001.nii.gz").unlink()
     predictor.predict_folder(tmp_path / "in", tmp_path / "out", progress=False)
-    other = Predictor.from_nnunet_model_folder(make_nnunet_model_folder(tmp_path / "m2", seed=5), use_mirroring=False)
+    other = Predictor.from_nnunet_model_folder(make_nnunet_model_folder(tmp_path / "m2", seed=5), settings=NO_TTA)
     with pytest.raises(PredictionError, match=r"parts of different runs are mixed \(model differs"):
         other.predict_folder(tmp_path / "in", tmp_path / "out", progress=False)
     with pytest.raises(PredictionError, match=r"was predicted with other settings \(mirror_axes: \[\] there, \[0, 1, 2\] now"):
         Predictor.from_nnunet_model_folder(model).predict_folder(tmp_path / "in", tmp_path / "out", progress=False)
+    constant = Predictor.from_nnunet_model_folder(model, settings=InferenceSettings(use_mirroring=False, accumulator="constant"))
+    with pytest.raises(PredictionError, match=r"other settings \(accumulator: 'gaussian' there, 'constant' now\)"):
+        constant.predict_folder(tmp_path / "in", tmp_path / "out", progress=False)
 
 
 @pytest.mark.parity
@@ -134,10 +142,10 @@ def test_segmentations_equal_nnunets(tmp_path: Path, monkeypatch: pytest.MonkeyP
     reference.initialize_from_trained_model_folder(str(model), use_folds=(0,))
     (tmp_path / "nn").mkdir()
     reference.predict_from_files_sequential(str(tmp_path / "in"), str(tmp_path / "nn"), False, True, None)
-    exact = Predictor.from_nnunet_model_folder(model, use_mirroring=mirroring, accumulation_dtype=torch.float16,
-                                             batch_size=1, optimize=False)  # fmt: skip
+    settings = InferenceSettings(use_mirroring=mirroring)
+    exact = Predictor.from_nnunet_model_folder(model, settings=settings.with_nnunet_numerics())
     exact.predict_folder(tmp_path / "in", tmp_path / "ours16", progress=False)
-    Predictor.from_nnunet_model_folder(model, use_mirroring=mirroring, batch_size=4).predict_folder(
+    Predictor.from_nnunet_model_folder(model, settings=settings).predict_folder(
         tmp_path / "in", tmp_path / "ours32", progress=False
     )
     agreement = []
@@ -148,3 +156,27 @@ def test_segmentations_equal_nnunets(tmp_path: Path, monkeypatch: pytest.MonkeyP
         agreement.append(_array(tmp_path / "ours32" / f"{case_id}.nii.gz") == theirs)
     # float32 accumulation differs only where nnU-Net's float16 rounding flips a near-tie (random weights have many)
     assert np.concatenate([a.ravel() for a in agreement]).mean() >= 0.995
+
+
+def test_final_validation_exports_region_logits_as_the_predictor_does(tmp_path: Path) -> None:
+    """Regions: resample the logits first, then sigmoid and threshold (nnU-Net's order), in both code paths."""
+    from nnseg.training._final_validation import validate_cases
+
+    model = make_nnunet_model_folder(tmp_path / "model", seed=0, labels=REGION_LABELS)
+    predictor = Predictor.from_nnunet_model_folder(model, settings=InferenceSettings(use_mirroring=False, optimize=False))
+    images = np.random.default_rng(4).normal(size=(1, 7, 23, 17)).astype(np.float32)
+    # resampled both ways, so the order matters: sigmoid before resampling changes 166 of 2737 voxels here
+    case = predictor.preprocessor.preprocess(images, (3.0, 0.7, 1.3))
+    expected = predictor.export(predictor.predict_logits(case.data), case).segmentation
+
+    class Store:  # the one method validate_cases reads
+        def read_case(self, case_id: str) -> object:
+            return case
+
+    network = predictor.model.build_network()
+    validate_cases(network, Store(), ["case_0"], patch_size=predictor.plan.patch_size, spec=predictor.spec,  # type: ignore[arg-type]
+                   out_dir=tmp_path / "validation", device=torch.device("cpu"), mirror_axes=None)  # fmt: skip
+    ours = np.load(tmp_path / "validation" / "case_0.npy")
+    assert ours.shape == images.shape[1:]
+    assert len(np.unique(ours)) == 3  # background and both regions: a meaningful comparison
+    assert np.array_equal(ours, expected[0])

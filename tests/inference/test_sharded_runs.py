@@ -12,7 +12,8 @@ from pathlib import Path
 import SimpleITK as sitk
 from inference_helpers import make_nnunet_model_folder, write_images
 
-from nnseg.inference import PartManifest, Predictor, prediction_status
+from nnseg.inference import InferenceSettings, Predictor, prediction_status
+from nnseg.inference._parts import PartManifest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -63,7 +64,8 @@ def test_a_killed_part_is_completed_by_a_rerun(tmp_path: Path) -> None:
     assert not status.is_complete
     assert len(status.missing) == len(ids) - len(done_before)
     (out / ".case_7.nii.gz.12345.tmp").write_bytes(b"torn write")  # what a kill during a write leaves behind
-    final = Predictor.from_nnunet_model_folder(model, use_mirroring=False).predict_folder(tmp_path / "in", out, progress=False)
+    predictor = Predictor.from_nnunet_model_folder(model, settings=InferenceSettings(use_mirroring=False))
+    final = predictor.predict_folder(tmp_path / "in", out, progress=False)
     assert final.is_complete
     assert sorted(p.name for p in out.iterdir() if p.is_file()) == sorted(f"{i}.nii.gz" for i in ids)  # no leftovers
     for case_id in ids:

@@ -9,7 +9,12 @@ import pytest
 import torch
 
 from nnseg.errors import ConfigError, NnsegError
-from nnseg.inference import mirror_axis_combinations, predict_logits
+from nnseg.inference import InferenceSettings, predict_logits
+from nnseg.inference._sliding_window import mirror_axis_combinations
+
+PLAIN = InferenceSettings(use_mirroring=False)
+MIRROR = InferenceSettings()  # every axis of the patch
+NNUNET = InferenceSettings().with_nnunet_numerics()
 
 
 def _net(dims: int, channels: int = 2, outputs: int = 3, seed: int = 0) -> torch.nn.Module:
@@ -27,7 +32,7 @@ def test_mirror_combinations() -> None:
                                               ((2, 1, 30, 21), (16, 16)), ((2, 4, 30, 21), (16, 16))])  # fmt: skip
 def test_output_shape_and_dtype(shape: tuple[int, ...], patch: tuple[int, ...]) -> None:
     data = np.random.default_rng(0).normal(size=shape).astype(np.float32)
-    logits = predict_logits(_net(len(patch)), data, patch, 3, mirror_axes=tuple(range(len(patch))))
+    logits = predict_logits(_net(len(patch)), data, patch, 3, MIRROR)
     assert logits.shape == (3, *shape[1:])
     assert logits.dtype == torch.float32
     assert torch.isfinite(logits).all()
@@ -38,7 +43,7 @@ def test_a_pointwise_network_is_reproduced_exactly_in_float32() -> None:
     torch.manual_seed(1)
     net = torch.nn.Conv3d(2, 3, 1).eval()
     data = torch.randn(2, 9, 20, 23)
-    logits = predict_logits(net, data, (8, 8, 8), 3, mirror_axes=(0, 1, 2), accumulation_dtype=torch.float32)
+    logits = predict_logits(net, data, (8, 8, 8), 3, MIRROR)
     with torch.no_grad():
         expected = net(data[None])[0]
     assert torch.allclose(logits, expected, atol=1e-5)
@@ -46,7 +51,7 @@ def test_a_pointwise_network_is_reproduced_exactly_in_float32() -> None:
 
 def test_wrong_dimensions_are_rejected() -> None:
     with pytest.raises(ConfigError, match=r"expected data \(c, z, y, x\) and a 2- or 3-D patch; got data \(10, 10\)"):
-        predict_logits(_net(3), np.zeros((10, 10), np.float32), (8, 8, 8), 3)
+        predict_logits(_net(3), np.zeros((10, 10), np.float32), (8, 8, 8), 3, PLAIN)
 
 
 @pytest.mark.parity
@@ -65,7 +70,7 @@ def test_logits_equal_nnunets(shape: tuple[int, ...], patch: tuple[int, ...], ax
     predictor.label_manager = SimpleNamespace(num_segmentation_heads=3)
     predictor.allowed_mirroring_axes = axes
     expected = predictor.predict_sliding_window_return_logits(data.clone())
-    ours = predict_logits(net, data, patch, 3, mirror_axes=axes, accumulation_dtype=torch.float16, batch_size=1)
+    ours = predict_logits(net, data, patch, 3, InferenceSettings(mirror_axes=axes).with_nnunet_numerics())
     assert torch.equal(ours, expected.float())
 
 
@@ -81,28 +86,29 @@ class _Constant(torch.nn.Module):
 
 def test_a_constant_network_gives_an_exactly_constant_output() -> None:
     values = (0.5, -4.0, 8.0)  # powers of two: scaling by them commutes with rounding, so blending is exact
-    logits = predict_logits(_Constant(values), torch.randn(1, 7, 19, 30), (4, 8, 8), 3, mirror_axes=(0, 1, 2),
-                            batch_size=3)  # fmt: skip
+    logits = predict_logits(_Constant(values), torch.randn(1, 7, 19, 30), (4, 8, 8), 3,
+                            InferenceSettings(tile_batch_size=3))  # fmt: skip
     for channel, value in enumerate(values):
         assert torch.equal(logits[channel], torch.full((7, 19, 30), value))
     # nnU-Net's float16 accumulators are not even close where the Gaussian weights are subnormal
-    half = predict_logits(_Constant(values), torch.zeros(1, 7, 19, 30), (4, 8, 8), 3, accumulation_dtype=torch.float16)
+    half = predict_logits(_Constant(values), torch.zeros(1, 7, 19, 30), (4, 8, 8), 3, NNUNET)
     assert (half[0] - 0.5).abs().max() > 0.05
 
 
 def test_batched_tiles_and_mirrored_copies_match_one_input_per_pass() -> None:
     net, data = _net(3), torch.randn(2, 11, 14, 13)
-    one = predict_logits(net, data, (8, 8, 8), 3, mirror_axes=(0, 1, 2))
-    many = predict_logits(net, data, (8, 8, 8), 3, mirror_axes=(0, 1, 2), batch_size=5)
+    one = predict_logits(net, data, (8, 8, 8), 3, InferenceSettings(tile_batch_size=1))
+    many = predict_logits(net, data, (8, 8, 8), 3, InferenceSettings(tile_batch_size=5))
     assert torch.allclose(one, many, atol=1e-5)
 
 
 def test_float16_accumulation_overflow_is_reported_and_float32_is_fine() -> None:
     big = _Constant((3e4, 1.0))
     data = torch.zeros(1, 8, 12, 12)
-    with pytest.raises(NnsegError, match=r"not finite \(a float16 overflow"):
-        predict_logits(big, data, (8, 8, 8), 2, accumulation_dtype=torch.float16)
-    assert torch.allclose(predict_logits(big, data, (8, 8, 8), 2)[0], torch.full((8, 12, 12), 3e4), rtol=1e-6)
+    with pytest.raises(NnsegError, match=r"not finite \(Float16GaussianAccumulator sums in torch.float16: a float16 "
+                       r"overflow.*accumulator='gaussian'"):  # fmt: skip
+        predict_logits(big, data, (8, 8, 8), 2, NNUNET)
+    assert torch.allclose(predict_logits(big, data, (8, 8, 8), 2, PLAIN)[0], torch.full((8, 12, 12), 3e4), rtol=1e-6)
 
 
 class _SmallMemory(torch.nn.Module):
@@ -123,12 +129,10 @@ class _SmallMemory(torch.nn.Module):
 def test_out_of_memory_halves_the_batch_size() -> None:
     net = _SmallMemory(limit=2).eval()
     data = torch.randn(1, 8, 16, 24)
-    logits = predict_logits(net, data, (8, 8, 8), 2, batch_size=8)
+    logits = predict_logits(net, data, (8, 8, 8), 2, InferenceSettings(use_mirroring=False, tile_batch_size=8))
     assert net.batches[:2] == [8, 4]
     assert max(net.batches[2:]) <= 2
-    assert torch.allclose(logits, predict_logits(net, data, (8, 8, 8), 2), atol=1e-6)
-    with pytest.raises(ConfigError, match=r"batch_size must be a positive int; got 0"):
-        predict_logits(net, data, (8, 8, 8), 2, batch_size=0)
+    assert torch.allclose(logits, predict_logits(net, data, (8, 8, 8), 2, PLAIN), atol=1e-6)
 
 
 def test_the_optimized_network_computes_the_same_logits() -> None:
@@ -141,7 +145,8 @@ def test_the_optimized_network_computes_the_same_logits() -> None:
         net[1].weight.uniform_(0.5, 2)
         net[1].bias.uniform_(-1, 1)
     data = torch.randn(1, 10, 20, 17)
-    expected = predict_logits(net, data, (8, 8, 8), 2, mirror_axes=(0, 1, 2))
+    expected = predict_logits(net, data, (8, 8, 8), 2, MIRROR)
     fast = optimize_for_inference(net, 3, torch.device("cpu"))
     assert isinstance(net[1], torch.nn.GroupNorm)
-    assert torch.allclose(predict_logits(fast, data, (8, 8, 8), 2, mirror_axes=(0, 1, 2), batch_size=8), expected, atol=1e-4)
+    fast_logits = predict_logits(fast, data, (8, 8, 8), 2, InferenceSettings(tile_batch_size=8))
+    assert torch.allclose(fast_logits, expected, atol=1e-4)

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nnseg.errors import ConfigError
-from nnseg.inference import gaussian_importance_map, padding_for_patch, tile_positions, tile_slices
+from nnseg.inference._tiling import gaussian_importance_map, padding_for_patch, tile_positions, tile_slices
 
 SIZES = st.lists(st.tuples(st.integers(1, 24), st.integers(0, 50)), min_size=1, max_size=3)
 
@@ -103,11 +103,11 @@ def test_accumulation_on_cuda_equals_cpu() -> None:
 
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
-    from nnseg.inference import predict_logits
+    from nnseg.inference import InferenceSettings, predict_logits
 
     net = torch.nn.Conv3d(1, 2, 3, padding=1)
     data = torch.randn(1, 12, 20, 20)
-    cpu = predict_logits(net, data, (8, 8, 8), 2, mirror_axes=(0, 1, 2), amp=False)
-    gpu = predict_logits(net.cuda(), data, (8, 8, 8), 2, mirror_axes=(0, 1, 2), device="cuda", amp=False,
-                         accumulate_on_device=True)  # fmt: skip
+    cpu = predict_logits(net, data, (8, 8, 8), 2, InferenceSettings(amp=False))
+    gpu = predict_logits(net.cuda(), data, (8, 8, 8), 2, InferenceSettings(device="cuda", amp=False,
+                                                                           accumulate_on_device=True))  # fmt: skip
     assert torch.allclose(cpu, gpu, atol=1e-4)
