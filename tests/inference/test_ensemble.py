@@ -117,13 +117,13 @@ def test_cli_ensemble_and_bad_input_exit_code(tmp_path: Path, capsys: pytest.Cap
 def test_ensemble_of_real_predictor_outputs_keeps_the_source_geometry(tmp_path: Path) -> None:
     from inference_helpers import make_nnunet_model_folder, write_images
 
-    from nnseg.inference import Predictor
+    from nnseg.inference import InferenceSettings, Predictor
 
     ids = write_images(tmp_path / "in", num_cases=2)
     members = []
     for seed in (1, 2):
         model = make_nnunet_model_folder(tmp_path / f"model{seed}", seed=seed, transpose=(2, 0, 1))
-        Predictor.from_nnunet_model_folder(model, use_mirroring=False).predict_folder(
+        Predictor.from_nnunet_model_folder(model, settings=InferenceSettings(use_mirroring=False)).predict_folder(
             tmp_path / "in", tmp_path / f"pred{seed}", progress=False, save_probabilities=True)  # fmt: skip
         members.append(tmp_path / f"pred{seed}")
     spec = DatasetSpec.load(tmp_path / "model1" / "dataset.json")

@@ -18,7 +18,7 @@ from inference_helpers import make_nnseg_run, make_nnunet_model_folder, write_im
 
 from nnseg.cli.main import main
 from nnseg.errors import ModelZipError
-from nnseg.inference import Predictor
+from nnseg.inference import InferenceSettings, Predictor
 from nnseg.model_zip import export_model, import_model
 
 
@@ -42,7 +42,7 @@ def test_export_import_predict_equals_the_run(tmp_path: Path, run_root: Path) ->
     assert installed.nnseg_runs == (tmp_path / "installed" / run_root.name,)
     assert sorted(p.name for p in installed.nnseg_runs[0].iterdir()) == ["fold_0", "fold_1"]
     folds = [run_root / "fold_0", run_root / "fold_1"]
-    Predictor.from_run(folds, use_mirroring=False).predict_folder(tmp_path / "in", tmp_path / "a", progress=False)
+    Predictor.from_run(folds, settings=InferenceSettings(use_mirroring=False)).predict_folder(tmp_path / "in", tmp_path / "a", progress=False)
     assert main(["predict", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "b"), "-m", str(installed.models[0]),
                  "--no-tta"]) == 0  # fmt: skip
     a, b = _segmentations(tmp_path / "a"), _segmentations(tmp_path / "b")
