@@ -195,7 +195,7 @@ def _read(path: Path, map_location: str | torch.device) -> dict[str, Any]:
     try:
         content = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises RuntimeError, pickle.UnpicklingError, EOFError, zipfile errors...
-        if "Weights only load failed" in str(err):
+        if "Unsupported global" in str(err):  # a class or function to import: pickled objects
             raise CheckpointError(
                 f"checkpoint {path} holds pickled Python objects that a safe load (weights_only=True) refuses; "
                 "nnseg never writes such files, so it was not written by nnseg (or was altered). It is not loaded: "

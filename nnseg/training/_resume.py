@@ -63,11 +63,6 @@ def restore_checkpoint(parts: TrainingParts, checkpoint: Checkpoint) -> TrainSta
         CheckpointError: If its weights or optimiser state do not fit the network.
         ConfigError: If it holds the state of another number of callbacks.
     """
-    if len(checkpoint.callback_states) != len(parts.callbacks):
-        raise ConfigError(
-            f"the checkpoint holds the state of {len(checkpoint.callback_states)} callback(s) but the trainer "
-            f"has {len(parts.callbacks)}; resume with the same callbacks."
-        )
     try:
         # a network passed in already compiled saves its weights without "_orig_mod.": load into the module
         getattr(parts.network, "_orig_mod", parts.network).load_state_dict(checkpoint.network_weights)
@@ -77,6 +72,11 @@ def restore_checkpoint(parts: TrainingParts, checkpoint: Checkpoint) -> TrainSta
             f"the checkpoint's weights do not fit the network ({str(err).splitlines()[0]}); it was written for "
             "a different network. Use a new run folder."
         ) from err
+    if len(checkpoint.callback_states) != len(parts.callbacks):
+        raise ConfigError(
+            f"the checkpoint holds the state of {len(checkpoint.callback_states)} callback(s) but the trainer "
+            f"has {len(parts.callbacks)}; resume with the same callbacks."
+        )
     if checkpoint.world_size != parts.world_size:
         logger.warning(
             "resuming a run saved with %d process(es) on %d: it continues with the same global batch, but the "
