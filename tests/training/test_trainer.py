@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -16,7 +17,7 @@ from nnseg.checkpoint import Checkpoint
 from nnseg.errors import CheckpointError, ConfigError, StoreError
 from nnseg.network import build_network
 from nnseg.preprocessing import PreprocessedStore
-from nnseg.training._callbacks import Callback, EarlyStopping, MetricsLog
+from nnseg.training._callbacks import Callback, EarlyStopping, MetricsLog, ProgressBar
 from nnseg.training._config import TrainerConfig
 from nnseg.training._loss import DiceCELoss
 from nnseg.training._split import Split
@@ -90,6 +91,40 @@ def test_stopped_and_resumed_run_equals_a_straight_run(setup: dict[str, Any], tm
     straight_log = (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()
     resumed_log = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["train_loss"] for x in resumed_log] == [json.loads(x)["train_loss"] for x in straight_log]
+
+
+def test_a_run_resumes_exactly_from_a_format_1_checkpoint(setup: dict[str, Any], tmp_path: Path) -> None:
+    straight = _trainer(setup).fit(tmp_path / "straight")
+    with pytest.raises(Crash):
+        _trainer(setup, callbacks=[MetricsLog(), CrashAtEpoch(2)]).fit(tmp_path / "old")
+    latest = tmp_path / "old" / "checkpoint_latest.pt"
+    torch.save(Checkpoint.load(latest).legacy_dict(), latest)  # the dict layout nnseg wrote before Checkpoint
+    assert torch.load(latest, weights_only=True)["format_version"] == 1
+    resumed = _trainer(setup, callbacks=[MetricsLog(), CrashAtEpoch(99)]).fit(tmp_path / "old")
+    for name, tensor in _weights(straight).items():
+        assert torch.equal(_weights(resumed)[name], tensor), name
+    old, new = Checkpoint.load(resumed).train_state, Checkpoint.load(straight).train_state
+    # layout 1 did not record where the best was reached; everything else continues exactly
+    assert dataclasses.replace(old, best_step=new.best_step, best_epoch=new.best_epoch) == new
+
+
+class BrokenTeardown(Callback):
+    def on_fit_error(self, trainer: Trainer, error: BaseException) -> None:
+        raise ValueError("teardown failed")
+
+
+def test_the_progress_bar_is_closed_when_fit_raises(setup: dict[str, Any], tmp_path: Path) -> None:
+    bar, seen = ProgressBar(disable=True), []
+
+    class Opened(Callback):
+        def on_epoch_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+            seen.append(bar.is_open)
+
+    config = TrainerConfig.from_json({**CONFIG.to_json(), "num_epochs": 1})
+    with pytest.raises(Crash, match="crash in epoch 0"):  # the original error, not the teardown's
+        _trainer(setup, config, callbacks=[bar, Opened(), BrokenTeardown(), CrashAtEpoch(0)]).fit(tmp_path / "run")
+    assert seen == [True]
+    assert not bar.is_open
 
 
 def test_a_finished_run_is_not_trained_again(setup: dict[str, Any], tmp_path: Path) -> None:
