@@ -1,20 +1,30 @@
-"""Training checkpoints: atomic save, safe load, RNG state capture, and weight-name normalisation.
+"""Training checkpoints: the typed :class:`Checkpoint` and :class:`TrainState`, their safe on-disk format, RNG state
+capture, and weight-name normalisation.
 
-A checkpoint is a ``torch.save`` file holding only tensors and plain Python values (dicts, lists, strings,
+A checkpoint file is a ``torch.save`` dict holding only tensors and plain Python values (dicts, lists, strings,
 numbers), so it loads with ``torch.load(weights_only=True)``: loading never runs code from the file. It is
 written to a temporary name and renamed into place, so a checkpoint that exists is complete.
+:meth:`Checkpoint.save` and :meth:`Checkpoint.load` are the way to disk.
 
-Keys written by nnseg (``FORMAT_VERSION`` 1): ``format_version``, ``network_weights``, ``optimizer_state``,
-``grad_scaler_state``, ``step``, ``rng_state``, ``loader_state``, ``callback_states``, ``config``, ``plan``,
-``dataset_spec``, ``plans_hash`` and free-form ``extra``.
+Layouts (``format_version``):
+
+- 2 (written now): ``network_weights``, ``optimizer_state``, ``scheduler_state``, ``grad_scaler_state``,
+  ``train_state`` (:meth:`TrainState.state_dict`), ``callback_states``, ``config``, ``plan``, ``plan_name``,
+  ``dataset_spec``, ``split``, ``plans_hash``, ``world_size`` and free-form ``extra``.
+- 1: the same description keys, with the progress as top-level ``step``, ``rng_state``, ``loader_state`` and
+  ``extra["ema_pseudo_dice"]`` / ``extra["best_ema_pseudo_dice"]``; upgraded to 2 in memory on load.
 """
 
 from __future__ import annotations
 
 import io
+import logging
+import math
 import os
 import random
+import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +32,14 @@ import numpy as np
 import torch
 
 from nnseg._atomic import atomic_write_bytes
-from nnseg.errors import CheckpointError
+from nnseg._train_state import TrainState
+from nnseg.errors import CheckpointError, ConfigError
 
 __all__ = [
     "FORMAT_VERSION",
     "REQUIRED_KEYS",
+    "Checkpoint",
+    "TrainState",
     "capture_rng_state",
     "load_checkpoint",
     "restore_rng_state",
@@ -34,46 +47,160 @@ __all__ = [
     "strip_wrapper_prefixes",
 ]
 
-FORMAT_VERSION = 1
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 2
 """Version of the checkpoint layout this nnseg writes (and the newest it reads)."""
-REQUIRED_KEYS = ("format_version", "network_weights", "step")
-"""Keys every nnseg checkpoint holds; a file without them was not written completely by nnseg."""
+KNOWN_VERSIONS = (1, 2)
+"""Layouts this nnseg reads (older ones are upgraded in memory)."""
+REQUIRED_KEYS = ("format_version", "network_weights", "train_state")
+"""Keys every checkpoint of the current layout holds; a file without them was not written completely by nnseg."""
+_V1_REQUIRED_KEYS = ("format_version", "network_weights", "step")
+_DESCRIPTION_KEYS = ("plan", "plan_name", "dataset_spec", "split", "config", "plans_hash")
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
-def save_checkpoint(path: str | os.PathLike[str], payload: Mapping[str, Any]) -> None:
-    """Write ``payload`` (plus ``format_version``) to ``path`` atomically.
+@dataclass(frozen=True)
+class Checkpoint:
+    """Everything a run needs to continue exactly, and what a predictor needs to rebuild the network.
 
     Args:
-        path: The checkpoint file (``.pt``); its folder is created if needed.
-        payload: Tensors and plain Python values only; must hold ``network_weights`` and ``step``.
+        network_weights: The plain module's ``state_dict`` (no ``module.`` / ``_orig_mod.`` prefixes).
+        train_state: The run's progress.
+        optimizer_state: The optimiser's ``state_dict``.
+        scheduler_state: The learning-rate schedule's position (``{"next_step": s, "lr": lr(s)}``).
+        grad_scaler_state: The AMP grad scaler's ``state_dict``.
+        callback_states: Each callback's ``state_dict``, in the trainer's order.
+        config: The :class:`~nnseg.training.TrainerConfig` in JSON form.
+        plan: The configuration plan as standalone JSON (``ConfigurationPlan.to_json(standalone=True)``).
+        plan_name: The configuration's name (``"3d_fullres"``).
+        dataset_spec: ``DatasetSpec.to_dict()``.
+        split: ``Split.to_json()``.
+        plans_hash: The plan's preprocessing hash.
+        world_size: Processes that trained (DDP).
+        extra: Free-form plain values (for subclasses and scripts).
+        format_version: Layout of the file it was read from (:data:`FORMAT_VERSION` for a new one); ``save``
+            always writes the current layout.
 
-    Raises:
-        CheckpointError: If a required key is missing or a value is not allowed in a safe checkpoint.
+    Example:
+        >>> checkpoint = Checkpoint.load("work/runs/fold_0/checkpoint_best.pt")
+        >>> checkpoint.train_state.best_step, checkpoint.train_state.best_ema_pseudo_dice
     """
-    content = {"format_version": FORMAT_VERSION, **payload}
-    missing = [k for k in REQUIRED_KEYS if k not in content]
-    if missing:
-        raise CheckpointError(f"checkpoint {path}: missing key(s) {missing}; expected at least {list(REQUIRED_KEYS)}.")
-    _check_loadable(content, Path(path))
-    buffer = io.BytesIO()
-    torch.save(content, buffer)
-    atomic_write_bytes(Path(path), buffer.getvalue())
+
+    network_weights: Mapping[str, torch.Tensor]
+    train_state: TrainState = field(default_factory=TrainState)
+    optimizer_state: Mapping[str, Any] = field(default_factory=dict)
+    scheduler_state: Mapping[str, Any] = field(default_factory=dict)
+    grad_scaler_state: Mapping[str, Any] = field(default_factory=dict)
+    callback_states: tuple[Mapping[str, Any], ...] = ()
+    config: Mapping[str, Any] | None = None
+    plan: Mapping[str, Any] | None = None
+    plan_name: str | None = None
+    dataset_spec: Mapping[str, Any] | None = None
+    split: Mapping[str, Any] | None = None
+    plans_hash: str | None = None
+    world_size: int = 1
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def description(self) -> dict[str, Any]:
+        """What the run was (plan, plan name, dataset spec, split, config, plans hash), as ``run.json`` holds it."""
+        return {key: getattr(self, key) for key in _DESCRIPTION_KEYS}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The file layout (:data:`FORMAT_VERSION`): tensors and plain values only."""
+        return {
+            "format_version": FORMAT_VERSION, "network_weights": dict(self.network_weights),
+            "optimizer_state": dict(self.optimizer_state), "scheduler_state": dict(self.scheduler_state),
+            "grad_scaler_state": dict(self.grad_scaler_state), "train_state": self.train_state.state_dict(),
+            "callback_states": [dict(s) for s in self.callback_states], **self.description(),
+            "world_size": self.world_size, "extra": dict(self.extra),
+        }  # fmt: skip
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the checkpoint to ``path`` atomically (its folder is created if needed).
+
+        Raises:
+            CheckpointError: If a value is not allowed in a safe checkpoint (checked before anything is written).
+        """
+        content = self.to_dict()
+        _check_loadable(content, Path(path))
+        buffer = io.BytesIO()
+        torch.save(content, buffer)
+        atomic_write_bytes(Path(path), buffer.getvalue())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu") -> Checkpoint:
+        """Load a checkpoint safely (``weights_only=True``), upgrading an older layout in memory.
+
+        Raises:
+            CheckpointError: If the file is missing, truncated, corrupted, holds pickled objects, is not an nnseg
+                checkpoint, or has a format version this nnseg does not know (naming the file).
+        """
+        path = Path(path)
+        content = _read(path, map_location)
+        version = content["format_version"]
+        if version == 1:
+            content = _upgrade_v1(content, path)
+            logger.info("checkpoint %s has format_version 1; upgraded to %d in memory", path, FORMAT_VERSION)
+        return cls.from_dict(content, path=path, format_version=version)
+
+    @classmethod
+    def from_dict(cls, content: Mapping[str, Any], *, path: Path, format_version: int = FORMAT_VERSION) -> Checkpoint:
+        """Build a checkpoint from the current file layout (:meth:`to_dict`); ``path`` names it in errors.
+
+        Raises:
+            CheckpointError: If a key is missing or a value has the wrong type.
+        """
+        missing = [k for k in REQUIRED_KEYS if k not in content]
+        if missing:
+            raise CheckpointError(f"checkpoint {path} lacks key(s) {missing}; it was not written completely by nnseg.")
+        try:
+            _expect(content, path, dict, "network_weights", "train_state")
+            _expect(content, path, dict, "optimizer_state", "scheduler_state", "grad_scaler_state", "extra", none=True)
+            _expect(content, path, list, "callback_states", none=True)
+            train_state = TrainState.from_state_dict(content["train_state"])
+        except (ConfigError, AttributeError, TypeError, ValueError) as err:
+            raise CheckpointError(f"checkpoint {path}: {err} The file was not written by this nnseg.") from None
+        return cls(
+            network_weights=content["network_weights"], train_state=train_state,
+            optimizer_state=content.get("optimizer_state") or {}, scheduler_state=content.get("scheduler_state") or {},
+            grad_scaler_state=content.get("grad_scaler_state") or {},
+            callback_states=tuple(content.get("callback_states") or ()),
+            **{key: content.get(key) for key in _DESCRIPTION_KEYS}, world_size=int(content.get("world_size", 1)),
+            extra=content.get("extra") or {}, format_version=format_version,
+        )  # fmt: skip
+
+    def legacy_dict(self) -> dict[str, Any]:
+        """The checkpoint in layout 1 (what the deprecated :func:`load_checkpoint` returns)."""
+        state = self.train_state
+        content = {key: value for key, value in self.to_dict().items() if key not in ("train_state", "scheduler_state")}
+        extra = {**self.extra, "ema_pseudo_dice": state.ema_pseudo_dice,
+                 "best_ema_pseudo_dice": state.best_ema_pseudo_dice}  # fmt: skip
+        return {**content, "format_version": 1, "step": state.step, "rng_state": state.rng_state,
+                "loader_state": {"seed": state.seed, "next_step": state.step}, "extra": extra}  # fmt: skip
 
 
-def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint` (safely: ``weights_only=True``).
+def _expect(content: Mapping[str, Any], path: Path, kind: type, *keys: str, none: bool = False) -> None:
+    for key in keys:
+        value = content.get(key)
+        if not isinstance(value, kind) and not (none and value is None):
+            raise TypeError(f"{key} is a {type(value).__name__}, expected a {kind.__name__}.")
 
-    Raises:
-        CheckpointError: If the file is missing, truncated, corrupted, not an nnseg checkpoint, or from a newer
-            format.
-    """
-    path = Path(path)
+
+def _read(path: Path, map_location: str | torch.device) -> dict[str, Any]:
+    """Load the raw dict safely and check its format version (known: 1 and 2)."""
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; expected a file written by nnseg's trainer.")
     try:
         content = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises RuntimeError, pickle.UnpicklingError, EOFError, zipfile errors...
+        if "Unsupported global" in str(err):  # a class or function to import: pickled objects
+            raise CheckpointError(
+                f"checkpoint {path} holds pickled Python objects that a safe load (weights_only=True) refuses; "
+                "nnseg never writes such files, so it was not written by nnseg (or was altered). It is not loaded: "
+                "loading it unsafely could run code from the file."
+            ) from None
         raise CheckpointError(
             f"checkpoint {path} cannot be read ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
             "it is truncated, corrupted or not a safe nnseg checkpoint. Delete it to fall back to an older "
@@ -81,15 +208,67 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.d
         ) from err
     if not isinstance(content, dict) or "format_version" not in content:
         raise CheckpointError(f"checkpoint {path} is not an nnseg checkpoint (no 'format_version' key).")
-    if content["format_version"] > FORMAT_VERSION:
+    version = content["format_version"]
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
         raise CheckpointError(
-            f"checkpoint {path} has format_version {content['format_version']}; this nnseg reads up to "
-            f"{FORMAT_VERSION}. Upgrade nnseg."
+            f"checkpoint {path} has format_version {version}; this nnseg reads up to {FORMAT_VERSION}. Upgrade nnseg "
+            "(pip install -U nnseg) to load it."
         )
-    missing = [k for k in REQUIRED_KEYS if k not in content]
+    if version not in KNOWN_VERSIONS or isinstance(version, bool):
+        raise CheckpointError(
+            f"checkpoint {path} has format_version {version!r}, which no nnseg release wrote (known: "
+            f"{list(KNOWN_VERSIONS)}); refusing to load it. The file is damaged or not an nnseg checkpoint."
+        )
+    return content
+
+
+def _upgrade_v1(content: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    """Layout 1 -> 2: gather the progress (step, RNG, loader, EMA) into ``train_state``."""
+    missing = [k for k in _V1_REQUIRED_KEYS if k not in content]
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks key(s) {missing}; it was not written completely by nnseg.")
-    return content
+    step = content["step"]
+    iterations = (content.get("config") or {}).get("iterations_per_epoch")
+    extra = dict(content.get("extra") or {})
+    loader = content.get("loader_state") or {"seed": (content.get("config") or {}).get("seed", 0)}
+    train_state = {
+        "step": step, "epoch": step // iterations if isinstance(iterations, int) and iterations > 0 else 0,
+        "ema_pseudo_dice": extra.pop("ema_pseudo_dice", math.nan),
+        "best_ema_pseudo_dice": extra.pop("best_ema_pseudo_dice", -math.inf),
+        "loader": loader, "rng_state": content.get("rng_state"),
+    }  # fmt: skip
+    upgraded = {k: v for k, v in content.items() if k not in ("step", "rng_state", "loader_state", "extra")}
+    return {**upgraded, "format_version": FORMAT_VERSION, "train_state": train_state,
+            "scheduler_state": {"next_step": step}, "extra": extra}  # fmt: skip
+
+
+def save_checkpoint(path: str | os.PathLike[str], payload: Mapping[str, Any]) -> None:
+    """Deprecated: write a layout-1 ``payload`` dict to ``path``; use :meth:`Checkpoint.save`.
+
+    Raises:
+        CheckpointError: If ``network_weights`` or ``step`` is missing or a value is not allowed in a safe checkpoint.
+    """
+    warnings.warn("nnseg.checkpoint.save_checkpoint is deprecated; use nnseg.checkpoint.Checkpoint(...).save(path).",
+                  DeprecationWarning, stacklevel=2)  # fmt: skip
+    content = {**payload, "format_version": 1}
+    missing = [k for k in _V1_REQUIRED_KEYS if k not in content]
+    if missing:
+        raise CheckpointError(f"checkpoint {path}: missing key(s) {missing}; expected at least {list(_V1_REQUIRED_KEYS)}.")
+    _check_loadable(content, Path(path))
+    buffer = io.BytesIO()
+    torch.save(content, buffer)
+    atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Deprecated: load a checkpoint as a layout-1 dict; use :meth:`Checkpoint.load`.
+
+    Raises:
+        CheckpointError: As :meth:`Checkpoint.load`.
+    """
+    warnings.warn("nnseg.checkpoint.load_checkpoint is deprecated; use nnseg.checkpoint.Checkpoint.load(path).",
+                  DeprecationWarning, stacklevel=2)  # fmt: skip
+    return Checkpoint.load(path, map_location=map_location).legacy_dict()
 
 
 def strip_wrapper_prefixes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

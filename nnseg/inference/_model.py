@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nnseg.checkpoint import load_checkpoint, strip_wrapper_prefixes
+from nnseg.checkpoint import Checkpoint, strip_wrapper_prefixes
 from nnseg.dataset import DatasetSpec
 from nnseg.errors import CheckpointError, NnsegError
 from nnseg.network import build_network
@@ -207,8 +207,8 @@ def _load_run_checkpoint(folder: Path, checkpoint: str) -> dict[str, Any]:
             f"run folder {folder} has no {path.name}; found {present or 'no checkpoints'}. "
             + ("Use checkpoint='best' or 'latest', or finish the training." if present else "Check the run folder path.")
         )
-    payload = load_checkpoint(path)
-    missing = [key for key in ("plan", "dataset_spec") if key not in payload]
+    payload = Checkpoint.load(path).to_dict()
+    missing = [key for key in ("plan", "dataset_spec") if payload[key] is None]
     if missing:
         raise CheckpointError(f"{path} lacks {missing}; it was not written by nnseg's trainer.")
     return payload

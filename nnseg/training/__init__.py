@@ -6,6 +6,7 @@ Example:
     >>> batch = next(iter(loader.iterate(start_step=0)))
 """
 
+from nnseg.checkpoint import Checkpoint, TrainState
 from nnseg.training._augment_spatial import initial_patch_size
 from nnseg.training._augmentation import AugmentationConfig, augment_sample, deep_supervision_scales, make_targets
 from nnseg.training._batches import Batch, BatchFactory, LoaderError, check_training_cases
@@ -21,6 +22,7 @@ from nnseg.training._trainer import Trainer
 
 __all__ = [
     "Callback",
+    "Checkpoint",
     "DeepSupervisionLoss",
     "DistributedContext",
     "DiceBCELoss",
@@ -31,6 +33,7 @@ __all__ = [
     "ProgressPlot",
     "SoftDiceLoss",
     "Split",
+    "TrainState",
     "Trainer",
     "TrainerConfig",
     "deep_supervision_weights",

@@ -39,6 +39,12 @@ class Callback:
     def on_fit_end(self, trainer: Trainer, run_dir: Path) -> None:
         """Called after the final checkpoint."""
 
+    def on_fit_error(self, trainer: Trainer, error: BaseException) -> None:
+        """Called when ``fit`` raises (an error, Ctrl-C) after ``on_fit_start``, before the error propagates.
+
+        Release what ``on_fit_start`` opened (files, progress bars); an exception raised here is logged, not raised.
+        """
+
     def state_dict(self) -> dict[str, Any]:
         """JSON-compatible state to keep in checkpoints."""
         return {}
@@ -98,6 +104,19 @@ class ProgressBar(Callback):
 
     def on_fit_end(self, trainer: Trainer, run_dir: Path) -> None:
         """Close the bar."""
+        self.close()
+
+    def on_fit_error(self, trainer: Trainer, error: BaseException) -> None:
+        """Close the bar (so the terminal is not left with a half-drawn one)."""
+        self.close()
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the bar is shown (between ``on_fit_start`` and the end of ``fit``)."""
+        return self._bar is not None
+
+    def close(self) -> None:
+        """Close the bar if it is open."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None

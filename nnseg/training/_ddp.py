@@ -22,6 +22,7 @@ import torch.distributed as dist
 from torch import nn
 
 from nnseg.errors import ConfigError
+from nnseg.training._pseudo_dice import ConfusionCounts
 
 __all__ = [
     "GLOBAL_RNG_LOCK",
@@ -81,6 +82,15 @@ class DistributedContext:
         tensor = torch.tensor(list(values), dtype=torch.float64)
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return [float(v) for v in tensor]
+
+    def sum_validation(self, losses: Sequence[float], counts: ConfusionCounts) -> tuple[float, ConfusionCounts]:
+        """The mean validation loss and the TP/FP/FN of every rank (this rank's own without a process group)."""
+        if not self.is_distributed:
+            return sum(losses) / len(losses), counts
+        n = len(counts.tp)
+        total = self.sum([sum(losses), len(losses), *counts.tp, *counts.fp, *counts.fn])
+        ints = [int(v) for v in total[2:]]
+        return total[0] / total[1], ConfusionCounts(ints[:n], ints[n : 2 * n], ints[2 * n :])
 
     def merge(self, mapping: dict[str, Any]) -> dict[str, Any]:
         """The union of every rank's ``mapping`` (plain JSON values), on every rank."""

@@ -17,6 +17,7 @@ from collections.abc import Generator, Iterable, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from nnseg._checks import parse_bool, parse_int
 from nnseg.dataset import DatasetSpec
 from nnseg.errors import ConfigError
 from nnseg.planning import ConfigurationPlan
@@ -185,7 +186,11 @@ class TrainingLoader:
 
 
 class ValidationLoader:
-    """A fixed sequence of validation batches: no augmentation, the same patches at every validation.
+    """The validation batches of each epoch: no augmentation, a pure function of ``(seed, epoch)``.
+
+    By default every epoch validates on the same ``num_batches`` batches; with ``resample_each_epoch`` epoch
+    ``e`` gets its own batches (those of steps ``e * num_batches ...``), still the same for the same seed and
+    epoch, so a resumed run validates exactly as an uninterrupted one.
 
     Like nnU-Net's validation pipeline, only the target steps run (-1 -> 0, regions, deep-supervision
     targets); ``use_mask_for_norm`` masking is a training-only step.
@@ -204,6 +209,11 @@ class ValidationLoader:
         prefetch: Batches each worker prepares ahead.
         pin_memory: Page-locked batches (ignored without CUDA).
         multiprocessing_context: Start method of the workers.
+        resample_each_epoch: New batches every epoch instead of the same ones.
+
+    Example:
+        >>> for batch in loader.batches(epoch=3):
+        ...     loss = evaluate(batch)
     """
 
     def __init__(
@@ -222,6 +232,7 @@ class ValidationLoader:
         prefetch: int = 2,
         pin_memory: bool = False,
         multiprocessing_context: str | None = None,
+        resample_each_epoch: bool = False,
     ) -> None:
         _check_workers(num_workers, prefetch)
         if int(num_batches) < 1:
@@ -237,12 +248,23 @@ class ValidationLoader:
         self.num_batches = int(num_batches)
         self.num_workers, self.prefetch, self.pin_memory = int(num_workers), int(prefetch), bool(pin_memory)
         self.multiprocessing_context = multiprocessing_context
+        self.resample_each_epoch = parse_bool("ValidationLoader", "resample_each_epoch", resample_each_epoch)
 
     def __len__(self) -> int:
         return self.num_batches
 
     def __iter__(self) -> Generator[Batch, None, None]:
-        """Yield the same ``num_batches`` batches every time."""
-        return iterate_batches(self.factory, range(self.num_batches), num_workers=self.num_workers,
+        """Yield the batches of epoch 0."""
+        return self.batches(0)
+
+    def batches(self, epoch: int) -> Generator[Batch, None, None]:
+        """Yield the ``num_batches`` batches of validation ``epoch`` (0-based).
+
+        Raises:
+            ConfigError: If ``epoch`` is negative.
+        """
+        epoch = parse_int("ValidationLoader", "epoch", epoch, minimum=0)
+        first = epoch * self.num_batches if self.resample_each_epoch else 0
+        return iterate_batches(self.factory, range(first, first + self.num_batches), num_workers=self.num_workers,
                                prefetch=self.prefetch, pin_memory=self.pin_memory,
                                multiprocessing_context=self.multiprocessing_context)  # fmt: skip

@@ -16,10 +16,11 @@ Every file is written atomically, so the folder is never left half-written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import math
 import os
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,23 +28,17 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from nnseg._atomic import atomic_write_json
-from nnseg.checkpoint import (
-    capture_rng_state,
-    load_checkpoint,
-    restore_rng_state,
-    save_checkpoint,
-    strip_wrapper_prefixes,
-)
+from nnseg.checkpoint import Checkpoint
 from nnseg.errors import CheckpointError, ConfigError
-from nnseg.training._ddp import GLOBAL_RNG_LOCK
 
 if TYPE_CHECKING:
     from nnseg.dataset import DatasetSpec
     from nnseg.planning import ConfigurationPlan
     from nnseg.preprocessing import PreprocessedStore
-    from nnseg.training._trainer import Trainer
+    from nnseg.training._config import TrainerConfig
+    from nnseg.training._split import Split
 
-__all__ = ["RESUMABLE_CONFIG_CHANGES", "RunFolder", "check_store", "resolve_device"]
+__all__ = ["RESUMABLE_CONFIG_CHANGES", "RunFolder", "check_store", "cudnn_benchmark", "describe_run", "resolve_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +70,34 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return parsed
 
 
+@contextlib.contextmanager
+def cudnn_benchmark(enabled: bool, device: torch.device) -> Iterator[None]:
+    """Set ``cudnn.benchmark`` for a CUDA run and restore the previous value after it (CPU runs touch nothing).
+
+    The flag is process-global in torch: two CUDA trainers in threads of one process should use the same value.
+    """
+    if device.type != "cuda":
+        yield
+        return
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous
+
+
+def describe_run(
+    plan: ConfigurationPlan, spec: DatasetSpec, split: Split, config: TrainerConfig
+) -> dict[str, Any]:
+    """What a run is (plan as standalone JSON, plan name, dataset spec, split, config, plans hash): ``run.json``."""
+    return {
+        "plan": plan.to_json(standalone=True),  # the predictor rebuilds the plan from it
+        "plan_name": plan.name, "dataset_spec": spec.to_dict(), "split": split.to_json(),
+        "config": config.to_json(), "plans_hash": plan.preprocessing_hash(),
+    }  # fmt: skip
+
+
 def check_store(store: PreprocessedStore, plan: ConfigurationPlan, spec: DatasetSpec) -> None:
     """Refuse a store that is missing or was preprocessed for other plans.
 
@@ -96,9 +119,19 @@ def check_store(store: PreprocessedStore, plan: ConfigurationPlan, spec: Dataset
 
 @dataclass(frozen=True)
 class RunFolder:
-    """Paths and checkpoint logic of one run folder."""
+    """Paths, retention and compatibility checks of one run folder; it reads and writes :class:`Checkpoint` values.
+
+    Args:
+        root: The run folder.
+        checkpoint_every_epochs: Period of ``checkpoint_latest.pt``.
+        keep_checkpoints: Periodic states kept as ``checkpoint_epoch_<k>.pt`` when > 1.
+        is_main: Whether this process writes files (rank 0 under DDP).
+    """
 
     root: Path
+    checkpoint_every_epochs: int = 1
+    keep_checkpoints: int = 1
+    is_main: bool = True
 
     @property
     def latest_path(self) -> Path:
@@ -115,52 +148,60 @@ class RunFolder:
         """``checkpoint_final.pt``."""
         return self.root / "checkpoint_final.pt"
 
-    def load(self, path: Path) -> dict[str, Any]:
-        """Load a checkpoint of this folder."""
-        return load_checkpoint(path)
-
-    def start(self, trainer: Trainer) -> None:
-        """Resume from ``checkpoint_latest.pt`` if present (after checking it fits), then write ``run.json``.
-
-        Raises:
-            CheckpointError: If the checkpoint, or the ``run.json`` of a run killed before its first
-                checkpoint, describes a different run, or the checkpoint is damaged or of another network.
-        """
-        if self.latest_path.is_file():
-            checkpoint = self.load(self.latest_path)
-            self.check_compatible(checkpoint, trainer)
-            _restore(checkpoint, trainer)
-            logger.info("resuming %s at step %d", self.root, trainer.step)
-        elif self.run_json_path.is_file():
-            self._check_run_json(trainer)
-        if trainer.distributed.is_main:
-            atomic_write_json(self.run_json_path, _describe(trainer))
-
     @property
     def run_json_path(self) -> Path:
         """``run.json``."""
         return self.root / "run.json"
 
-    def check_compatible(self, checkpoint: dict[str, Any], trainer: Trainer, *, what: str = "a checkpoint") -> None:
-        """Refuse a checkpoint written for another plan, dataset, split or config.
+    def load(self, path: Path) -> Checkpoint:
+        """Load a checkpoint of this folder."""
+        return Checkpoint.load(path)
+
+    def start(self, description: Mapping[str, Any]) -> Checkpoint | None:
+        """The checkpoint to resume from (``checkpoint_latest.pt`` if present and compatible), then write ``run.json``.
 
         Args:
-            checkpoint: The loaded checkpoint (or ``run.json``).
-            trainer: The trainer about to use the folder.
-            what: How the message names ``checkpoint``.
+            description: The run about to use the folder (``Trainer.describe()``).
+
+        Returns:
+            The latest checkpoint, or None for a new run.
+
+        Raises:
+            CheckpointError: If the checkpoint, or the ``run.json`` of a run killed before its first
+                checkpoint, describes a different run, or the checkpoint is damaged.
+        """
+        checkpoint = None
+        if self.latest_path.is_file():
+            checkpoint = self.load(self.latest_path)
+            self.check_compatible(checkpoint.description(), description)
+        elif self.run_json_path.is_file():
+            self._check_run_json(description)
+        if self.is_main:
+            atomic_write_json(self.run_json_path, dict(description))
+        return checkpoint
+
+    def check_compatible(
+        self, saved: Mapping[str, Any] | None, description: Mapping[str, Any], *, what: str = "a checkpoint"
+    ) -> None:
+        """Refuse a checkpoint (or ``run.json``) written for another plan, dataset, split or config.
+
+        Args:
+            saved: The description stored in the folder (``Checkpoint.description()`` or ``run.json``).
+            description: The run about to use the folder.
+            what: How the message names ``saved``.
 
         Raises:
             CheckpointError: Naming every field that differs, its value in the folder and in this run, and how
                 to proceed.
         """
-        described = _json_form(_describe(trainer))
+        described = _json_form(dict(description))
         different: list[str] = []
         for key in ("plan", "dataset_spec", "split", "config"):
-            saved, now = _json_form(checkpoint.get(key)), described[key]
+            before, now = _json_form((saved or {}).get(key)), described.get(key)
             if key == "config":
-                saved = {k: v for k, v in (saved or {}).items() if k not in RESUMABLE_CONFIG_CHANGES}
-                now = {k: v for k, v in now.items() if k not in RESUMABLE_CONFIG_CHANGES}
-            different += _differences(key, saved, now)
+                before = {k: v for k, v in (before or {}).items() if k not in RESUMABLE_CONFIG_CHANGES}
+                now = {k: v for k, v in (now or {}).items() if k not in RESUMABLE_CONFIG_CHANGES}
+            different += _differences(key, before, now)
         if different:
             raise CheckpointError(
                 f"the run folder {self.root} holds {what} of a different run: {'; '.join(different[:8])}"
@@ -168,60 +209,59 @@ class RunFolder:
                 "and config to resume this one."
             )
 
-    def _check_run_json(self, trainer: Trainer) -> None:
+    def _check_run_json(self, description: Mapping[str, Any]) -> None:
         try:
-            described = json.loads(self.run_json_path.read_text())
+            saved = json.loads(self.run_json_path.read_text())
         except (OSError, ValueError) as err:
             raise CheckpointError(
                 f"{self.run_json_path} cannot be read ({err}); it is not an nnseg run description. Use a new run "
                 "folder, or delete the file if that run is abandoned."
             ) from err
         try:
-            self.check_compatible(described, trainer, what="run.json (no checkpoint yet)")
+            self.check_compatible(saved if isinstance(saved, dict) else {}, description,
+                                  what="run.json (no checkpoint yet)")  # fmt: skip
         except CheckpointError as err:
             raise CheckpointError(f"{err} Delete {self.run_json_path} if that run is abandoned.") from None
 
-    def after_epoch(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
-        """Write the periodic and the best checkpoint as the config asks."""
-        epoch = metrics["epoch"]
-        config = trainer.config
-        ema = trainer.ema_pseudo_dice
-        if not math.isnan(ema) and ema > trainer.best_ema_pseudo_dice:
-            trainer.best_ema_pseudo_dice = ema
-            self.save(self.best_path, trainer)
-        finished = trainer.step >= config.total_steps
-        if (epoch + 1) % config.checkpoint_every_epochs == 0 and not finished:
-            self.save(self.latest_path, trainer)
-            if config.keep_checkpoints > 1 and trainer.distributed.is_main:
-                self._archive_latest(self.root / f"checkpoint_epoch_{epoch + 1:05d}.pt", trainer)
-                self._prune(config.keep_checkpoints)
+    def after_epoch(self, checkpoint: Callable[[], Checkpoint], *, epoch: int, best: bool, finished: bool) -> None:
+        """Write the best and the periodic checkpoint as configured.
 
-    def save(self, path: Path, trainer: Trainer) -> None:
-        """Write the trainer's complete state to ``path`` atomically (on rank 0 only)."""
-        if not trainer.distributed.is_main:
+        Args:
+            checkpoint: Builds the state to save (called at most once, only when something is written).
+            epoch: Index of the epoch just finished (0-based).
+            best: Whether it reached the best EMA pseudo-Dice.
+            finished: Whether the schedule is done (the final checkpoint follows: no periodic one).
+        """
+        periodic = (epoch + 1) % self.checkpoint_every_epochs == 0 and not finished
+        if not self.is_main or not (best or periodic):
             return
-        with GLOBAL_RNG_LOCK:
-            rng_state = capture_rng_state()
-        payload = {
-            **_describe(trainer),
-            "network_weights": strip_wrapper_prefixes(trainer.network.state_dict()),
-            "optimizer_state": trainer.optimizer.state_dict(),
-            "grad_scaler_state": trainer.grad_scaler.state_dict(),
-            "step": trainer.step,
-            "world_size": trainer.distributed.world_size,
-            "rng_state": rng_state,
-            "loader_state": {"seed": trainer.config.seed, "next_step": trainer.step},
-            "callback_states": [c.state_dict() for c in trainer.callbacks],
-            "extra": {"ema_pseudo_dice": trainer.ema_pseudo_dice, "best_ema_pseudo_dice": trainer.best_ema_pseudo_dice},
-        }
-        save_checkpoint(path, payload)
+        state = checkpoint()
+        if best:
+            self.save(self.best_path, state)
+        if periodic:
+            self.save(self.latest_path, state)
+            if self.keep_checkpoints > 1:
+                self._archive_latest(self.root / f"checkpoint_epoch_{epoch + 1:05d}.pt", state)
+                self._prune(self.keep_checkpoints)
 
-    def remove_latest(self, trainer: Trainer) -> None:
+    def save(self, path: Path, checkpoint: Checkpoint) -> None:
+        """Write ``checkpoint`` to ``path`` atomically (on the main process only)."""
+        if self.is_main:
+            checkpoint.save(path)
+
+    def save_final(self, checkpoint: Callable[[], Checkpoint]) -> Path:
+        """Write ``checkpoint_final.pt`` (built by ``checkpoint`` on the main process), then remove the latest one."""
+        if self.is_main:
+            checkpoint().save(self.final_path)
+        self.remove_latest()
+        return self.final_path
+
+    def remove_latest(self) -> None:
         """Remove ``checkpoint_latest.pt`` once the final checkpoint exists."""
-        if trainer.distributed.is_main:
+        if self.is_main:
             self.latest_path.unlink(missing_ok=True)
 
-    def _archive_latest(self, path: Path, trainer: Trainer) -> None:
+    def _archive_latest(self, path: Path, checkpoint: Checkpoint) -> None:
         """Keep the state just saved as ``checkpoint_latest.pt`` under ``path`` too (a hard link, else a copy)."""
         temporary = path.with_name(f".{path.name}.link")
         try:
@@ -230,7 +270,7 @@ class RunFolder:
             os.replace(temporary, path)
         except OSError:  # no hard links on this file system
             temporary.unlink(missing_ok=True)
-            self.save(path, trainer)
+            self.save(path, checkpoint)
 
     def _prune(self, keep: int) -> None:
         periodic = sorted(self.root.glob("checkpoint_epoch_*.pt"))
@@ -260,49 +300,3 @@ def _difference(where: str, saved: Any, now: Any) -> str:
         return text if len(text) <= 60 else text[:57] + "..."
 
     return f"{where} is {short(saved)} in the folder, {short(now)} in this run"
-
-
-def _describe(trainer: Trainer) -> dict[str, Any]:
-    return {
-        "plan": trainer.plan.to_json(standalone=True),  # the predictor rebuilds the plan from it
-        "plan_name": trainer.plan.name,
-        "dataset_spec": trainer.spec.to_dict(),
-        "split": trainer.split.to_json(),
-        "config": trainer.config.to_json(),
-        "plans_hash": trainer.plan.preprocessing_hash(),
-    }
-
-
-def _restore(checkpoint: dict[str, Any], trainer: Trainer) -> None:
-    try:
-        # a network passed in already compiled saves its weights without "_orig_mod.": load into the module
-        getattr(trainer.network, "_orig_mod", trainer.network).load_state_dict(checkpoint["network_weights"])
-        trainer.optimizer.load_state_dict(checkpoint["optimizer_state"])
-    except (RuntimeError, ValueError, KeyError) as err:
-        raise CheckpointError(
-            f"the checkpoint's weights do not fit the network ({str(err).splitlines()[0]}); it was written for a "
-            "different network. Use a new run folder."
-        ) from err
-    saved_world = int(checkpoint.get("world_size", 1))
-    if saved_world != trainer.distributed.world_size:
-        logger.warning(
-            "resuming a run saved with %d process(es) on %d: it continues with the same global batch, but the "
-            "per-rank data streams differ, so it will not equal an uninterrupted run bitwise",
-            saved_world, trainer.distributed.world_size,
-        )  # fmt: skip
-    if checkpoint.get("grad_scaler_state"):
-        trainer.grad_scaler.load_state_dict(checkpoint["grad_scaler_state"])
-    trainer.step = int(checkpoint["step"])
-    with GLOBAL_RNG_LOCK:
-        restore_rng_state(checkpoint["rng_state"])
-    extra = checkpoint.get("extra", {})
-    trainer.ema_pseudo_dice = float(extra.get("ema_pseudo_dice", math.nan))
-    trainer.best_ema_pseudo_dice = float(extra.get("best_ema_pseudo_dice", -math.inf))
-    states = checkpoint.get("callback_states", [])
-    if len(states) != len(trainer.callbacks):
-        raise ConfigError(
-            f"the checkpoint holds the state of {len(states)} callback(s) but the trainer has "
-            f"{len(trainer.callbacks)}; resume with the same callbacks."
-        )
-    for callback, state in zip(trainer.callbacks, states, strict=True):
-        callback.load_state_dict(state)

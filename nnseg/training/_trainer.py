@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nnseg.checkpoint import Checkpoint, TrainState
 from nnseg.dataset import DatasetSpec
 from nnseg.network import build_network
 from nnseg.planning import ConfigurationPlan
@@ -32,7 +33,8 @@ from nnseg.training._final_validation import validate_cases
 from nnseg.training._loader import TrainingLoader, ValidationLoader
 from nnseg.training._loss import DeepSupervisionLoss, DiceBCELoss, DiceCELoss, deep_supervision_weights, full_resolution
 from nnseg.training._pseudo_dice import ConfusionCounts, confusion_counts
-from nnseg.training._run_folder import RunFolder, check_store, resolve_device
+from nnseg.training._resume import TrainingParts, capture_checkpoint, restore_checkpoint
+from nnseg.training._run_folder import RunFolder, check_store, cudnn_benchmark, describe_run, resolve_device
 from nnseg.training._split import Split
 
 __all__ = ["Trainer"]
@@ -81,12 +83,15 @@ class Trainer:
             MetricsLog(), ProgressBar(), ProgressPlot()
         ]  # fmt: skip
         self._network_override, self._loss_override = network, loss
-        self.step = 0
-        self.ema_pseudo_dice = math.nan
-        self.best_ema_pseudo_dice = -math.inf
+        self.state = TrainState(seed=self.config.seed)
         self._stop_requested = False
         self.distributed = DistributedContext()
         self.validation_summary: dict[str, Any] = {}
+
+    @property
+    def step(self) -> int:
+        """Optimiser steps done (``state.step``; the EMA, best and epoch are on ``state`` too)."""
+        return self.state.step
 
     # ----------------------------------------------------------------------------------------------- hooks
     def build_network(self) -> nn.Module:
@@ -128,29 +133,26 @@ class Trainer:
 
     def build_train_loader(self) -> TrainingLoader:
         """The step-deterministic training batch stream (this rank's share of the batch under DDP)."""
-        ctx = self.distributed
-        return TrainingLoader(
-            self.store, self.split.train, self.plan, self.spec, seed=ctx.seed(self.config.seed),
-            batch_size=rank_batch_sizes(self.plan.batch_size, ctx.world_size)[ctx.rank],
-            oversample_foreground_percent=rank_oversampling(
-                self.plan.batch_size, ctx.world_size, self.config.oversample_foreground)[ctx.rank],
-            deep_supervision=self.config.deep_supervision, num_workers=self.config.num_loader_workers,
-            pin_memory=self.device.type == "cuda",
-        )  # fmt: skip
+        return TrainingLoader(self.store, self.split.train, self.plan, self.spec,
+                              seed=self.distributed.seed(self.config.seed), num_workers=self.config.num_loader_workers,
+                              **self._loader_options())  # fmt: skip
 
     def build_val_loader(self) -> ValidationLoader | None:
-        """The fixed validation batches (None when ``val_iterations_per_epoch`` is 0 or the split has no val cases)."""
+        """The validation batches (None when ``val_iterations_per_epoch`` is 0 or the split has no val cases)."""
         if self.config.val_iterations_per_epoch == 0 or not self.split.val:
             return None
-        return ValidationLoader(
-            self.store, self.split.val, self.plan, self.spec, num_batches=self.config.val_iterations_per_epoch,
-            seed=self.distributed.seed(self.config.seed + 1),
-            batch_size=rank_batch_sizes(self.plan.batch_size, self.distributed.world_size)[self.distributed.rank],
-            oversample_foreground_percent=rank_oversampling(self.plan.batch_size, self.distributed.world_size,
-                                                            self.config.oversample_foreground)[self.distributed.rank],
-            deep_supervision=self.config.deep_supervision, num_workers=min(self.config.num_loader_workers, 1),
-            pin_memory=self.device.type == "cuda",
-        )  # fmt: skip
+        return ValidationLoader(self.store, self.split.val, self.plan, self.spec,
+                                num_batches=self.config.val_iterations_per_epoch,
+                                seed=self.distributed.seed(self.config.seed + 1),
+                                num_workers=min(self.config.num_loader_workers, 1), **self._loader_options())  # fmt: skip
+
+    def _loader_options(self) -> dict[str, Any]:
+        """This rank's share of the global batch and of its forced-foreground samples, and the target options."""
+        ctx, size = self.distributed, self.plan.batch_size
+        return {"batch_size": rank_batch_sizes(size, ctx.world_size)[ctx.rank],
+                "oversample_foreground_percent": rank_oversampling(size, ctx.world_size,
+                                                                   self.config.oversample_foreground)[ctx.rank],
+                "deep_supervision": self.config.deep_supervision, "pin_memory": self.device.type == "cuda"}  # fmt: skip
 
     def training_step(self, batch: Batch) -> float:
         """One optimiser step on ``batch``; returns the loss."""
@@ -178,6 +180,27 @@ class Trainer:
                                      ignore_label=self.spec.ignore_label))  # fmt: skip
         return float(loss)
 
+    def describe(self) -> dict[str, Any]:
+        """What this run is (plan, plan name, dataset spec, split, config, plans hash): ``run.json``'s content."""
+        return describe_run(self.plan, self.spec, self.split, self.config)
+
+    def checkpoint(self) -> Checkpoint:
+        """The complete state of the run now (weights, optimiser, scaler, schedule, progress with RNG states)."""
+        return capture_checkpoint(self._parts(), self.state, lr=self.lr_at(self.step), description=self.describe())
+
+    def restore(self, checkpoint: Checkpoint) -> None:
+        """Continue from ``checkpoint`` (once ``fit`` has built the network, optimiser and scaler).
+
+        Raises:
+            CheckpointError: If its weights or optimiser state do not fit the network.
+            ConfigError: If it holds the state of another number of callbacks.
+        """
+        self.state = restore_checkpoint(self._parts(), checkpoint)
+
+    def _parts(self) -> TrainingParts:
+        world_size = self.distributed.world_size
+        return TrainingParts(self.network, self.optimizer, self.grad_scaler, self.callbacks, world_size)
+
     # ------------------------------------------------------------------------------------------------- fit
     def request_stop(self) -> None:
         """Ask ``fit`` to stop after the current epoch (and its checkpoint)."""
@@ -186,8 +209,8 @@ class Trainer:
     def fit(self, run_dir: str | Path, *, reference_dir: str | Path | None = None) -> Path:
         """Train to the end of the schedule, resuming from ``run_dir``'s latest checkpoint if there is one.
 
-        Under DDP (an initialised ``torch.distributed`` process group) every rank calls ``fit`` with the same
-        ``run_dir``; rank 0 writes the files and runs the callbacks.
+        Under DDP every rank calls ``fit`` with the same ``run_dir``; rank 0 writes the files and runs the
+        callbacks. If training raises, the callbacks' ``on_fit_error`` runs (closing the progress bar) first.
 
         Args:
             run_dir: The run folder.
@@ -200,29 +223,35 @@ class Trainer:
             CheckpointError: If ``run_dir`` holds a checkpoint of another plan, dataset or config, or a damaged one.
             ConfigError: If the split names cases the store lacks.
         """
-        folder = RunFolder(Path(run_dir))
         self.distributed = DistributedContext.current()
+        c = self.config
+        folder = RunFolder(Path(run_dir), c.checkpoint_every_epochs, c.keep_checkpoints, self.distributed.is_main)
         if folder.final_path.is_file():
             return self._finish_trained(folder, reference_dir)
         check_store(self.store, self.plan, self.spec)
         self.split.check_cases(self.store.case_ids(), f"the store {self.store.root}")
         self._setup()
-        folder.start(self)
-        self._notify("on_fit_start", folder.root)
-        self._run_epochs(folder)
-        folder.save(folder.final_path, self)
-        folder.remove_latest(self)
-        if self.config.final_validation:
-            self.validate(folder.root, reference_dir=reference_dir)
-        self._notify("on_fit_end", folder.root)
+        resumed = folder.start(self.describe())
+        if resumed is not None:
+            self.restore(resumed)
+            logger.info("resuming %s at step %d", folder.root, self.step)
+        try:
+            self._notify("on_fit_start", folder.root)
+            self._run_epochs(folder)
+            folder.save_final(self.checkpoint)
+            if c.final_validation:
+                self.validate(folder.root, reference_dir=reference_dir)
+            self._notify("on_fit_end", folder.root)
+        except BaseException as error:
+            self._notify("on_fit_error", error, safe=True)  # never hides ``error``
+            raise
         self.distributed.barrier()
         return folder.final_path
 
     def validate(self, run_dir: str | Path, *, reference_dir: str | Path | None = None) -> dict[str, Any]:
-        """Full-case validation of the split's validation cases with the current weights.
+        """Full-case validation of the split's validation cases with the current weights (returns the summary).
 
-        Writes ``run_dir/validation/<case><file_ending>`` and a summary (see
-        :func:`~nnseg.training._final_validation.validate_cases`) and returns the summary.
+        Writes ``run_dir/validation/<case><file_ending>`` and a summary (see :func:`validate_cases`).
         """
         if not self.split.val:
             return {}
@@ -237,28 +266,32 @@ class Trainer:
 
     def _finish_trained(self, folder: RunFolder, reference_dir: str | Path | None) -> Path:
         checkpoint = folder.load(folder.final_path)
-        folder.check_compatible(checkpoint, self)
-        folder.remove_latest(self)  # left behind when the process died between the final checkpoint and its removal
+        folder.check_compatible(checkpoint.description(), self.describe())
+        folder.remove_latest()  # left behind when the process died between the final checkpoint and its removal
         if self.config.final_validation and not (folder.root / "validation" / "summary_preprocessed.json").is_file():
             self._setup()
-            self.network.load_state_dict(checkpoint["network_weights"])
+            self.network.load_state_dict(checkpoint.network_weights)
             self.validate(folder.root, reference_dir=reference_dir)
         else:
             logger.info("%s is already trained to the end; nothing to do", folder.final_path)
         return folder.final_path
 
-    def _notify(self, hook: str, *args: Any) -> None:
-        """Call ``hook`` on every callback (on rank 0 only: callbacks write files)."""
-        if self.distributed.is_main:
-            for callback in self.callbacks:
+    def _notify(self, hook: str, *args: Any, safe: bool = False) -> None:
+        """Call ``hook`` on every callback (rank 0 only: callbacks write files); ``safe`` logs their errors."""
+        for callback in self.callbacks if self.distributed.is_main else ():
+            try:
                 getattr(callback, hook)(self, *args)
+            except Exception:
+                if not safe:
+                    raise
+                logger.exception("%s.%s failed", type(callback).__name__, hook)
 
     def _setup(self) -> None:
         self.network = (self._network_override or self.build_network()).to(self.device)
         self.loss = self._loss_override or self.build_loss()
         self.optimizer = self.build_optimizer(self.network)
         self.lr_at = self.build_lr_schedule()
-        self.grad_scaler = torch.amp.GradScaler(self.device.type, enabled=self._use_amp())
+        self.grad_scaler = torch.amp.GradScaler(self.device.type, enabled=self.config.use_amp(self.device.type))
         self.train_loader = self.build_train_loader()
         self.val_loader = self.build_val_loader()
         # DDP and compile wrappers share the parameters; checkpoints store the plain module's weights
@@ -266,23 +299,21 @@ class Trainer:
         self.model: nn.Module = torch.compile(model) if self.config.compile else model  # type: ignore[assignment]
 
     def _run_epochs(self, folder: RunFolder) -> None:
-        c = self.config
-        batches: Iterator[Batch] = self.train_loader.iterate(start_step=self.step, num_steps=c.total_steps - self.step)
+        total = self.config.total_steps
+        batches: Iterator[Batch] = self.train_loader.iterate(start_step=self.step, num_steps=total - self.step)
         try:
-            with _cudnn_benchmark(self.config.cudnn_benchmark, self.device):
-                while self.step < c.total_steps and not self._stop_requested:
+            with cudnn_benchmark(self.config.cudnn_benchmark, self.device):
+                while self.step < total and not self._stop_requested:
                     metrics = self._run_epoch(batches)
                     self._notify("on_epoch_end", metrics)
                     self._stop_requested = self.distributed.any(self._stop_requested)
-                    folder.after_epoch(self, metrics)
+                    folder.after_epoch(self.checkpoint, epoch=metrics["epoch"], best=self.state.is_best,
+                                       finished=self.step >= total)  # fmt: skip
         finally:
-            close = getattr(batches, "close", None)
-            if close is not None:
-                close()
+            getattr(batches, "close", lambda: None)()  # stops the loader's workers
 
     def _run_epoch(self, batches: Iterator[Batch]) -> dict[str, Any]:
-        c = self.config
-        epoch = self.step // c.iterations_per_epoch
+        c, epoch = self.config, self.state.epoch
         end = min((epoch + 1) * c.iterations_per_epoch, c.total_steps)
         self.network.train()
         losses, start = [], time.perf_counter()
@@ -291,43 +322,38 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = self.lr_at(self.step)
             losses.append(self.training_step(next(batches)))
-            self.step += 1
+            self.state = self.state.advanced()
             self._notify("on_step_end", self.step, losses[-1])
         seconds_per_step = (time.perf_counter() - start) / max(len(losses), 1)
         total, count = self.distributed.sum([sum(losses), len(losses)])
-        val_loss, counts = self._validate()
-        dice = counts.mean_dice()
-        if not math.isnan(dice):
-            first = math.isnan(self.ema_pseudo_dice)
-            self.ema_pseudo_dice = dice if first else c.ema_momentum * self.ema_pseudo_dice + (1 - c.ema_momentum) * dice
-        return {
-            "epoch": epoch, "step": self.step, "train_loss": total / count, "val_loss": val_loss,
-            "pseudo_dice": dice, "pseudo_dice_per_class": counts.dice_per_class(),
-            "ema_pseudo_dice": self.ema_pseudo_dice, "lr": lr, "seconds_per_step": seconds_per_step,
-        }  # fmt: skip
+        val_loss, counts = self._validate(epoch)
+        self.state = self.state.end_epoch(counts.mean_dice(), c.ema_momentum)
+        return _epoch_metrics(self.state, total / count, val_loss, counts, lr=lr, seconds_per_step=seconds_per_step)
 
-    def _validate(self) -> tuple[float, ConfusionCounts]:
+    def _validate(self, epoch: int) -> tuple[float, ConfusionCounts]:
         counts = ConfusionCounts()
         if self.val_loader is None:
             return math.nan, counts
         self.network.eval()
-        losses = [self.validation_step(batch, counts) for batch in self.val_loader]
+        losses = [self.validation_step(batch, counts) for batch in self.val_loader.batches(epoch)]
         self.network.train()
-        if self.distributed.is_distributed:  # sum the losses and TP/FP/FN of every rank
-            n = len(counts.tp)
-            total = self.distributed.sum([sum(losses), len(losses), *counts.tp, *counts.fp, *counts.fn])
-            losses = [total[0] / total[1]]
-            ints = [int(v) for v in total[2:]]
-            counts = ConfusionCounts(ints[:n], ints[n : 2 * n], ints[2 * n :])
-        return sum(losses) / len(losses), counts
-
-    def _use_amp(self) -> bool:
-        return self.config.use_amp(self.device.type)
+        return self.distributed.sum_validation(losses, counts)
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if not self._use_amp():
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type)
+        use = self.config.use_amp(self.device.type)
+        return torch.autocast(self.device.type) if use else contextlib.nullcontext()
+
+
+def _epoch_metrics(
+    state: TrainState, train_loss: float, val_loss: float, counts: ConfusionCounts, *, lr: float,
+    seconds_per_step: float,
+) -> dict[str, Any]:  # fmt: skip
+    """The line ``metrics.jsonl`` gets for the epoch that ``state`` just finished."""
+    return {
+        "epoch": state.epoch - 1, "step": state.step, "train_loss": train_loss, "val_loss": val_loss,
+        "pseudo_dice": counts.mean_dice(), "pseudo_dice_per_class": counts.dice_per_class(),
+        "ema_pseudo_dice": state.ema_pseudo_dice, "lr": lr, "seconds_per_step": seconds_per_step,
+    }  # fmt: skip
 
 
 class _FirstOutput(nn.Module):
@@ -339,20 +365,3 @@ class _FirstOutput(nn.Module):
 
     def forward(self, outputs: Any, targets: Sequence[torch.Tensor]) -> torch.Tensor:
         return self.loss(full_resolution(outputs), targets[0])
-
-
-@contextlib.contextmanager
-def _cudnn_benchmark(enabled: bool, device: torch.device) -> Iterator[None]:
-    """Set ``cudnn.benchmark`` for a CUDA run and restore the previous value after it (CPU runs touch nothing).
-
-    The flag is process-global in torch: two CUDA trainers in threads of one process should use the same value.
-    """
-    if device.type != "cuda":
-        yield
-        return
-    previous = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = enabled
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.benchmark = previous

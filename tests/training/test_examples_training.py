@@ -24,7 +24,7 @@ def test_custom_trainer_example(tmp_path: Path) -> None:
     out = _run("custom_trainer.py", tmp_path)
     weighted = torch.load(tmp_path / "runs" / "weighted_ce" / "fold_0" / "checkpoint_final.pt", weights_only=True)
     slim = torch.load(tmp_path / "runs" / "slim" / "fold_0" / "checkpoint_final.pt", weights_only=True)
-    assert weighted["step"] == slim["step"] == 2
+    assert weighted["train_state"]["step"] == slim["train_state"]["step"] == 2
     first = "encoder.stages.0.0.convs.0.conv.weight"
     assert slim["network_weights"][first].shape[0] * 2 == weighted["network_weights"][first].shape[0]
     assert "slim network has" in out
@@ -35,4 +35,4 @@ def test_step_budget_example(tmp_path: Path) -> None:
     out = _run("step_budget.py", tmp_path)
     assert "4 steps = 2 epochs x 2" in out
     assert out.count("epoch ") == 2
-    assert torch.load(tmp_path / "runs" / "budget_4" / "fold_0" / "checkpoint_final.pt", weights_only=True)["step"] == 4
+    assert torch.load(tmp_path / "runs" / "budget_4" / "fold_0" / "checkpoint_final.pt", weights_only=True)["train_state"]["step"] == 4

@@ -56,7 +56,7 @@ def _run(store_dir: Path, run_dir: Path, sleep: float) -> subprocess.Popen[bytes
 
 def _checkpoint_step(path: Path) -> int:
     try:
-        return int(torch.load(path, weights_only=True)["step"])
+        return int(torch.load(path, weights_only=True)["train_state"]["step"])
     except Exception:  # not there yet (files appear atomically, so never half-written)
         return -1
 
@@ -85,7 +85,9 @@ def test_sigkilled_run_resumes_to_bitwise_identical_weights(tmp_path: Path) -> N
         assert process.returncode == 0, err.decode()[-2000:]
     a = torch.load(tmp_path / "straight" / "checkpoint_final.pt", weights_only=True)
     b = torch.load(tmp_path / "killed" / "checkpoint_final.pt", weights_only=True)
-    assert a["step"] == b["step"] == ITERATIONS * EPOCHS
+    assert a["train_state"]["step"] == b["train_state"]["step"] == ITERATIONS * EPOCHS
+    assert a["train_state"]["ema_pseudo_dice"] == b["train_state"]["ema_pseudo_dice"]
+    assert a["train_state"]["best_step"] == b["train_state"]["best_step"]
     assert a["network_weights"].keys() == b["network_weights"].keys()
     for name, tensor in a["network_weights"].items():
         assert torch.equal(tensor, b["network_weights"][name]), name

@@ -104,6 +104,24 @@ def test_validation_loader_repeats_the_same_unaugmented_batches(threshold_store:
         assert torch.equal(label[inside], expected[inside])
 
 
+def test_validation_batches_are_a_pure_function_of_seed_and_epoch(threshold_store: Store) -> None:
+    store, plan, spec = threshold_store
+    args = (store, store.case_ids(), plan, spec)
+    replay = ValidationLoader(*args, num_batches=2, num_workers=0, seed=4)  # type: ignore[arg-type]
+    assert all(same(a, b) for a, b in zip(replay.batches(0), replay.batches(5), strict=True))  # today's default
+    fresh = ValidationLoader(*args, num_batches=2, num_workers=0, seed=4, resample_each_epoch=True)  # type: ignore[arg-type]
+    again = ValidationLoader(*args, num_batches=2, num_workers=0, seed=4, resample_each_epoch=True)  # type: ignore[arg-type]
+    epoch_1, epoch_2 = list(fresh.batches(1)), list(fresh.batches(2))
+    assert [b.step for b in epoch_1] == [2, 3]
+    assert not any(torch.equal(a.data, b.data) for a, b in zip(epoch_1, epoch_2, strict=True))
+    assert all(same(a, b) for a, b in zip(epoch_1, again.batches(1), strict=True))  # repeats for the same seed/epoch
+    assert all(same(a, b) for a, b in zip(fresh, replay, strict=True))  # iterating is epoch 0
+    with pytest.raises(ConfigError, match=r"ValidationLoader: epoch must be an integer >= 0; got -1"):
+        next(fresh.batches(-1))
+    with pytest.raises(ConfigError, match=r"ValidationLoader: resample_each_epoch must be"):
+        ValidationLoader(*args, resample_each_epoch="yes")  # type: ignore[arg-type]
+
+
 def test_oversampling_fraction(tmp_path: Path) -> None:
     plan, spec = make_plan(batch_size=3), make_spec()
     data = np.zeros((1, 40, 40, 40), np.float32)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -12,10 +13,11 @@ import pytest
 import torch
 from training_data_helpers import make_plan, make_spec, threshold_case, write_store
 
+from nnseg.checkpoint import Checkpoint
 from nnseg.errors import CheckpointError, ConfigError, StoreError
 from nnseg.network import build_network
 from nnseg.preprocessing import PreprocessedStore
-from nnseg.training._callbacks import Callback, EarlyStopping, MetricsLog
+from nnseg.training._callbacks import Callback, EarlyStopping, MetricsLog, ProgressBar
 from nnseg.training._config import TrainerConfig
 from nnseg.training._loss import DiceCELoss
 from nnseg.training._split import Split
@@ -59,6 +61,10 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, weights_only=True)["network_weights"]
 
 
+def _step(path: Path) -> int:
+    return Checkpoint.load(path).train_state.step
+
+
 def test_short_run_writes_a_complete_run_folder(setup: dict[str, Any], tmp_path: Path) -> None:
     final = _trainer(setup).fit(tmp_path / "run")
     assert final == tmp_path / "run" / "checkpoint_final.pt"
@@ -70,14 +76,14 @@ def test_short_run_writes_a_complete_run_folder(setup: dict[str, Any], tmp_path:
     assert all(torch.isfinite(torch.tensor(m["train_loss"])) for m in lines)
     assert lines[0]["lr"] == CONFIG.initial_lr
     assert json.loads((tmp_path / "run" / "run.json").read_text())["split"]["val"] == ["case_4"]
-    assert torch.load(final, weights_only=True)["step"] == CONFIG.total_steps
+    assert _step(final) == CONFIG.total_steps
 
 
 def test_stopped_and_resumed_run_equals_a_straight_run(setup: dict[str, Any], tmp_path: Path) -> None:
     straight = _trainer(setup).fit(tmp_path / "straight")
     with pytest.raises(Crash):
         _trainer(setup, callbacks=[MetricsLog(), CrashAtEpoch(2)]).fit(tmp_path / "resumed")
-    assert torch.load(tmp_path / "resumed" / "checkpoint_latest.pt", weights_only=True)["step"] == 4
+    assert _step(tmp_path / "resumed" / "checkpoint_latest.pt") == 4
     assert not (tmp_path / "resumed" / "checkpoint_final.pt").exists()
     resumed = _trainer(setup, callbacks=[MetricsLog(), CrashAtEpoch(99)]).fit(tmp_path / "resumed")
     for name, tensor in _weights(straight).items():
@@ -87,12 +93,46 @@ def test_stopped_and_resumed_run_equals_a_straight_run(setup: dict[str, Any], tm
     assert [json.loads(x)["train_loss"] for x in resumed_log] == [json.loads(x)["train_loss"] for x in straight_log]
 
 
+def test_a_run_resumes_exactly_from_a_format_1_checkpoint(setup: dict[str, Any], tmp_path: Path) -> None:
+    straight = _trainer(setup).fit(tmp_path / "straight")
+    with pytest.raises(Crash):
+        _trainer(setup, callbacks=[MetricsLog(), CrashAtEpoch(2)]).fit(tmp_path / "old")
+    latest = tmp_path / "old" / "checkpoint_latest.pt"
+    torch.save(Checkpoint.load(latest).legacy_dict(), latest)  # the dict layout nnseg wrote before Checkpoint
+    assert torch.load(latest, weights_only=True)["format_version"] == 1
+    resumed = _trainer(setup, callbacks=[MetricsLog(), CrashAtEpoch(99)]).fit(tmp_path / "old")
+    for name, tensor in _weights(straight).items():
+        assert torch.equal(_weights(resumed)[name], tensor), name
+    old, new = Checkpoint.load(resumed).train_state, Checkpoint.load(straight).train_state
+    # layout 1 did not record where the best was reached; everything else continues exactly
+    assert dataclasses.replace(old, best_step=new.best_step, best_epoch=new.best_epoch) == new
+
+
+class BrokenTeardown(Callback):
+    def on_fit_error(self, trainer: Trainer, error: BaseException) -> None:
+        raise ValueError("teardown failed")
+
+
+def test_the_progress_bar_is_closed_when_fit_raises(setup: dict[str, Any], tmp_path: Path) -> None:
+    bar, seen = ProgressBar(disable=True), []
+
+    class Opened(Callback):
+        def on_epoch_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+            seen.append(bar.is_open)
+
+    config = TrainerConfig.from_json({**CONFIG.to_json(), "num_epochs": 1})
+    with pytest.raises(Crash, match="crash in epoch 0"):  # the original error, not the teardown's
+        _trainer(setup, config, callbacks=[bar, Opened(), BrokenTeardown(), CrashAtEpoch(0)]).fit(tmp_path / "run")
+    assert seen == [True]
+    assert not bar.is_open
+
+
 def test_a_finished_run_is_not_trained_again(setup: dict[str, Any], tmp_path: Path) -> None:
     final = _trainer(setup).fit(tmp_path / "run")
     before = final.read_bytes()
     assert _trainer(setup).fit(tmp_path / "run") == final
     early = _trainer(setup, callbacks=[EarlyStopping(patience=1, min_delta=1.0)]).fit(tmp_path / "early")
-    assert torch.load(early, weights_only=True)["step"] == 2 * CONFIG.iterations_per_epoch
+    assert _step(early) == 2 * CONFIG.iterations_per_epoch
     assert final.read_bytes() == before
     # killed between writing the final checkpoint and removing the latest one: the rerun tidies up
     (tmp_path / "run" / "checkpoint_latest.pt").write_bytes(before)
@@ -117,7 +157,7 @@ def test_resuming_with_another_config_is_refused(setup: dict[str, Any], tmp_path
                        r"the same callbacks"):
         _trainer(setup, callbacks=[MetricsLog()]).fit(tmp_path / "run")
     resumed = _trainer(setup, callbacks=[MetricsLog(), CrashAtEpoch(99)]).fit(tmp_path / "run")  # still resumable
-    assert torch.load(resumed, weights_only=True)["step"] == CONFIG.total_steps
+    assert _step(resumed) == CONFIG.total_steps
 
 
 def test_a_run_killed_before_its_first_checkpoint_refuses_another_config(setup: dict[str, Any], tmp_path: Path) -> None:
@@ -138,25 +178,32 @@ def test_a_checkpoint_holds_everything_needed_to_resume(setup: dict[str, Any], t
     with pytest.raises(Crash):
         _trainer(setup, callbacks=[MetricsLog(), CrashAtEpoch(1)]).fit(tmp_path / "run")
     saved = torch.load(tmp_path / "run" / "checkpoint_latest.pt", weights_only=True)
-    assert {"format_version", "network_weights", "optimizer_state", "grad_scaler_state", "step", "world_size",
-            "rng_state", "loader_state", "callback_states", "config", "plan", "plan_name", "dataset_spec", "split",
-            "plans_hash", "extra"} <= set(saved)  # fmt: skip
+    assert set(saved) == {"format_version", "network_weights", "optimizer_state", "scheduler_state", "grad_scaler_state",
+                          "train_state", "callback_states", "config", "plan", "plan_name", "dataset_spec", "split",
+                          "plans_hash", "world_size", "extra"}  # fmt: skip
+    checkpoint = Checkpoint.load(tmp_path / "run" / "checkpoint_latest.pt")
     network = build_network(setup["plan"].architecture, num_input_channels=1, num_outputs=3)
-    assert list(saved["network_weights"]) == list(network.state_dict())  # no module. / _orig_mod. prefixes
-    assert len(saved["optimizer_state"]["param_groups"][0]["params"]) == len(list(network.parameters()))
-    assert all("momentum_buffer" in state for state in saved["optimizer_state"]["state"].values())
-    assert saved["optimizer_state"]["state"]  # (the lowest deep-supervision head has weight 0: no buffer)
-    assert saved["step"] == 2
-    assert saved["loader_state"] == {"seed": 3, "next_step": 2}
-    assert {"python", "numpy", "torch"} <= set(saved["rng_state"])
-    assert len(saved["callback_states"]) == 2
-    assert len(saved["callback_states"][0]["lines"]) == 1
-    assert saved["config"] == CONFIG.to_json()
-    assert saved["plan"] == setup["plan"].to_json(standalone=True)
-    assert saved["dataset_spec"] == setup["spec"].to_dict()
-    assert saved["plans_hash"] == setup["plan"].preprocessing_hash()
+    assert list(checkpoint.network_weights) == list(network.state_dict())  # no module. / _orig_mod. prefixes
+    optimizer = checkpoint.optimizer_state
+    assert len(optimizer["param_groups"][0]["params"]) == len(list(network.parameters()))
+    assert all("momentum_buffer" in state for state in optimizer["state"].values())
+    assert optimizer["state"]  # (the lowest deep-supervision head has weight 0: no buffer)
+    state = checkpoint.train_state
+    assert (state.step, state.epoch, state.next_step, state.seed) == (2, 1, 2, 3)
+    assert saved["train_state"]["loader"] == {"seed": 3, "next_step": 2}
+    assert checkpoint.scheduler_state == {"next_step": 2, "lr": CONFIG.learning_rate(2)}
+    assert state.rng_state is not None
+    assert {"python", "numpy", "torch"} <= set(state.rng_state)
+    assert len(checkpoint.callback_states) == 2
+    assert len(checkpoint.callback_states[0]["lines"]) == 1
+    assert checkpoint.config == CONFIG.to_json()
+    assert checkpoint.plan == setup["plan"].to_json(standalone=True)
+    assert checkpoint.dataset_spec == setup["spec"].to_dict()
+    assert checkpoint.plans_hash == setup["plan"].preprocessing_hash()
+    assert checkpoint.world_size == 1
+    assert checkpoint.format_version == 2
     first_epoch = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
-    assert saved["extra"]["ema_pseudo_dice"] == first_epoch["ema_pseudo_dice"]
+    assert state.ema_pseudo_dice == first_epoch["ema_pseudo_dice"]
 
 
 def test_best_checkpoint_follows_the_ema_of_the_pseudo_dice(setup: dict[str, Any], tmp_path: Path) -> None:
@@ -169,9 +216,13 @@ def test_best_checkpoint_follows_the_ema_of_the_pseudo_dice(setup: dict[str, Any
         ema = m["pseudo_dice"] if m is metrics[0] else 0.9 * ema + 0.1 * m["pseudo_dice"]
         assert m["ema_pseudo_dice"] == pytest.approx(ema)
     best = max(metrics, key=lambda m: m["ema_pseudo_dice"])  # the first epoch reaching the maximum
-    saved = torch.load(tmp_path / "run" / "checkpoint_best.pt", weights_only=True)
-    assert saved["step"] == best["step"]
-    assert saved["extra"]["best_ema_pseudo_dice"] == best["ema_pseudo_dice"]
+    saved = Checkpoint.load(tmp_path / "run" / "checkpoint_best.pt").train_state
+    assert saved.step == saved.best_step == best["step"]
+    assert saved.best_epoch == best["epoch"] == saved.epoch - 1
+    assert saved.best_ema_pseudo_dice == best["ema_pseudo_dice"]
+    final = Checkpoint.load(tmp_path / "run" / "checkpoint_final.pt").train_state
+    assert (final.best_step, final.best_epoch, final.best_ema_pseudo_dice) == (saved.step, saved.best_epoch,
+                                                                             saved.best_ema_pseudo_dice)  # fmt: skip
 
 
 class RecordLr(Callback):
@@ -202,7 +253,7 @@ def test_periodic_checkpoints_are_kept_as_configured(setup: dict[str, Any], tmp_
     run = tmp_path / "run"
     assert sorted(p.name for p in run.glob("checkpoint_*.pt")) == [
         "checkpoint_epoch_00004.pt", "checkpoint_epoch_00006.pt", "checkpoint_latest.pt"]
-    assert [torch.load(run / n, weights_only=True)["step"] for n in ("checkpoint_epoch_00004.pt",
+    assert [_step(run / n) for n in ("checkpoint_epoch_00004.pt",
                                                                      "checkpoint_latest.pt")] == [4, 6]
     assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no temporary file left
 
