@@ -11,7 +11,8 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from nnseg.checkpoint import save_checkpoint
+from nnseg._train_state import TrainState
+from nnseg.checkpoint import Checkpoint
 from nnseg.dataset import DatasetSpec
 from nnseg.network import build_network
 from nnseg.planning import Plans
@@ -114,10 +115,10 @@ def make_nnseg_run(root: Path, *, seed: int = 0, labels: dict[str, Any] | None =
     plans, dataset = plans_dict(**plan_options), dataset_dict(labels)
     name = next(iter(plans["configurations"]))
     plan = Plans.from_json(plans)[name]
-    save_checkpoint(root / "checkpoint_final.pt", {
-        "network_weights": random_weights(plans, dataset, seed), "step": 10, "plan": plan.to_json(standalone=True),
-        "plan_name": name, "dataset_spec": DatasetSpec.from_dict(dataset).to_dict(), "config": {}, "split": {},
-    })  # fmt: skip
+    Checkpoint(
+        random_weights(plans, dataset, seed), train_state=TrainState(step=10), plan=plan.to_json(standalone=True),
+        plan_name=name, dataset_spec=DatasetSpec.from_dict(dataset).to_dict(), config={}, split={},
+    ).save(root / "checkpoint_final.pt")  # fmt: skip
     return root
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 import torch
 from inference_helpers import dataset_dict, make_nnseg_run, make_nnunet_model_folder, write_images
 
-from nnseg.checkpoint import load_checkpoint, save_checkpoint
+from nnseg.checkpoint import Checkpoint
 from nnseg.dataset import DatasetSpec
 from nnseg.errors import CheckpointError, ConfigError
 from nnseg.evaluation import EvaluationSummary, case_metrics
@@ -56,9 +57,9 @@ def test_run_checkpoint_problems(tmp_path: Path) -> None:
     second = make_nnseg_run(tmp_path / "b", patch=(8, 8, 8))
     with pytest.raises(CheckpointError, match=r"was trained with another plan or dataset than"):
         Predictor.from_run([first, second])
-    payload = load_checkpoint(first / "checkpoint_final.pt")
-    payload["plan"] = {k: v for k, v in payload["plan"].items() if k != "nnseg_plans_context"}  # an older checkpoint
-    save_checkpoint(tmp_path / "c" / "checkpoint_final.pt", payload)
+    checkpoint = Checkpoint.load(first / "checkpoint_final.pt")
+    older_plan = {k: v for k, v in (checkpoint.plan or {}).items() if k != "nnseg_plans_context"}  # an older checkpoint
+    dataclasses.replace(checkpoint, plan=older_plan).save(tmp_path / "c" / "checkpoint_final.pt")
     with pytest.raises(CheckpointError, match=r"cannot rebuild the plan of run .* Pass plans=Plans.load"):
         Predictor.from_run(tmp_path / "c")
 

@@ -12,7 +12,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "inference"))
 from inference_helpers import LABELS, dataset_dict, make_nnunet_model_folder, plans_dict  # noqa: E402
 
-from nnseg.checkpoint import save_checkpoint  # noqa: E402
+from nnseg.checkpoint import Checkpoint  # noqa: E402
 from nnseg.dataset import DatasetSpec  # noqa: E402
 from nnseg.errors import CheckpointError  # noqa: E402
 from nnseg.network import build_network  # noqa: E402
@@ -37,7 +37,7 @@ def test_heads_stay_fresh_and_everything_else_is_copied(tmp_path: Path, source: 
     else:
         pretrained = {f"module.{k}": v for k, v in _network(LABELS, seed=3).state_dict().items()}  # DDP names
         path = tmp_path / "checkpoint_final.pt"
-        save_checkpoint(path, {"network_weights": pretrained, "step": 1})
+        Checkpoint(pretrained).save(path)
         pretrained = {k.removeprefix("module."): v for k, v in pretrained.items()}
     five_labels = {"background": 0, "a": 1, "b": 2, "c": 3, "d": 4}
     network = _network(five_labels, seed=7)
@@ -56,7 +56,7 @@ def test_heads_stay_fresh_and_everything_else_is_copied(tmp_path: Path, source: 
 
 def test_another_architecture_lists_every_differing_parameter(tmp_path: Path) -> None:
     path = tmp_path / "deeper.pt"
-    save_checkpoint(path, {"network_weights": _network(LABELS, seed=0, stages=3).state_dict(), "step": 1})
+    Checkpoint(_network(LABELS, seed=0, stages=3).state_dict()).save(path)
     network = _network(LABELS, seed=0, stages=2)
     before = {k: v.clone() for k, v in network.state_dict().items()}
     with pytest.raises(CheckpointError, match=r"do not fit this network \(\d+ differing parameter\(s\)\): .*decoder") as info:
@@ -68,14 +68,14 @@ def test_another_architecture_lists_every_differing_parameter(tmp_path: Path) ->
 
 def test_another_patch_dimensionality_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "two_d.pt"
-    save_checkpoint(path, {"network_weights": _network(LABELS, seed=0, patch=(16, 16)).state_dict(), "step": 1})
+    Checkpoint(_network(LABELS, seed=0, patch=(16, 16)).state_dict()).save(path)
     with pytest.raises(CheckpointError, match=r"encoder\.stages\.0\.0\.convs\.0\.conv\.weight: \(4, 1, 3, 3\) in the checkpoint, \(4, 1, 3, 3, 3\) here"):
         load_pretrained_weights(_network(LABELS, seed=0), path)
 
 
 def test_truncated_missing_and_pickled_checkpoints(tmp_path: Path) -> None:
     path = tmp_path / "good.pt"
-    save_checkpoint(path, {"network_weights": _network(LABELS, seed=0).state_dict(), "step": 1})
+    Checkpoint(_network(LABELS, seed=0).state_dict()).save(path)
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(path.read_bytes()[:500])
     with pytest.raises(CheckpointError, match=r"pretrained weights .*truncated.pt cannot be loaded safely"):
