@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nnseg.errors import ConfigError
+from nnseg._checks import parse_int
 
 __all__ = ["register", "run_preprocess"]
 
@@ -49,8 +49,7 @@ def run_preprocess(args: argparse.Namespace) -> int:
     from nnseg.sharding import Shard
     from nnseg.workspace import Workspace
 
-    if args.num_workers < 1:
-        raise ConfigError(f"--num-workers must be at least 1, got {args.num_workers}.")
+    parse_int("nnseg preprocess", "--num-workers", args.num_workers, minimum=1)
     shard = Shard(args.part_id, args.num_parts)
     workspace = Workspace(args.work)
     dataset = RawDataset.from_folder(workspace.raw_dataset_dir())

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from nnseg._atomic import atomic_write_json
+from nnseg._checks import parse_int
 from nnseg.dataset._case import Case
 from nnseg.errors import ConfigError, DatasetError, ImageIOError
 from nnseg.io import ImageGeometry, read_image
@@ -356,8 +357,7 @@ def verify_cases(
     Raises:
         ConfigError: If ``num_workers`` is not a non-negative int.
     """
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-        raise ConfigError(f"verify: num_workers must be an int >= 0; got {num_workers!r}.")
+    parse_int("verify", "num_workers", num_workers, minimum=0)
     from tqdm.auto import tqdm
 
     jobs = [(case, tuple(allowed_labels), root) for case in cases]

@@ -25,8 +25,9 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from nnseg._checks import parse_int
 from nnseg.dataset import Case, DatasetSpec
-from nnseg.errors import ConfigError, NnsegError, StoreError
+from nnseg.errors import NnsegError, StoreError
 from nnseg.planning import ConfigurationPlan
 from nnseg.preprocessing._preprocessor import Preprocessor
 from nnseg.preprocessing._store import PreprocessedStore
@@ -233,8 +234,7 @@ def preprocess_dataset(
         PlansError: If the plan does not fit the dataset (channel count, unknown scheme).
         ConfigError: If ``num_workers`` is negative.
     """
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-        raise ConfigError(f"num_workers must be an int >= 0 (0 or 1: work in this process); got {num_workers!r}.")
+    parse_int("preprocess_dataset", "num_workers", num_workers, minimum=0)  # 0 or 1: work in this process
     Preprocessor(plan, dataset.spec)  # fail on a plan that does not fit before touching the disk
     store = PreprocessedStore(store_dir)
     store.initialise(plan, dataset.spec, overwrite=overwrite)
