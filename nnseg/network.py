@@ -15,16 +15,33 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from nnseg.errors import PlansError
 
 if TYPE_CHECKING:
     import torch
 
-    from nnseg.planning import ArchitecturePlan
+__all__ = ["ArchitectureLike", "build_network", "known_building_blocks", "known_network_classes"]
 
-__all__ = ["build_network", "known_building_blocks", "known_network_classes"]
+
+class ArchitectureLike(Protocol):
+    """What :func:`build_network` reads from a plan's architecture (:class:`nnseg.planning.ArchitecturePlan`).
+
+    A protocol, so the network builder (base layer) does not depend on the planning package above it.
+    """
+
+    @property
+    def network_class_name(self) -> str:
+        """Dotted name of the network class."""
+
+    @property
+    def arch_kwargs(self) -> Mapping[str, Any]:
+        """Keyword arguments of the network class."""
+
+    @property
+    def kw_requires_import(self) -> tuple[str, ...]:
+        """Keys of ``arch_kwargs`` whose values name classes."""
 
 # torch.nn classes a plan may name as a building block, grouped only for readability.
 _TORCH_BLOCKS = (
@@ -99,7 +116,7 @@ def _lookup(name: str, table: Mapping[str, type], what: str) -> type:
     )
 
 
-def _resolve_kwargs(architecture: ArchitecturePlan) -> dict[str, Any]:
+def _resolve_kwargs(architecture: ArchitectureLike) -> dict[str, Any]:
     """Return ``arch_kwargs`` with every ``_kw_requires_import`` entry turned into a class."""
     blocks = known_building_blocks()
     kwargs = dict(architecture.arch_kwargs)
@@ -119,7 +136,7 @@ def _resolve_kwargs(architecture: ArchitecturePlan) -> dict[str, Any]:
 
 
 def build_network(
-    architecture: ArchitecturePlan,
+    architecture: ArchitectureLike,
     *,
     num_input_channels: int,
     num_outputs: int,
