@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from nnseg._atomic import atomic_write_json
-from nnseg._checks import parse_int
+from nnseg._checks import parse_choice, parse_int
 from nnseg.dataset._case import Case
-from nnseg.errors import ConfigError, DatasetError, ImageIOError
+from nnseg.errors import DatasetError, ImageIOError
 from nnseg.io import ImageGeometry, read_image
 
 if TYPE_CHECKING:
@@ -59,8 +59,7 @@ class Problem:
     message: str
 
     def __post_init__(self) -> None:
-        if self.severity not in ("error", "warning"):
-            raise ConfigError(f"Problem: severity must be 'error' or 'warning'; got {self.severity!r}.")
+        parse_choice("Problem", "severity", self.severity, ("error", "warning"))
 
     def format(self) -> str:
         """Return the problem as one line: ``ERROR: <message>`` or ``WARNING: <message>``."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from nnseg._atomic import atomic_write_json
-from nnseg.errors import NnsegError
+from nnseg.errors import CasesFailedError, PredictionError
 from nnseg.sharding import Shard
 
 __all__ = ["PARTS_DIR", "CasesFailedError", "PartManifest", "PartStatus", "PredictionError", "PredictionStatus", "prediction_status"]
@@ -27,23 +27,6 @@ __all__ = ["PARTS_DIR", "CasesFailedError", "PartManifest", "PartStatus", "Predi
 PARTS_DIR = "nnseg_parts"
 MANIFEST_VERSION = 1
 _MANIFEST_NAME = re.compile(r"part_(\d+)_of_(\d+)\.json")
-
-
-class PredictionError(NnsegError, RuntimeError):
-    """A prediction run cannot start (bad inputs, foreign outputs) or some of its cases failed."""
-
-
-class CasesFailedError(PredictionError):
-    """Some cases of a part failed; the others were written.
-
-    Args:
-        message: Every failed case id with its reason.
-        failures: Case id -> reason.
-    """
-
-    def __init__(self, message: str, failures: Mapping[str, str]) -> None:
-        super().__init__(message)
-        self.failures = dict(failures)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from typing import Any, Protocol, TypeVar
 
 from nnseg._checks import parse_int
 from nnseg.dataset import Case, DatasetSpec
-from nnseg.errors import NnsegError, StoreError
+from nnseg.errors import NnsegError, PreprocessingError
 from nnseg.planning import ConfigurationPlan
 from nnseg.preprocessing._preprocessor import Preprocessor
 from nnseg.preprocessing._store import PreprocessedStore
@@ -45,19 +45,6 @@ T = TypeVar("T")
 R = TypeVar("R")
 Job = tuple[str, tuple[str, ...], str | None]  # (case_id, image paths, label path)
 WorkerArgs = tuple[dict[str, Any], dict[str, Any], str]  # (plan JSON, dataset.json dict, store folder)
-
-
-class PreprocessingError(StoreError):
-    """Some cases could not be preprocessed; the others were written.
-
-    Args:
-        message: The error message (every failed case id with its reason).
-        failures: Case id -> reason.
-    """
-
-    def __init__(self, message: str, failures: Mapping[str, str]) -> None:
-        super().__init__(message)
-        self.failures = dict(failures)
 
 
 class _Dataset(Protocol):

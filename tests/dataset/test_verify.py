@@ -225,7 +225,7 @@ def test_report_json_round_trip(tmp_path: Path, make_raw: Any) -> None:
 
 
 def test_bad_arguments(raw: Any) -> None:
-    with pytest.raises(ConfigError, match="severity must be 'error' or 'warning'; got 'fatal'"):
+    with pytest.raises(ConfigError, match=r"Problem: severity must be one of 'error', 'warning'; got 'fatal'"):
         Problem("a", None, "fatal", "x")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"verify: num_workers must be an integer >= 0; got -1\. Set num_workers=0 or more"):
         RawDataset.from_folder(raw.build()).verify(num_workers=-1)
