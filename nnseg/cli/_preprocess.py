@@ -44,8 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def run_preprocess(args: argparse.Namespace) -> int:
     """Preprocess (or report on) one configuration; return the exit code (1: cases failed or incomplete)."""
     from nnseg.dataset import RawDataset
+    from nnseg.errors import PreprocessingError
     from nnseg.planning import Plans
-    from nnseg.preprocessing import PreprocessedStore, PreprocessingError, preprocess_dataset, store_name
+    from nnseg.preprocessing import PreprocessedStore, preprocess_dataset, store_name
     from nnseg.sharding import Shard
     from nnseg.workspace import Workspace
 

@@ -12,7 +12,8 @@ from hypothesis.extra import numpy as hnp
 
 import nnseg.fingerprint._extract as extract_module
 from nnseg.dataset import RawDataset
-from nnseg.fingerprint import DEFAULT_SEED, default_num_samples, extract_fingerprint, fingerprint_case
+from nnseg.fingerprint import extract_fingerprint, fingerprint_case
+from nnseg.fingerprint._extract import DEFAULT_SEED, default_num_samples
 from nnseg.preprocessing._cropping import crop_to_nonzero
 from nnseg.testing import make_synthetic_dataset
 

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from nnseg.dataset import RawDataset
-from nnseg.errors import ConfigError, StoreError
+from nnseg.errors import ConfigError, PreprocessingError, StoreError
 from nnseg.fingerprint import Fingerprint, IntensityStats
 from nnseg.planning import ConfigurationPlan, Planner
-from nnseg.preprocessing import PreprocessedStore, PreprocessingError, preprocess_dataset
+from nnseg.preprocessing import PreprocessedStore, preprocess_dataset
 from nnseg.preprocessing._preprocessor import Preprocessor
 from nnseg.preprocessing._run import run_bounded
 from nnseg.sharding import Shard
