@@ -17,7 +17,7 @@ MOVED = {
                          "region_metrics": "nnseg.evaluation._metrics", "CaseEvaluation": "nnseg.evaluation._summary"},
     "nnseg.fingerprint": {"DEFAULT_SEED": "nnseg.fingerprint._extract", "default_num_samples": "nnseg.fingerprint._extract"},
     "nnseg.preprocessing": {"PreprocessingError": "nnseg.errors", "store_fields": "nnseg.preprocessing._store",
-                            "nonzero_mask": "nnseg.preprocessing._cropping"},
+                            "nonzero_mask": "nnseg._cropping"},
 }  # fmt: skip
 CASES = [(package, name, home) for package, names in MOVED.items() for name, home in names.items()]
 

@@ -10,9 +10,10 @@ Example:
 
 from nnseg._deprecation import moved_names
 from nnseg.dataset._case import Case
+from nnseg.dataset._problem import Problem
 from nnseg.dataset._raw import RawDataset, verify_folder
 from nnseg.dataset._spec import DatasetSpec
-from nnseg.dataset._verify import Problem, VerificationReport
+from nnseg.dataset._verify import VerificationReport
 
 __all__ = ["Case", "DatasetSpec", "Problem", "RawDataset", "VerificationReport", "verify_folder"]
 

@@ -15,8 +15,9 @@ from pathlib import Path
 from nnseg._suggest import close_matches
 from nnseg.dataset._case import Case
 from nnseg.dataset._layout import scan_folder
+from nnseg.dataset._problem import Problem
 from nnseg.dataset._spec import DatasetSpec
-from nnseg.dataset._verify import Problem, VerificationReport, verify_cases, verify_dataset
+from nnseg.dataset._verify import VerificationReport, verify_cases, verify_dataset
 from nnseg.errors import DatasetError, DatasetLayoutError, UnknownCaseError
 
 __all__ = ["DatasetLayoutError", "RawDataset", "UnknownCaseError", "verify_folder"]

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, overload
 import numpy as np
 
 from nnseg._checks import parse_int
+from nnseg._cropping import crop_to_nonzero
 from nnseg.errors import ConfigError, FingerprintError, NnsegError
 from nnseg.fingerprint._cache import CacheKey, FingerprintCache, FingerprintCacheStatus, file_stamp
 from nnseg.fingerprint._fingerprint import CaseFingerprint, Fingerprint
@@ -110,9 +111,6 @@ def fingerprint_case(
         FingerprintError: If the image has zero size or the label map does not match it.
         ConfigError: If ``num_samples`` is not a positive int.
     """
-    # Imported here: nnseg.preprocessing imports nnseg.planning, which imports this package (import cycle).
-    from nnseg.preprocessing._cropping import crop_to_nonzero
-
     num_samples = parse_int("fingerprint_case", "num_samples", num_samples, minimum=1)
     images = np.asarray(images)
     seg = _check_case_arrays(images, np.asarray(seg), spacing)

@@ -6,9 +6,9 @@ Example:
     >>> store = preprocess_dataset(dataset, plans["3d_fullres"], "work/preprocessed/3d_fullres", num_workers=4)
 """
 
+from nnseg._cropping import crop_to_nonzero
 from nnseg._deprecation import moved_names
 from nnseg.preprocessing._case import CaseProperties, PreprocessedCase
-from nnseg.preprocessing._cropping import crop_to_nonzero
 from nnseg.preprocessing._preprocessor import Preprocessor
 from nnseg.preprocessing._revert import (
     PROBABILITY_RESAMPLER,
@@ -40,11 +40,11 @@ __all__ = [
 ]
 
 __getattr__ = moved_names(__name__, {
-    "NONZERO_LABEL": "nnseg.preprocessing._cropping",
+    "NONZERO_LABEL": "nnseg._cropping",
     "PreprocessingError": "nnseg.errors",
     "SEGMENTATION_RESAMPLER": "nnseg.preprocessing._revert",
-    "bounding_box_of_mask": "nnseg.preprocessing._cropping",
-    "bounding_box_to_slices": "nnseg.preprocessing._cropping",
-    "nonzero_mask": "nnseg.preprocessing._cropping",
+    "bounding_box_of_mask": "nnseg._cropping",
+    "bounding_box_to_slices": "nnseg._cropping",
+    "nonzero_mask": "nnseg._cropping",
     "store_fields": "nnseg.preprocessing._store",
 })  # fmt: skip

@@ -182,7 +182,7 @@ def test_location_sampling_matches_nnunet_on_a_large_map(nnunet: Any) -> None:
 def test_cropping_matches_nnunet_with_holes_and_several_channels(nnunet: Any) -> None:
     from nnunetv2.preprocessing.cropping.cropping import crop_to_nonzero as reference_crop
 
-    from nnseg.preprocessing._cropping import crop_to_nonzero
+    from nnseg._cropping import crop_to_nonzero
 
     rng = np.random.default_rng(2)
     data = np.zeros((2, 12, 14, 10), dtype=np.float32)
