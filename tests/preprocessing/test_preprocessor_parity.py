@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from plan_fixtures import RESAMPLING
+from plan_fixtures import one_configuration_plans
 
 from nnseg.dataset import RawDataset
 from nnseg.io import read_segmentation, write_segmentation
@@ -40,31 +40,8 @@ def plans_dict(
     name: str, spacing: Sequence[float], schemes: Sequence[str], use_mask: Sequence[bool], transpose: Sequence[int]
 ) -> dict[str, Any]:
     """Return an nnU-Net v2 plans dict with one configuration (network keys are placeholders)."""
-    ndim = len(spacing)
-    conv = f"torch.nn.modules.conv.Conv{ndim}d"
-    configuration = {
-        "data_identifier": f"nnUNetPlans_{name}", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
-        "patch_size": [16] * ndim, "median_image_size_in_voxels": [16.0] * ndim, "spacing": list(spacing),
-        "normalization_schemes": list(schemes), "use_mask_for_norm": list(use_mask), **RESAMPLING,
-        "architecture": {"network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-                         "arch_kwargs": {"n_stages": 1, "features_per_stage": [8], "conv_op": conv,
-                                         "kernel_sizes": [[3] * ndim], "strides": [[1] * ndim],
-                                         "n_conv_per_stage": [1], "n_conv_per_stage_decoder": [],
-                                         "conv_bias": True, "norm_op": None, "norm_op_kwargs": None,
-                                         "dropout_op": None, "dropout_op_kwargs": None,
-                                         "nonlin": "torch.nn.LeakyReLU", "nonlin_kwargs": {"inplace": True}},
-                         "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]},
-        "batch_dice": True,
-    }  # fmt: skip
-    return {
-        "dataset_name": "Dataset001_Synthetic", "plans_name": "nnUNetPlans",
-        "original_median_spacing_after_transp": [1.0, 1.0, 1.0], "original_median_shape_after_transp": [16, 16, 16],
-        "image_reader_writer": "SimpleITKIO", "transpose_forward": list(transpose),
-        "transpose_backward": [int(i) for i in np.argsort(transpose)], "configurations": {name: configuration},
-        "experiment_planner_used": "ExperimentPlanner", "label_manager": "LabelManager",
-        "foreground_intensity_properties_per_channel": {str(c): dict(CT_STATS) for c in range(len(schemes))},
-    }  # fmt: skip
-
+    return one_configuration_plans(name, spacing=spacing, patch=[16] * len(spacing), intensity=CT_STATS,
+                                   schemes=schemes, use_mask=use_mask, transpose=transpose)  # fmt: skip
 
 @pytest.fixture
 def nnunet(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:

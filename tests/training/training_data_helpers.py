@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from plan_fixtures import RESAMPLING
+from plan_fixtures import one_configuration_plans
 from scipy.ndimage import gaussian_filter
 
 from nnseg.dataset import DatasetSpec
@@ -24,33 +24,11 @@ def make_plan(
     patch: Sequence[int] = (16, 16, 16), batch_size: int = 2, use_mask: Sequence[bool] = (False,), stages: int = 3
 ) -> ConfigurationPlan:
     """A minimal configuration with ``stages`` stages of stride 2 (stage 0 stride 1)."""
-    ndim = len(patch)
-    name = "2d" if ndim == 2 else "3d_fullres"
-    conv = "torch.nn.modules.conv.Conv3d" if ndim == 3 else "torch.nn.modules.conv.Conv2d"
-    strides = [[1] * ndim] + [[2] * ndim] * (stages - 1)
-    configuration = {
-        "data_identifier": f"nnUNetPlans_{name}", "preprocessor_name": "DefaultPreprocessor",
-        "batch_size": batch_size, "patch_size": list(patch), "median_image_size_in_voxels": [24.0] * ndim,
-        "spacing": [1.0] * ndim, "normalization_schemes": ["ZScoreNormalization"] * len(use_mask),
-        "use_mask_for_norm": list(use_mask), **RESAMPLING,
-        "architecture": {"network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-                         "arch_kwargs": {"n_stages": stages, "features_per_stage": [4] * stages, "conv_op": conv,
-                                         "kernel_sizes": [[3] * ndim] * stages, "strides": strides,
-                                         "n_conv_per_stage": [1] * stages, "n_conv_per_stage_decoder": [1] * (stages - 1),
-                                         "conv_bias": True, "norm_op": None, "norm_op_kwargs": None,
-                                         "dropout_op": None, "dropout_op_kwargs": None,
-                                         "nonlin": "torch.nn.LeakyReLU", "nonlin_kwargs": {"inplace": True}},
-                         "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]},
-        "batch_dice": True,
-    }  # fmt: skip
-    plans: dict[str, Any] = {
-        "dataset_name": "Dataset001_Synthetic", "plans_name": "nnUNetPlans",
-        "original_median_spacing_after_transp": [1.0, 1.0, 1.0], "original_median_shape_after_transp": [24, 24, 24],
-        "image_reader_writer": "SimpleITKIO", "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
-        "configurations": {name: configuration}, "experiment_planner_used": "ExperimentPlanner",
-        "label_manager": "LabelManager",
-        "foreground_intensity_properties_per_channel": {str(c): dict(INTENSITY) for c in range(len(use_mask))},
-    }  # fmt: skip
+    name = "2d" if len(patch) == 2 else "3d_fullres"
+    plans = one_configuration_plans(
+        name, spacing=[1.0] * len(patch), patch=patch, intensity=INTENSITY, schemes=["ZScoreNormalization"] * len(use_mask),
+        use_mask=use_mask, stages=stages, features=[4] * stages, batch_size=batch_size, median_size=24,
+    )
     return Plans.from_json(plans)[name]
 
 
