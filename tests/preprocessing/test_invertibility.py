@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from plan_fixtures import one_configuration_plans
 
 from nnseg.dataset import DatasetSpec, RawDataset
 from nnseg.errors import ConfigError, StoreError
@@ -28,7 +27,7 @@ from nnseg.preprocessing._revert import (
     revert_segmentation,
     uncrop_and_transpose_back,
 )
-from nnseg.testing import make_synthetic_dataset
+from nnseg.testing import make_plans_json, make_synthetic_dataset
 
 SPEC = DatasetSpec(channel_names=("T1",), labels={"background": 0, "a": 1, "b": 2}, num_training=1, file_ending=".nii.gz")
 
@@ -38,8 +37,8 @@ def make_preprocessor(
 ) -> Preprocessor:
     """Return a z-score (masked) preprocessor for a one-configuration plan with the given target spacing."""
     intensity = {"mean": 0.0, "std": 1.0, "percentile_00_5": -1.0, "percentile_99_5": 1.0}
-    plans = one_configuration_plans(name, spacing=spacing, patch=[8] * len(spacing), intensity=intensity,
-                                    use_mask=(True,), transpose=transpose, data_identifier=name)  # fmt: skip
+    plans = make_plans_json([8] * len(spacing), name=name, spacing=spacing, intensity=intensity, use_mask=(True,),
+                            transpose=transpose, data_identifier=name)  # fmt: skip
     return Preprocessor(Plans.from_json(plans)[name], spec)
 
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from plan_fixtures import one_configuration_plans
 
 from nnseg.dataset import Case, DatasetSpec
 from nnseg.errors import DatasetError, PlansError, StoreError
@@ -16,6 +15,7 @@ from nnseg.io import ImageGeometry, write_image, write_segmentation
 from nnseg.planning import ConfigurationPlan, Plans
 from nnseg.preprocessing._case import CaseProperties
 from nnseg.preprocessing._preprocessor import Preprocessor
+from nnseg.testing import make_plans_json
 
 INTENSITY = {"mean": 100.0, "median": 100.0, "std": 50.0, "min": 0.0, "max": 300.0,
              "percentile_99_5": 250.0, "percentile_00_5": 10.0}  # fmt: skip
@@ -29,10 +29,8 @@ def plans_dict(
     name: str = "3d_fullres",
 ) -> dict[str, Any]:
     """Return a minimal nnU-Net v2 plans dict with one configuration."""
-    return one_configuration_plans(
-        name, spacing=spacing, patch=[16] * len(spacing), intensity=INTENSITY, schemes=schemes, use_mask=use_mask,
-        transpose=transpose_forward, stages=2, features=[8, 16],
-    )
+    return make_plans_json([16] * len(spacing), name=name, spacing=spacing, features=(8, 16), schemes=schemes,
+                           use_mask=use_mask, intensity=INTENSITY, transpose=transpose_forward)  # fmt: skip
 
 def make_plan(spacing: Sequence[float], **kwargs: Any) -> ConfigurationPlan:
     """Return the one configuration of :func:`plans_dict`."""

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from plan_fixtures import one_configuration_plans
 
 from nnseg.dataset import RawDataset
 from nnseg.io import read_segmentation, write_segmentation
@@ -24,7 +23,7 @@ from nnseg.planning import Plans
 from nnseg.preprocessing._case import CaseProperties, location_key
 from nnseg.preprocessing._preprocessor import Preprocessor
 from nnseg.preprocessing._resampling import separate_z_axis
-from nnseg.testing import make_synthetic_dataset
+from nnseg.testing import make_plans_json, make_synthetic_dataset
 
 pytestmark = pytest.mark.parity
 
@@ -40,8 +39,8 @@ def plans_dict(
     name: str, spacing: Sequence[float], schemes: Sequence[str], use_mask: Sequence[bool], transpose: Sequence[int]
 ) -> dict[str, Any]:
     """Return an nnU-Net v2 plans dict with one configuration (network keys are placeholders)."""
-    return one_configuration_plans(name, spacing=spacing, patch=[16] * len(spacing), intensity=CT_STATS,
-                                   schemes=schemes, use_mask=use_mask, transpose=transpose)  # fmt: skip
+    return make_plans_json([16] * len(spacing), name=name, spacing=spacing, schemes=schemes, use_mask=use_mask,
+                           intensity=CT_STATS, transpose=transpose)  # fmt: skip
 
 @pytest.fixture
 def nnunet(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from plan_fixtures import one_configuration_plans
 from scipy.ndimage import gaussian_filter
 
 from nnseg.dataset import DatasetSpec
@@ -15,6 +14,7 @@ from nnseg.planning import ConfigurationPlan, Plans
 from nnseg.preprocessing._case import CaseProperties, PreprocessedCase
 from nnseg.preprocessing._locations import location_classes, sample_class_locations
 from nnseg.preprocessing._store import PreprocessedStore
+from nnseg.testing import make_plans_json
 
 INTENSITY = {"mean": 0.0, "median": 0.0, "std": 1.0, "min": -3.0, "max": 3.0,
              "percentile_99_5": 2.5, "percentile_00_5": -2.5}  # fmt: skip
@@ -25,10 +25,8 @@ def make_plan(
 ) -> ConfigurationPlan:
     """A minimal configuration with ``stages`` stages of stride 2 (stage 0 stride 1)."""
     name = "2d" if len(patch) == 2 else "3d_fullres"
-    plans = one_configuration_plans(
-        name, spacing=[1.0] * len(patch), patch=patch, intensity=INTENSITY, schemes=["ZScoreNormalization"] * len(use_mask),
-        use_mask=use_mask, stages=stages, features=[4] * stages, batch_size=batch_size, median_size=24,
-    )
+    plans = make_plans_json(patch, name=name, features=[4] * stages, schemes=["ZScoreNormalization"] * len(use_mask),
+                            use_mask=use_mask, intensity=INTENSITY, batch_size=batch_size, median_shape=[24] * len(patch))  # fmt: skip
     return Plans.from_json(plans)[name]
 
 
