@@ -15,6 +15,7 @@ import torch
 from nnseg.errors import PlansError
 from nnseg.network import build_network, known_building_blocks, known_network_classes
 from nnseg.planning import ArchitecturePlan
+from nnseg.planning._fields import building_blocks
 
 UNET = "dynamic_network_architectures.architectures.unet"
 REQUIRES_IMPORT = ("conv_op", "norm_op", "dropout_op", "nonlin")
@@ -29,13 +30,7 @@ def _kwargs(ndim: int, features: list[int], strides: list[list[int]], residual: 
         "conv_op": f"torch.nn.modules.conv.Conv{ndim}d",
         "kernel_sizes": [[3] * ndim] * n,
         "strides": strides,
-        "conv_bias": True,
-        "norm_op": f"torch.nn.modules.instancenorm.InstanceNorm{ndim}d",
-        "norm_op_kwargs": {"eps": 1e-5, "affine": True},
-        "dropout_op": None,
-        "dropout_op_kwargs": None,
-        "nonlin": "torch.nn.LeakyReLU",
-        "nonlin_kwargs": {"inplace": True},
+        **building_blocks(ndim),
     }
     if residual:
         kwargs.update(n_blocks_per_stage=[1, 3, 4, 6][:n], n_conv_per_stage_decoder=[1] * (n - 1))

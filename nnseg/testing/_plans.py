@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from nnseg._checks import parse_int
+from nnseg.planning._fields import building_blocks
 
 __all__ = ["RESAMPLING", "make_plans_json"]
 
@@ -31,16 +32,13 @@ STANDARD_INTENSITY = {"mean": 0.0, "median": 0.0, "std": 1.0, "min": -3.0, "max"
 
 
 def _plain_unet(ndim: int, stages: int, features: Sequence[int], convs: int, instance_norm: bool) -> dict[str, Any]:
-    norm = f"torch.nn.modules.instancenorm.InstanceNorm{ndim}d" if instance_norm else None
+    blocks = building_blocks(ndim) if instance_norm else {**building_blocks(ndim), "norm_op": None, "norm_op_kwargs": None}
     return {
         "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
         "arch_kwargs": {"n_stages": stages, "features_per_stage": list(features),
                         "conv_op": f"torch.nn.modules.conv.Conv{ndim}d", "kernel_sizes": [[3] * ndim] * stages,
                         "strides": [[1] * ndim] + [[2] * ndim] * (stages - 1), "n_conv_per_stage": [convs] * stages,
-                        "n_conv_per_stage_decoder": [convs] * (stages - 1), "conv_bias": True, "norm_op": norm,
-                        "norm_op_kwargs": {"eps": 1e-05, "affine": True} if instance_norm else None,
-                        "dropout_op": None, "dropout_op_kwargs": None,
-                        "nonlin": "torch.nn.LeakyReLU", "nonlin_kwargs": {"inplace": True}},
+                        "n_conv_per_stage_decoder": [convs] * (stages - 1), **blocks},
         "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
     }  # fmt: skip
 

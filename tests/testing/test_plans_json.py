@@ -22,7 +22,8 @@ def test_2d_plans_with_transpose_and_channels() -> None:
     data = make_plans_json((32, 32), name="2d", schemes=("CTNormalization", "ZScoreNormalization"),
                            use_mask=(False, True), transpose=(2, 0, 1))  # fmt: skip
     plan = Plans.from_json(data)["2d"]
-    assert plan.is_2d and plan.transpose_backward == (1, 2, 0)
+    assert plan.is_2d
+    assert plan.transpose_backward == (1, 2, 0)
     assert sorted(plan.foreground_intensity_properties_per_channel) == ["0", "1"]
     assert data["original_median_shape_after_transp"] == [32, 32, 32]
 
