@@ -17,6 +17,7 @@ import difflib
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from nnseg._checks import parse_int
 from nnseg.errors import PlansError
 
 if TYPE_CHECKING:
@@ -159,13 +160,13 @@ def build_network(
 
     Raises:
         PlansError: If the class or a building block is unknown, or the keyword arguments do not fit the class.
+        ConfigError: If a channel or output count is not an integer >= 1.
 
     Example:
         >>> net = build_network(plans["3d_fullres"].architecture, num_input_channels=1, num_outputs=3)
     """
-    for name, value in (("num_input_channels", num_input_channels), ("num_outputs", num_outputs)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise PlansError(f"build_network: {name} must be a positive int; got {value!r}.")
+    parse_int("build_network", "num_input_channels", num_input_channels, minimum=1)
+    parse_int("build_network", "num_outputs", num_outputs, minimum=1)
     network_class = _lookup(architecture.network_class_name, known_network_classes(), "architecture.network_class_name")
     kwargs = _resolve_kwargs(architecture)
     kwargs.pop("deep_supervision", None)

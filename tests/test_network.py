@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 
-from nnseg.errors import PlansError
+from nnseg.errors import ConfigError, PlansError
 from nnseg.network import build_network, known_building_blocks, known_network_classes
 from nnseg.planning import ArchitecturePlan
 from nnseg.planning._fields import building_blocks
@@ -172,7 +172,7 @@ def test_kwargs_that_do_not_fit_the_class_are_a_plans_error() -> None:
 
 @pytest.mark.parametrize(("channels", "outputs"), [(0, 2), (1, 0), (True, 2)])
 def test_channel_counts_must_be_positive_ints(channels: Any, outputs: Any) -> None:
-    with pytest.raises(PlansError, match="must be a positive int"):
+    with pytest.raises(ConfigError, match=r"build_network: num_(input_channels|outputs) must be an integer >= 1; got"):
         build_network(plain_3d(), num_input_channels=channels, num_outputs=outputs)
 
 
