@@ -48,6 +48,7 @@ from nnseg.preprocessing._arrays import open_array
 from nnseg.preprocessing._case import CaseProperties, PreprocessedCase, parse_location_key
 from nnseg.preprocessing._locations import location_classes, sample_class_locations
 from nnseg.preprocessing._store import PreprocessedStore
+from nnseg.testing import make_plans_json
 from nnseg.training import AugmentationConfig, TrainingLoader, augment_sample, make_targets
 
 SPEC = DatasetSpec(channel_names=("CT",), labels={"background": 0, "organ": 1, "lesion": 2}, num_training=4,
@@ -57,37 +58,9 @@ SPEC = DatasetSpec(channel_names=("CT",), labels={"background": 0, "organ": 1, "
 def make_plan(patch: tuple[int, ...], batch_size: int) -> ConfigurationPlan:
     """A 3d_fullres configuration like nnU-Net's for a 128^3 patch (6 stages, deep supervision 5 outputs)."""
     stages = min(6, int(math.log2(min(patch))) - 1)
-    strides = [[1, 1, 1]] + [[2, 2, 2]] * (stages - 1)
-    resampling = {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None}
-    configuration = {
-        "data_identifier": "nnUNetPlans_3d_fullres", "preprocessor_name": "DefaultPreprocessor",
-        "batch_size": batch_size, "patch_size": list(patch), "median_image_size_in_voxels": [160.0, 200.0, 200.0],
-        "spacing": [1.0, 1.0, 1.0], "normalization_schemes": ["CTNormalization"], "use_mask_for_norm": [False],
-        "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_data_kwargs": resampling,
-        "resampling_fn_seg": "resample_data_or_seg_to_shape",
-        "resampling_fn_seg_kwargs": {**resampling, "is_seg": True, "order": 1},
-        "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
-        "resampling_fn_probabilities_kwargs": {**resampling, "order": 1},
-        "architecture": {"network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-                         "arch_kwargs": {"n_stages": stages, "features_per_stage": [32] * stages,
-                                         "conv_op": "torch.nn.modules.conv.Conv3d",
-                                         "kernel_sizes": [[3, 3, 3]] * stages, "strides": strides,
-                                         "n_conv_per_stage": [2] * stages, "n_conv_per_stage_decoder": [2] * (stages - 1),
-                                         "conv_bias": True, "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
-                                         "norm_op_kwargs": {"eps": 1e-5, "affine": True}, "dropout_op": None,
-                                         "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU",
-                                         "nonlin_kwargs": {"inplace": True}},
-                         "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]},
-        "batch_dice": True,
-    }  # fmt: skip
-    intensity = {"mean": 0.0, "median": 0.0, "std": 1.0, "min": -3.0, "max": 3.0, "percentile_99_5": 2.5,
-                 "percentile_00_5": -2.5}  # fmt: skip
-    plans = {"dataset_name": "Dataset900_Bench", "plans_name": "nnUNetPlans",
-             "original_median_spacing_after_transp": [1.0, 1.0, 1.0],
-             "original_median_shape_after_transp": [160, 200, 200], "image_reader_writer": "SimpleITKIO",
-             "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
-             "configurations": {"3d_fullres": configuration}, "experiment_planner_used": "ExperimentPlanner",
-             "label_manager": "LabelManager", "foreground_intensity_properties_per_channel": {"0": intensity}}  # fmt: skip
+    plans = make_plans_json(patch, features=[32] * stages, convs_per_stage=2, instance_norm=True,
+                            schemes=("CTNormalization",), batch_size=batch_size, median_shape=(160, 200, 200),
+                            dataset_name="Dataset900_Bench")  # fmt: skip
     return Plans.from_json(plans)["3d_fullres"]
 
 

@@ -46,38 +46,10 @@ SIZES = {  # (patch, features per stage, case shape, number of cases)
 
 
 def _plans(patch: tuple[int, ...], features: tuple[int, ...]) -> dict[str, Any]:
-    stages = len(features)
-    strides = [[1, 1, 1]] + [[2, 2, 2]] * (stages - 1)
-    resampling = {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None}
-    configuration = {
-        "data_identifier": "nnUNetPlans_3d_fullres", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
-        "patch_size": list(patch), "median_image_size_in_voxels": list(patch), "spacing": [1.0, 1.0, 1.0],
-        "normalization_schemes": ["ZScoreNormalization"], "use_mask_for_norm": [False],
-        "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_data_kwargs": resampling,
-        "resampling_fn_seg": "resample_data_or_seg_to_shape",
-        "resampling_fn_seg_kwargs": {**resampling, "is_seg": True, "order": 1},
-        "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
-        "resampling_fn_probabilities_kwargs": {**resampling, "order": 1},
-        "architecture": {"network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-                         "arch_kwargs": {"n_stages": stages, "features_per_stage": list(features),
-                                         "conv_op": "torch.nn.modules.conv.Conv3d", "kernel_sizes": [[3, 3, 3]] * stages,
-                                         "strides": strides, "n_conv_per_stage": [2] * stages,
-                                         "n_conv_per_stage_decoder": [2] * (stages - 1), "conv_bias": True,
-                                         "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
-                                         "norm_op_kwargs": {"eps": 1e-05, "affine": True}, "dropout_op": None,
-                                         "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU",
-                                         "nonlin_kwargs": {"inplace": True}},
-                         "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]},
-        "batch_dice": False,
-    }  # fmt: skip
-    return {
-        "dataset_name": "Dataset999_Bench", "plans_name": "nnUNetPlans", "image_reader_writer": "SimpleITKIO",
-        "original_median_spacing_after_transp": [1.0, 1.0, 1.0], "original_median_shape_after_transp": list(patch),
-        "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2], "configurations": {"3d_fullres": configuration},
-        "experiment_planner_used": "ExperimentPlanner", "label_manager": "LabelManager",
-        "foreground_intensity_properties_per_channel": {"0": {"mean": 0.0, "median": 0.0, "std": 1.0, "min": -3.0,
-                                                              "max": 3.0, "percentile_99_5": 2.5, "percentile_00_5": -2.5}},
-    }  # fmt: skip
+    from nnseg.testing import make_plans_json
+
+    return make_plans_json(patch, features=features, convs_per_stage=2, instance_norm=True, batch_dice=False,
+                           median_shape=patch, dataset_name="Dataset999_Bench")
 
 
 def make_inputs(root: Path, size: str) -> tuple[Path, Path]:

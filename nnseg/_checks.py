@@ -12,6 +12,7 @@ the check. They raise :class:`~nnseg.errors.ConfigError` (a ``ValueError``).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
@@ -28,7 +29,7 @@ def _fail(owner: str, name: str, rule: str, value: Any, fix: str) -> ConfigError
 
 
 def parse_int(owner: str, name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
-    """Check that ``value`` is an integer (not a bool) in ``[minimum, maximum]``.
+    """Check that ``value`` is an integer (not a bool; NumPy integers count) in ``[minimum, maximum]``.
 
     Args:
         owner: Who owns the option, as messages name it (``"TrainerConfig"``).
@@ -43,7 +44,7 @@ def parse_int(owner: str, name: str, value: Any, *, minimum: int | None = None, 
     Raises:
         ConfigError: ``"<owner>: <name> must be an integer >= <minimum>; got <value>. ..."``.
     """
-    ok = isinstance(value, int) and not isinstance(value, bool)
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)  # NumPy integers too
     ok = ok and (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
     if ok:
         return int(value)
@@ -87,7 +88,7 @@ def parse_number(
     Raises:
         ConfigError: ``"<owner>: <name> must be a number in [low, high]; got <value>. ..."``.
     """
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)  # NumPy too
     if ok:
         ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
     if ok:

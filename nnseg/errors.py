@@ -7,10 +7,24 @@ wrong, where (file, case id, argument), what was expected, what was found, and h
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from nnseg.dataset import Problem
+
 __all__ = [
+    "EnsembleError",
+    "PostprocessingError",
+    "SelectionError",
+    "CasesFailedError",
     "CheckpointError",
     "ConfigError",
     "DatasetError",
+    "DatasetLayoutError",
+    "EvaluationError",
     "FingerprintError",
     "ImageIOError",
     "LoaderError",
@@ -19,8 +33,12 @@ __all__ = [
     "NnsegError",
     "PlanningError",
     "PlansError",
+    "PredictionError",
+    "PreprocessingError",
+    "PreprocessingWriteError",
     "StoreError",
     "WriteError",
+    "UnknownCaseError",
 ]
 
 
@@ -40,6 +58,32 @@ class DatasetError(NnsegError, ValueError):
     """The raw dataset folder, one of its files, or its dataset.json is not usable."""
 
 
+class DatasetLayoutError(DatasetError):
+    """The raw dataset folder breaks the layout rules; ``problems`` holds every problem found.
+
+    Args:
+        root: The dataset folder.
+        problems: The errors (and the warnings found alongside them).
+    """
+
+    def __init__(self, root: Path, problems: Sequence[Problem]) -> None:
+        self.root = root
+        self.problems = tuple(problems)
+        errors = [p for p in self.problems if p.severity == "error"]
+        lines = "\n".join(f"  - {p.message}" for p in errors)
+        super().__init__(
+            f"the raw dataset folder {root} has {len(errors)} layout problem(s):\n{lines}\n"
+            "Fix them and open the dataset again (the nnU-Net raw layout is described in docs/dataset.md)."
+        )
+
+
+class UnknownCaseError(DatasetError, KeyError):
+    """A case id that the dataset does not hold was looked up."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class FingerprintError(NnsegError, ValueError):
     """A fingerprint cannot be computed, loaded, or merged."""
 
@@ -54,6 +98,19 @@ class PlanningError(NnsegError, ValueError):
 
 class StoreError(NnsegError, RuntimeError):
     """A preprocessed store is missing, incomplete, or was built from other plans."""
+
+
+class PreprocessingError(StoreError):
+    """Some cases could not be preprocessed; the others were written.
+
+    Args:
+        message: The error message (every failed case id with its reason).
+        failures: Case id -> reason.
+    """
+
+    def __init__(self, message: str, failures: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.failures = dict(failures or {})
 
 
 class CheckpointError(NnsegError, RuntimeError):
@@ -77,3 +134,43 @@ class WriteError(NnsegError, OSError):
 
 class LockError(NnsegError, RuntimeError):
     """Another live process holds the lock of the work this process was asked to do (the message names it)."""
+
+
+class PreprocessingWriteError(PreprocessingError, WriteError):
+    """Preprocessing stopped because a file could not be written (disk full, file-size limit).
+
+    The finished cases stay; no partial file is kept under a final name. ``errno`` is ``ENOSPC`` or ``EFBIG``.
+    """
+
+
+class PredictionError(NnsegError, RuntimeError):
+    """A prediction run cannot start (bad inputs, foreign outputs) or some of its cases failed."""
+
+
+class CasesFailedError(PredictionError):
+    """Some cases of a part failed; the others were written.
+
+    Args:
+        message: Every failed case id with its reason.
+        failures: Case id -> reason.
+    """
+
+    def __init__(self, message: str, failures: Mapping[str, str]) -> None:
+        super().__init__(message)
+        self.failures = dict(failures)
+
+
+class EvaluationError(NnsegError, ValueError):
+    """Predictions and references cannot be paired or compared."""
+
+
+class PostprocessingError(NnsegError, ValueError):
+    """A postprocessing file is malformed or belongs to other labels, or its folders cannot be used."""
+
+
+class EnsembleError(NnsegError, ValueError):
+    """Prediction folders cannot be ensembled (different cases, classes or shapes; damaged probabilities)."""
+
+
+class SelectionError(NnsegError, ValueError):
+    """Cross-validation results or find-best candidates cannot be gathered (missing, unfinished or mixed folds)."""

@@ -15,16 +15,34 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from nnseg._checks import parse_int
 from nnseg.errors import PlansError
 
 if TYPE_CHECKING:
     import torch
 
-    from nnseg.planning import ArchitecturePlan
+__all__ = ["ArchitectureLike", "build_network", "known_building_blocks", "known_network_classes"]
 
-__all__ = ["build_network", "known_building_blocks", "known_network_classes"]
+
+class ArchitectureLike(Protocol):
+    """What :func:`build_network` reads from a plan's architecture (:class:`nnseg.planning.ArchitecturePlan`).
+
+    A protocol, so the network builder (base layer) does not depend on the planning package above it.
+    """
+
+    @property
+    def network_class_name(self) -> str:
+        """Dotted name of the network class."""
+
+    @property
+    def arch_kwargs(self) -> Mapping[str, Any]:
+        """Keyword arguments of the network class."""
+
+    @property
+    def kw_requires_import(self) -> tuple[str, ...]:
+        """Keys of ``arch_kwargs`` whose values name classes."""
 
 # torch.nn classes a plan may name as a building block, grouped only for readability.
 _TORCH_BLOCKS = (
@@ -99,7 +117,7 @@ def _lookup(name: str, table: Mapping[str, type], what: str) -> type:
     )
 
 
-def _resolve_kwargs(architecture: ArchitecturePlan) -> dict[str, Any]:
+def _resolve_kwargs(architecture: ArchitectureLike) -> dict[str, Any]:
     """Return ``arch_kwargs`` with every ``_kw_requires_import`` entry turned into a class."""
     blocks = known_building_blocks()
     kwargs = dict(architecture.arch_kwargs)
@@ -119,7 +137,7 @@ def _resolve_kwargs(architecture: ArchitecturePlan) -> dict[str, Any]:
 
 
 def build_network(
-    architecture: ArchitecturePlan,
+    architecture: ArchitectureLike,
     *,
     num_input_channels: int,
     num_outputs: int,
@@ -142,13 +160,13 @@ def build_network(
 
     Raises:
         PlansError: If the class or a building block is unknown, or the keyword arguments do not fit the class.
+        ConfigError: If a channel or output count is not an integer >= 1.
 
     Example:
         >>> net = build_network(plans["3d_fullres"].architecture, num_input_channels=1, num_outputs=3)
     """
-    for name, value in (("num_input_channels", num_input_channels), ("num_outputs", num_outputs)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise PlansError(f"build_network: {name} must be a positive int; got {value!r}.")
+    parse_int("build_network", "num_input_channels", num_input_channels, minimum=1)
+    parse_int("build_network", "num_outputs", num_outputs, minimum=1)
     network_class = _lookup(architecture.network_class_name, known_network_classes(), "architecture.network_class_name")
     kwargs = _resolve_kwargs(architecture)
     kwargs.pop("deep_supervision", None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from nnseg.errors import ConfigError
+from nnseg._checks import parse_int
 
 __all__ = ["Shard"]
 
@@ -35,23 +35,10 @@ class Shard:
     count: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("index", "count"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigError(
-                    f"Shard.{name} must be an int; got {value!r} of type {type(value).__name__}."
-                )
-        if self.count < 1:
-            raise ConfigError(
-                f"Shard.count must be at least 1 (the number of parts); got {self.count}. "
-                "Use Shard(0, 1) to process everything in one part."
-            )
-        if not 0 <= self.index < self.count:
-            raise ConfigError(
-                f"Shard.index must satisfy 0 <= index < count ({self.count}); got {self.index}. "
-                f"Parts are numbered 0 to {self.count - 1} (nnU-Net accepts part_id == num_parts; "
-                "nnseg does not, because that part would own no cases)."
-            )
+        # Shard(0, 1) processes everything; nnU-Net also accepts part_id == num_parts, an empty part: nnseg does not.
+        count = parse_int("Shard", "count", self.count, minimum=1)
+        object.__setattr__(self, "count", count)
+        object.__setattr__(self, "index", parse_int("Shard", "index", self.index, minimum=0, maximum=count - 1))
 
     @classmethod
     def whole(cls) -> Shard:

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 import torch
 
-from nnseg.errors import PlansError
+from nnseg.errors import ConfigError, PlansError
 from nnseg.network import build_network, known_building_blocks, known_network_classes
 from nnseg.planning import ArchitecturePlan
+from nnseg.planning._fields import building_blocks
 
 UNET = "dynamic_network_architectures.architectures.unet"
 REQUIRES_IMPORT = ("conv_op", "norm_op", "dropout_op", "nonlin")
@@ -29,13 +30,7 @@ def _kwargs(ndim: int, features: list[int], strides: list[list[int]], residual: 
         "conv_op": f"torch.nn.modules.conv.Conv{ndim}d",
         "kernel_sizes": [[3] * ndim] * n,
         "strides": strides,
-        "conv_bias": True,
-        "norm_op": f"torch.nn.modules.instancenorm.InstanceNorm{ndim}d",
-        "norm_op_kwargs": {"eps": 1e-5, "affine": True},
-        "dropout_op": None,
-        "dropout_op_kwargs": None,
-        "nonlin": "torch.nn.LeakyReLU",
-        "nonlin_kwargs": {"inplace": True},
+        **building_blocks(ndim),
     }
     if residual:
         kwargs.update(n_blocks_per_stage=[1, 3, 4, 6][:n], n_conv_per_stage_decoder=[1] * (n - 1))
@@ -177,7 +172,7 @@ def test_kwargs_that_do_not_fit_the_class_are_a_plans_error() -> None:
 
 @pytest.mark.parametrize(("channels", "outputs"), [(0, 2), (1, 0), (True, 2)])
 def test_channel_counts_must_be_positive_ints(channels: Any, outputs: Any) -> None:
-    with pytest.raises(PlansError, match="must be a positive int"):
+    with pytest.raises(ConfigError, match=r"build_network: num_(input_channels|outputs) must be an integer >= 1; got"):
         build_network(plain_3d(), num_input_channels=channels, num_outputs=outputs)
 
 

@@ -49,13 +49,13 @@ def test_whole_shard_owns_everything() -> None:
 @pytest.mark.parametrize(
     ("index", "count", "message"),
     [
-        (2, 2, r"0 <= index < count \(2\); got 2.*part_id == num_parts"),
-        (-1, 3, r"0 <= index < count \(3\); got -1"),
-        (0, 0, r"Shard.count must be at least 1.*got 0"),
-        (0, -2, r"Shard.count must be at least 1.*got -2"),
-        ("0", 2, r"Shard.index must be an int; got '0' of type str"),
-        (0, 2.0, r"Shard.count must be an int; got 2.0 of type float"),
-        (True, 2, r"Shard.index must be an int; got True of type bool"),
+        (2, 2, r"Shard: index must be an integer in \[0, 1\]; got 2\. Choose index between 0 and 1"),
+        (-1, 3, r"Shard: index must be an integer in \[0, 2\]; got -1"),
+        (0, 0, r"Shard: count must be an integer >= 1; got 0\. Set count=1 or more"),
+        (0, -2, r"Shard: count must be an integer >= 1; got -2"),
+        ("0", 2, r"Shard: index must be an integer in \[0, 1\]; got '0'"),
+        (0, 2.0, r"Shard: count must be an integer >= 1; got 2.0"),
+        (True, 2, r"Shard: index must be an integer in \[0, 1\]; got True"),
     ],
 )
 def test_invalid_shards_are_rejected(index: object, count: object, message: str) -> None:

@@ -19,7 +19,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nnseg.errors import ConfigError
+from nnseg._checks import parse_int
 
 if TYPE_CHECKING:
     from nnseg.dataset import RawDataset
@@ -79,8 +79,7 @@ def _run(args: argparse.Namespace) -> int:
     from nnseg.sharding import Shard
     from nnseg.workspace import Workspace
 
-    if args.num_workers < 1:
-        raise ConfigError(f"--num-workers must be at least 1, got {args.num_workers}")
+    parse_int("nnseg fingerprint", "--num-workers", args.num_workers, minimum=1)
     shard = Shard(args.part_id, args.num_parts)
     dataset = RawDataset.from_folder(args.raw_dir)
     workspace = Workspace(args.output)

@@ -15,7 +15,8 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nnseg.errors import ConfigError, DatasetError, FingerprintError
+from nnseg._checks import parse_number
+from nnseg.errors import DatasetError, FingerprintError
 
 if TYPE_CHECKING:
     from nnseg.planning import Plans
@@ -123,8 +124,8 @@ def _make_planner(args: argparse.Namespace) -> Any:
     """The planner the options ask for (``dataclasses.replace`` of the preset with the overrides)."""
     import nnseg.planning
 
-    if args.gpu_memory_gb is not None and not args.gpu_memory_gb > 0:
-        raise ConfigError(f"--gpu-memory-gb must be a positive number of GB; got {args.gpu_memory_gb}.")
+    if args.gpu_memory_gb is not None:
+        parse_number("nnseg plan", "--gpu-memory-gb", args.gpu_memory_gb, low=0.0, low_open=True)
     planner = getattr(nnseg.planning, PLANNERS[args.planner])()
     changes: dict[str, Any] = {}
     if args.gpu_memory_gb is not None:

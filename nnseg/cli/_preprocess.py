@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nnseg.errors import ConfigError
+from nnseg._checks import parse_int
 
 __all__ = ["register", "run_preprocess"]
 
@@ -44,13 +44,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def run_preprocess(args: argparse.Namespace) -> int:
     """Preprocess (or report on) one configuration; return the exit code (1: cases failed or incomplete)."""
     from nnseg.dataset import RawDataset
+    from nnseg.errors import PreprocessingError
     from nnseg.planning import Plans
-    from nnseg.preprocessing import PreprocessedStore, PreprocessingError, preprocess_dataset, store_name
+    from nnseg.preprocessing import PreprocessedStore, preprocess_dataset, store_name
     from nnseg.sharding import Shard
     from nnseg.workspace import Workspace
 
-    if args.num_workers < 1:
-        raise ConfigError(f"--num-workers must be at least 1, got {args.num_workers}.")
+    parse_int("nnseg preprocess", "--num-workers", args.num_workers, minimum=1)
     shard = Shard(args.part_id, args.num_parts)
     workspace = Workspace(args.work)
     dataset = RawDataset.from_folder(workspace.raw_dataset_dir())

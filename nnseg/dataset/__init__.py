@@ -8,9 +8,13 @@ Example:
     >>> print(verify_folder("raw/Dataset001_Liver").format())   # layout and files, even if the layout is broken
 """
 
+from nnseg._deprecation import moved_names
 from nnseg.dataset._case import Case
+from nnseg.dataset._problem import Problem
 from nnseg.dataset._raw import RawDataset, verify_folder
-from nnseg.dataset._spec import DatasetSpec, LabelValue
-from nnseg.dataset._verify import Problem, VerificationReport
+from nnseg.dataset._spec import DatasetSpec
+from nnseg.dataset._verify import VerificationReport
 
-__all__ = ["Case", "DatasetSpec", "LabelValue", "Problem", "RawDataset", "VerificationReport", "verify_folder"]
+__all__ = ["Case", "DatasetSpec", "Problem", "RawDataset", "VerificationReport", "verify_folder"]
+
+__getattr__ = moved_names(__name__, {"LabelValue": "nnseg.dataset._spec"})

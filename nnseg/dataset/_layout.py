@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from nnseg.dataset._case import Case, image_file_name, label_file_name, parse_image_file_name
+from nnseg.dataset._problem import Problem
 from nnseg.dataset._spec import DatasetSpec
-from nnseg.dataset._verify import Problem
 from nnseg.errors import DatasetError
 from nnseg.io import SUPPORTED_ENDINGS
 

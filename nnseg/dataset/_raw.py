@@ -15,37 +15,12 @@ from pathlib import Path
 from nnseg._suggest import close_matches
 from nnseg.dataset._case import Case
 from nnseg.dataset._layout import scan_folder
+from nnseg.dataset._problem import Problem
 from nnseg.dataset._spec import DatasetSpec
-from nnseg.dataset._verify import Problem, VerificationReport, verify_cases, verify_dataset
-from nnseg.errors import DatasetError
+from nnseg.dataset._verify import VerificationReport, verify_cases, verify_dataset
+from nnseg.errors import DatasetError, DatasetLayoutError, UnknownCaseError
 
 __all__ = ["DatasetLayoutError", "RawDataset", "UnknownCaseError", "verify_folder"]
-
-
-class DatasetLayoutError(DatasetError):
-    """The raw dataset folder breaks the layout rules; ``problems`` holds every problem found.
-
-    Args:
-        root: The dataset folder.
-        problems: The errors (and the warnings found alongside them).
-    """
-
-    def __init__(self, root: Path, problems: Sequence[Problem]) -> None:
-        self.root = root
-        self.problems = tuple(problems)
-        errors = [p for p in self.problems if p.severity == "error"]
-        lines = "\n".join(f"  - {p.message}" for p in errors)
-        super().__init__(
-            f"the raw dataset folder {root} has {len(errors)} layout problem(s):\n{lines}\n"
-            "Fix them and open the dataset again (the nnU-Net raw layout is described in docs/dataset.md)."
-        )
-
-
-class UnknownCaseError(DatasetError, KeyError):
-    """A case id that the dataset does not hold was looked up."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,21 +17,22 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from nnseg._atomic import atomic_write_json
+from nnseg._checks import parse_int
 from nnseg.dataset._case import Case
-from nnseg.errors import ConfigError, DatasetError, ImageIOError
+from nnseg.dataset._problem import Problem, Severity
+from nnseg.errors import DatasetError, ImageIOError
 from nnseg.io import ImageGeometry, read_image
 
 if TYPE_CHECKING:
     from nnseg.dataset._raw import RawDataset
 
-__all__ = ["Problem", "Severity", "VerificationReport", "verify_case", "verify_cases", "verify_dataset"]
+__all__ = ["VerificationReport", "verify_case", "verify_cases", "verify_dataset"]
 
-Severity = Literal["error", "warning"]
 SPACING_RTOL = 1e-5
 SPACING_ATOL = 1e-8
 ORIGIN_RTOL = 1e-5
@@ -39,46 +40,6 @@ ORIGIN_ATOL_MM = 1e-4
 DIRECTION_ATOL = 1e-5
 MAX_LISTED_VALUES = 10
 REPORT_SCHEMA_VERSION = 1
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One problem found in a raw dataset.
-
-    Args:
-        case_id: The case it concerns, or None for a dataset-wide problem (e.g. ``dataset.json``).
-        path: The file or folder it concerns, or None.
-        severity: ``"error"`` (the dataset cannot be used as is) or ``"warning"`` (suspicious but usable).
-        message: What is wrong, naming the case and the file, what was expected and what was found.
-    """
-
-    case_id: str | None
-    path: Path | None
-    severity: Severity
-    message: str
-
-    def __post_init__(self) -> None:
-        if self.severity not in ("error", "warning"):
-            raise ConfigError(f"Problem: severity must be 'error' or 'warning'; got {self.severity!r}.")
-
-    def format(self) -> str:
-        """Return the problem as one line: ``ERROR: <message>`` or ``WARNING: <message>``."""
-        return f"{self.severity.upper()}: {self.message}"
-
-    def to_json(self) -> dict[str, Any]:
-        """Return a JSON-serialisable dict."""
-        return {
-            "case_id": self.case_id,
-            "path": None if self.path is None else str(self.path),
-            "severity": self.severity,
-            "message": self.message,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Problem:
-        """Rebuild a problem from :meth:`to_json` output."""
-        path = data.get("path")
-        return cls(data.get("case_id"), None if path is None else Path(path), data["severity"], data["message"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,8 +306,7 @@ def verify_cases(
     Raises:
         ConfigError: If ``num_workers`` is not a non-negative int.
     """
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-        raise ConfigError(f"verify: num_workers must be an int >= 0; got {num_workers!r}.")
+    parse_int("verify", "num_workers", num_workers, minimum=0)
     from tqdm.auto import tqdm
 
     jobs = [(case, tuple(allowed_labels), root) for case in cases]

@@ -6,27 +6,20 @@ Example:
     >>> summary.save("work/pred/summary.json")
 """
 
-from nnseg.evaluation._folder import EvaluationError, evaluate_case_files, evaluate_folder
-from nnseg.evaluation._metrics import (
-    METRIC_NAMES,
-    LabelOrRegion,
-    case_metrics,
-    evaluated_labels,
-    label_key,
-    region_metrics,
-)
-from nnseg.evaluation._summary import CaseEvaluation, EvaluationSummary
+from nnseg._deprecation import moved_names
+from nnseg.evaluation._folder import evaluate_folder
+from nnseg.evaluation._metrics import case_metrics
+from nnseg.evaluation._summary import EvaluationSummary
 
-__all__ = [
-    "METRIC_NAMES",
-    "CaseEvaluation",
-    "EvaluationError",
-    "EvaluationSummary",
-    "LabelOrRegion",
-    "case_metrics",
-    "evaluate_case_files",
-    "evaluate_folder",
-    "evaluated_labels",
-    "label_key",
-    "region_metrics",
-]
+__all__ = ["EvaluationSummary", "case_metrics", "evaluate_folder"]
+
+__getattr__ = moved_names(__name__, {
+    "CaseEvaluation": "nnseg.evaluation._summary",
+    "EvaluationError": "nnseg.errors",
+    "LabelOrRegion": "nnseg.evaluation._metrics",
+    "METRIC_NAMES": "nnseg.evaluation._metrics",
+    "evaluate_case_files": "nnseg.evaluation._folder",
+    "evaluated_labels": "nnseg.evaluation._metrics",
+    "label_key": "nnseg.evaluation._metrics",
+    "region_metrics": "nnseg.evaluation._metrics",
+})  # fmt: skip

@@ -14,7 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from nnseg.dataset import DatasetSpec
-from nnseg.errors import NnsegError
+from nnseg.errors import EvaluationError
 from nnseg.evaluation._metrics import LabelOrRegion, case_metrics, evaluated_labels, label_key
 from nnseg.evaluation._summary import CaseEvaluation, EvaluationSummary
 from nnseg.io import read_segmentation
@@ -22,10 +22,6 @@ from nnseg.io import read_segmentation
 __all__ = ["EvaluationError", "evaluate_case_files", "evaluate_folder"]
 
 MAX_LISTED = 10
-
-
-class EvaluationError(NnsegError, ValueError):
-    """Predictions and references cannot be paired or compared."""
 
 
 def _list(folder: Path, ending: str, what: str) -> dict[str, Path]:

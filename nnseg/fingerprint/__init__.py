@@ -8,24 +8,22 @@ Example:
     >>> fp.save("work/fingerprint.json")
 """
 
+from nnseg._deprecation import moved_names
 from nnseg.fingerprint._cache import FingerprintCacheStatus
-from nnseg.fingerprint._extract import (
-    DEFAULT_SEED,
-    default_num_samples,
-    extract_fingerprint,
-    fingerprint_cache_status,
-    fingerprint_case,
-)
+from nnseg.fingerprint._extract import extract_fingerprint, fingerprint_cache_status, fingerprint_case
 from nnseg.fingerprint._fingerprint import CaseFingerprint, Fingerprint, IntensityStats
 
 __all__ = [
-    "DEFAULT_SEED",
     "CaseFingerprint",
     "Fingerprint",
     "FingerprintCacheStatus",
     "IntensityStats",
-    "default_num_samples",
     "extract_fingerprint",
     "fingerprint_cache_status",
     "fingerprint_case",
 ]
+
+__getattr__ = moved_names(__name__, {
+    "DEFAULT_SEED": "nnseg.fingerprint._extract",
+    "default_num_samples": "nnseg.fingerprint._extract",
+})  # fmt: skip

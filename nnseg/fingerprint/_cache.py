@@ -12,7 +12,6 @@ complete. An entry whose input files changed since (size or modification time) i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nnseg._atomic import atomic_write, atomic_write_json
+from nnseg._hashing import bytes_digest, content_hash
 from nnseg.errors import FingerprintError
 from nnseg.fingerprint._fingerprint import CaseFingerprint
 from nnseg.sharding import Shard
@@ -38,12 +38,8 @@ __all__ = ["CacheKey", "FingerprintCache", "FingerprintCacheStatus", "file_stamp
 logger = logging.getLogger(__name__)
 
 CACHE_FORMAT = "nnseg.fingerprint_cache"
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2  # 2: keys hashed with nnseg._hashing (canonical JSON)
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,150}")
-
-
-def _sha256(data: Any) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def file_stamp(case: Case) -> list[list[Any]]:
@@ -76,7 +72,7 @@ class CacheKey:
     @classmethod
     def for_dataset(cls, spec: DatasetSpec, case_ids: Sequence[str], *, num_samples: int, seed: int) -> CacheKey:
         """Build the key of a dataset and sampling settings."""
-        return cls(num_samples, seed, spec.num_channels, tuple(case_ids), _sha256(spec.to_dict()))
+        return cls(num_samples, seed, spec.num_channels, tuple(case_ids), content_hash(spec.to_dict(), length=None))
 
     def to_json(self) -> dict[str, Any]:
         """Return the ``cache.json`` content."""
@@ -87,7 +83,7 @@ class CacheKey:
             "seed": self.seed,
             "num_channels": self.num_channels,
             "num_cases": len(self.case_ids),
-            "case_ids_sha256": _sha256(list(self.case_ids)),
+            "case_ids_sha256": content_hash(list(self.case_ids), length=None),
             "dataset_spec_sha256": self.spec_sha256,
         }
 
@@ -165,7 +161,7 @@ class FingerprintCache:
         return True
 
     def _paths(self, case_id: str) -> tuple[Path, Path]:
-        name = case_id if _SAFE_NAME.fullmatch(case_id) else "case-" + hashlib.sha1(case_id.encode()).hexdigest()
+        name = case_id if _SAFE_NAME.fullmatch(case_id) else "case-" + bytes_digest(case_id.encode(), length=40)
         folder = self.root / "cases"
         return folder / f"{name}.json", folder / f"{name}.npy"
 

@@ -16,10 +16,12 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 
+from nnseg._checks import parse_int
+from nnseg._cropping import crop_to_nonzero
 from nnseg.errors import ConfigError, FingerprintError, NnsegError
 from nnseg.fingerprint._cache import CacheKey, FingerprintCache, FingerprintCacheStatus, file_stamp
 from nnseg.fingerprint._fingerprint import CaseFingerprint, Fingerprint
@@ -45,12 +47,6 @@ _DRAW_CHUNK = 1 << 22
 def default_num_samples(num_cases: int) -> int:
     """Return nnU-Net's samples per case and channel, ``int(1e8 // num_cases)``."""
     return int(TOTAL_FOREGROUND_SAMPLES // num_cases)
-
-
-def _check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ConfigError(f"{name} must be a positive int; got {value!r}.")
-    return int(value)
 
 
 def _check_case_arrays(images: np.ndarray, seg: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
@@ -115,10 +111,7 @@ def fingerprint_case(
         FingerprintError: If the image has zero size or the label map does not match it.
         ConfigError: If ``num_samples`` is not a positive int.
     """
-    # Imported here: nnseg.preprocessing imports nnseg.planning, which imports this package (import cycle).
-    from nnseg.preprocessing._cropping import crop_to_nonzero
-
-    num_samples = _check_positive_int("num_samples", num_samples)
+    num_samples = parse_int("fingerprint_case", "num_samples", num_samples, minimum=1)
     images = np.asarray(images)
     seg = _check_case_arrays(images, np.asarray(seg), spacing)
     cropped, cropped_seg, _ = crop_to_nonzero(images, seg)
@@ -187,9 +180,10 @@ def _settings(dataset: RawDataset, num_samples: int | None, num_workers: int) ->
     cases = tuple(dataset.cases)
     if not cases:
         raise FingerprintError("the dataset has no training cases; expected at least one case with a label map.")
-    _check_positive_int("num_workers", num_workers)
-    count = default_num_samples(len(cases)) if num_samples is None else _check_positive_int("num_samples", num_samples)
-    return cases, count
+    parse_int("extract_fingerprint", "num_workers", num_workers, minimum=1)
+    if num_samples is None:
+        return cases, default_num_samples(len(cases))
+    return cases, parse_int("extract_fingerprint", "num_samples", num_samples, minimum=1)
 
 
 def _in_memory(dataset: RawDataset, cases: tuple[Case, ...], tasks: list[_CaseTask], num_workers: int,

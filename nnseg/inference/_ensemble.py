@@ -28,7 +28,7 @@ import torch
 
 from nnseg._atomic import atomic_write, atomic_write_json
 from nnseg.dataset import DatasetSpec
-from nnseg.errors import NnsegError
+from nnseg.errors import EnsembleError
 from nnseg.inference._export import paint_regions
 from nnseg.io import ImageGeometry, write_segmentation
 from nnseg.preprocessing import CaseProperties
@@ -40,10 +40,6 @@ logger = logging.getLogger(__name__)
 ENSEMBLE_MANIFEST = "ensemble.json"
 MAX_LISTED = 10
 _READ_ERRORS = (zipfile.BadZipFile, zlib.error, KeyError, ValueError, OSError, EOFError)
-
-
-class EnsembleError(NnsegError, ValueError):
-    """Prediction folders cannot be ensembled (different cases, shapes or classes, a damaged file)."""
 
 
 def _listed(names: Sequence[str]) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from nnseg._atomic import atomic_write_json
-from nnseg.errors import NnsegError
+from nnseg.errors import CasesFailedError, PredictionError
 from nnseg.inference._settings import upgrade_manifest_settings
 from nnseg.sharding import Shard
 
@@ -29,23 +29,6 @@ PARTS_DIR = "nnseg_parts"
 MANIFEST_VERSION = 2
 """2: settings as :meth:`InferenceSettings.manifest_json` records them (1, nnseg 0.x, is read and upgraded)."""
 _MANIFEST_NAME = re.compile(r"part_(\d+)_of_(\d+)\.json")
-
-
-class PredictionError(NnsegError, RuntimeError):
-    """A prediction run cannot start (bad inputs, foreign outputs) or some of its cases failed."""
-
-
-class CasesFailedError(PredictionError):
-    """Some cases of a part failed; the others were written.
-
-    Args:
-        message: Every failed case id with its reason.
-        failures: Case id -> reason.
-    """
-
-    def __init__(self, message: str, failures: Mapping[str, str]) -> None:
-        super().__init__(message)
-        self.failures = dict(failures)
 
 
 @dataclass(frozen=True, slots=True)

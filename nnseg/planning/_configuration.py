@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nnseg._atomic import atomic_write_json
+from nnseg._hashing import content_hash
 from nnseg._jsonfile import read_json_file
 from nnseg.errors import PlansError
 from nnseg.planning._fields import (
@@ -26,7 +27,7 @@ from nnseg.planning._fields import (
     parse_configuration,
     parse_context,
 )
-from nnseg.planning._frozen import FrozenMap, freeze, short_hash, to_jsonable
+from nnseg.planning._frozen import FrozenMap, freeze, to_jsonable
 
 __all__ = ["ArchitecturePlan", "ConfigurationPlan", "MemoryReport"]
 
@@ -281,7 +282,7 @@ class ConfigurationPlan:
         resampling_fn_data(+kwargs), resampling_fn_seg(+kwargs), foreground intensity properties,
         preprocessor_name and image_reader_writer.
         """
-        return short_hash(self.preprocessing_fields())
+        return content_hash(self.preprocessing_fields())
 
     def preprocessing_fields(self) -> dict[str, Any]:
         """Return the fields :meth:`preprocessing_hash` covers, as a JSON dict."""

@@ -13,6 +13,7 @@ __all__ = [
     "MEMORY_REPORT_KEY",
     "NAME_KEY",
     "PLANS_CONTEXT_KEYS",
+    "building_blocks",
     "check_consistency",
     "parse_configuration",
     "parse_context",
@@ -190,3 +191,19 @@ def check_consistency(plan: Any) -> None:
             f"{where}: transpose_forward {list(forward)} and transpose_backward {list(backward)} must be "
             "inverse permutations of the axes."
         )
+
+
+def building_blocks(ndim: int) -> dict[str, Any]:
+    """nnU-Net's building blocks of ``arch_kwargs``, the keys after the topology ones, for ``ndim`` dimensions.
+
+    Conv bias, instance norm, no dropout and leaky ReLU, as the dotted names plans files hold.
+    """
+    return {
+        "conv_bias": True,
+        "norm_op": f"torch.nn.modules.instancenorm.InstanceNorm{ndim}d",
+        "norm_op_kwargs": {"eps": 1e-05, "affine": True},
+        "dropout_op": None,
+        "dropout_op_kwargs": None,
+        "nonlin": "torch.nn.LeakyReLU",
+        "nonlin_kwargs": {"inplace": True},
+    }

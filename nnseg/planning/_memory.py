@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from nnseg._checks import parse_int
 from nnseg.errors import ConfigError
 from nnseg.network import build_network
 from nnseg.planning._fields import MEMORY_REPORT_KEY
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["MemoryMeasurement", "attach_memory_reports", "measure_training_step_memory"]
 
 GB = 1024**3
+_OWNER = "measure_training_step_memory"
 CUDA_METHOD = "torch.cuda.max_memory_allocated"
 
 
@@ -137,9 +139,7 @@ def measure_training_step_memory(
     import torch
 
     torch_device = _parse_device(device)
-    batch = plan.batch_size if batch_size is None else batch_size
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ConfigError(f"measure_training_step_memory: batch_size must be a positive int; got {batch_size!r}.")
+    batch = plan.batch_size if batch_size is None else parse_int(_OWNER, "batch_size", batch_size, minimum=1)
     started = time.perf_counter()
     with torch.device(torch_device):
         network = build_network(

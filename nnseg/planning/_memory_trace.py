@@ -1,7 +1,7 @@
 """The traced training step behind :mod:`nnseg.planning._memory` (torch is imported lazily here too).
 
-- :func:`forward_and_loss`: nnU-Net's step shape: deep-supervision outputs, a Dice + cross-entropy shaped loss
-  over the outputs with a non-zero weight.
+- :func:`forward_and_loss`: the trainer's step: deep-supervision outputs and the trainer's own Dice +
+  cross-entropy and weights (:mod:`nnseg.losses`, the base layer) over the outputs with a non-zero weight.
 - :class:`SavedTensorCounter`: the distinct storages autograd saves for backward (saved-tensor hooks).
 - :func:`live_tensor_tracker_class`: a TorchDispatchMode following every storage the step creates until it is
   freed (weak references on storages), recording the peak of live bytes. Works on the ``meta`` device, where
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 __all__ = [
     "SavedTensorCounter",
     "autocast_emulation_class",
-    "deep_supervision_weights",
     "forward_and_loss",
     "live_tensor_tracker_class",
     "storage_key",
@@ -33,48 +32,28 @@ __all__ = [
 _CONV_FUNCTIONS = frozenset({"conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d"})
 
 
-def deep_supervision_weights(num_outputs: int) -> list[float]:
-    """nnU-Net's weights: 1/2^i, highest resolution first, the lowest output dropped, normalised to sum 1."""
-    weights = [1.0 / 2**i for i in range(num_outputs)]
-    if num_outputs > 1:
-        weights[-1] = 0.0
-    total = sum(weights)
-    return [w / total for w in weights]
-
-
-def _loss(outputs: list[torch.Tensor], targets: list[torch.Tensor | None]) -> torch.Tensor:
-    """A Dice + cross-entropy shaped loss: what nnU-Net's loss keeps for backward, not its exact value."""
-    import torch
-    import torch.nn.functional as F
-
-    total = outputs[0].new_zeros((), dtype=torch.float32)
-    for logits, target, weight in zip(outputs, targets, deep_supervision_weights(len(outputs))):
-        if target is None:
-            continue
-        logits = logits.float()
-        spatial = tuple(range(2, logits.ndim))
-        cross_entropy = F.cross_entropy(logits, target)
-        probabilities = torch.softmax(logits, 1)
-        one_hot = torch.zeros(logits.shape, dtype=torch.bool, device=logits.device)
-        one_hot.scatter_(1, target.unsqueeze(1), True)
-        intersection = (probabilities * one_hot).sum(spatial)
-        denominator = probabilities.sum(spatial) + one_hot.sum(spatial)
-        dice = (2 * intersection + 1e-5) / (denominator + 1e-5)
-        total = total + weight * (cross_entropy - dice.mean())
-    return total
-
-
 def forward_and_loss(network: torch.nn.Module, data: torch.Tensor) -> tuple[list[torch.Tensor], list[Any], Any]:
-    """Run the forward pass and the loss; one integer target per deep-supervision output with a weight."""
+    """Run the forward pass and the trainer's loss; one label map per deep-supervision output with a weight.
+
+    The loss runs in float32, as under CUDA autocast (softmax and cross-entropy are float32 operations there).
+    """
     import torch
+
+    from nnseg.losses import DiceCELoss, deep_supervision_weights
 
     outputs = network(data)
     outputs = list(outputs) if isinstance(outputs, list | tuple) else [outputs]
+    weights = deep_supervision_weights(len(outputs))
     targets = [
-        torch.zeros((o.shape[0], *o.shape[2:]), dtype=torch.long, device=o.device) if w > 0 else None
-        for o, w in zip(outputs, deep_supervision_weights(len(outputs)))
+        torch.zeros((o.shape[0], 1, *o.shape[2:]), dtype=torch.long, device=o.device) if w > 0 else None
+        for o, w in zip(outputs, weights, strict=True)
     ]
-    return outputs, targets, _loss(outputs, targets)
+    loss = DiceCELoss(batch_dice=False)
+    total = outputs[0].new_zeros((), dtype=torch.float32)
+    for logits, target, weight in zip(outputs, targets, weights, strict=True):
+        if target is not None:  # the trainer's DeepSupervisionLoss skips the zero-weight outputs too
+            total = total + weight * loss(logits.float(), target)
+    return outputs, targets, total
 
 
 def storage_key(tensor: torch.Tensor) -> int:

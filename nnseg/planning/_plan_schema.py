@@ -19,6 +19,7 @@ from typing import Any
 from nnseg.dataset import DatasetSpec
 from nnseg.errors import PlanningError
 from nnseg.fingerprint import Fingerprint
+from nnseg.planning._fields import building_blocks
 from nnseg.planning._topology import Floats, Topology
 
 __all__ = [
@@ -196,13 +197,7 @@ def architecture_json(
         "strides": [list(s) for s in topology.strides],
         encoder_key: list(encoder_per_stage),
         "n_conv_per_stage_decoder": list(decoder_per_stage),
-        "conv_bias": True,
-        "norm_op": f"torch.nn.modules.instancenorm.InstanceNorm{ndim}d",
-        "norm_op_kwargs": {"eps": 1e-05, "affine": True},
-        "dropout_op": None,
-        "dropout_op_kwargs": None,
-        "nonlin": "torch.nn.LeakyReLU",
-        "nonlin_kwargs": {"inplace": True},
+        **building_blocks(ndim),
     }
     return {
         "network_class_name": network_class,

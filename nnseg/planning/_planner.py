@@ -15,11 +15,12 @@ import numbers
 import re
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 import numpy as np
 
+from nnseg._checks import parse_choice, parse_int, parse_number
 from nnseg.dataset import DatasetSpec
 from nnseg.errors import ConfigError, PlanningError
 from nnseg.fingerprint import Fingerprint
@@ -61,6 +62,7 @@ _LOWRES_SPACING_FACTOR = 1.03
 _LOWRES_MIN_SHRINK = 2.0
 _POSITIVE_FIELDS = ("reference_value_3d", "reference_value_2d", "reference_gb", "anisotropy_threshold",
                     "max_dataset_covered", "lowres_creation_threshold")  # fmt: skip
+_OWNER = "Planner"
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,150}")
 _COUNT_FIELDS = ("base_num_features", "max_features_3d", "max_features_2d", "reference_batch_size_3d",
                  "reference_batch_size_2d", "featuremap_min_edge_length", "min_batch_size")  # fmt: skip
@@ -137,20 +139,10 @@ class Planner:
     image_reader_writer: str | None = None
 
     def __post_init__(self) -> None:
-        gpu = self.gpu_memory_gb
-        if not _is_real(gpu) or not (0 < gpu < math.inf):
-            raise ConfigError(
-                f"Planner: gpu_memory_gb must be a positive, finite number of gigabytes; got {gpu!r}. "
-                "Pass the memory of the GPU you train on, e.g. gpu_memory_gb=8."
-            )
-        for name in _POSITIVE_FIELDS:
-            value = getattr(self, name)
-            if not _is_real(value) or not 0 < value < math.inf:
-                raise ConfigError(f"Planner: {name} must be a positive, finite number; got {value!r}.")
+        for name in ("gpu_memory_gb", *_POSITIVE_FIELDS):
+            parse_number(_OWNER, name, getattr(self, name), low=0.0, low_open=True, default=_default(name))
         for name in _COUNT_FIELDS:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ConfigError(f"Planner: {name} must be an integer >= 1; got {value!r}.")
+            parse_int(_OWNER, name, getattr(self, name), minimum=1)
         for name in ("plans_name", "data_identifier_base"):
             value = getattr(self, name)
             if (value is not None or name == "plans_name") and not (
@@ -161,14 +153,8 @@ class Planner:
                     f"with a letter or digit), because it names the plans file and the preprocessed data; got "
                     f"{value!r}. Example: 'nnUNetResEncUNetLPlans_40G'."
                 )
-        if self.network_class not in NETWORKS:
-            raise ConfigError(
-                f"Planner: network_class {self.network_class!r} is not supported; expected one of {list(NETWORKS)}."
-            )
-        if self.shrink_condition not in ("two_samples", "reference_batch"):
-            raise ConfigError(
-                f"Planner: shrink_condition must be 'two_samples' or 'reference_batch'; got {self.shrink_condition!r}."
-            )
+        parse_choice(_OWNER, "network_class", self.network_class, NETWORKS)
+        parse_choice(_OWNER, "shrink_condition", self.shrink_condition, ("two_samples", "reference_batch"))
         self._normalise_sequences()
 
     def _normalise_sequences(self) -> None:
@@ -378,9 +364,8 @@ class Planner:
         return {**configuration, "nnseg_memory_report": report.to_json()}
 
 
-def _is_real(value: Any) -> bool:
-    """Whether ``value`` is a real number (Python or NumPy; not a bool)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+def _default(name: str) -> Any:
+    return next(f.default for f in fields(Planner) if f.name == name)
 
 
 def _coverage(patch: Floats, median: Floats) -> float:

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from nnseg._atomic import atomic_write_json
+from nnseg._hashing import content_hash
 from nnseg._jsonfile import read_json_file
 from nnseg._suggest import unknown_name_hint
 from nnseg.errors import PlansError
 from nnseg.planning._configuration import ConfigurationPlan
 from nnseg.planning._fields import PLANS_CONTEXT_KEYS
-from nnseg.planning._frozen import FrozenMap, freeze, short_hash, to_jsonable
+from nnseg.planning._frozen import FrozenMap, freeze, to_jsonable
 from nnseg.planning._resolve import convert_legacy_architecture, is_legacy, resolve_inheritance
 
 __all__ = ["FORMAT_VERSION", "FORMAT_VERSION_KEY", "Plans"]
@@ -160,7 +161,7 @@ class Plans:
         ours = self._context()
         for key in PLANS_CONTEXT_KEYS:
             theirs = to_jsonable(getattr(plan, key))
-            if short_hash(theirs) != short_hash(ours[key]):
+            if content_hash(theirs) != content_hash(ours[key]):
                 raise PlansError(
                     f"configuration {name!r} has {key}={theirs!r} but {self.where} has {ours[key]!r}; "
                     "a configuration must come from the same plans. Build it from these plans "
@@ -173,7 +174,7 @@ class Plans:
 
     def content_hash(self) -> str:
         """Return a 16-hex-digit SHA-256 of the canonical :meth:`to_json` (any change to the plans changes it)."""
-        return short_hash(self.to_json())
+        return content_hash(self.to_json())
 
     def to_json(self) -> dict[str, Any]:
         """Return the ``plans.json`` content in nnU-Net v2's schema plus ``"nnseg_format_version"``.

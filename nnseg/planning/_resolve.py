@@ -7,6 +7,7 @@ from typing import Any
 
 from nnseg._suggest import unknown_name_hint
 from nnseg.errors import PlansError
+from nnseg.planning._fields import building_blocks
 from nnseg.planning._frozen import to_jsonable
 
 __all__ = ["LEGACY_KEYS", "convert_legacy_architecture", "is_legacy", "resolve_inheritance"]
@@ -119,11 +120,5 @@ def _legacy_arch_kwargs(configuration: Mapping[str, Any], blocks_key: str) -> di
         "strides": to_jsonable(configuration["pool_op_kernel_sizes"]),
         blocks_key: to_jsonable(configuration["n_conv_per_stage_encoder"]),
         "n_conv_per_stage_decoder": to_jsonable(configuration["n_conv_per_stage_decoder"]),
-        "conv_bias": True,
-        "norm_op": f"torch.nn.modules.instancenorm.InstanceNorm{dim}d",
-        "norm_op_kwargs": {"eps": 1e-05, "affine": True},
-        "dropout_op": None,
-        "dropout_op_kwargs": None,
-        "nonlin": "torch.nn.LeakyReLU",
-        "nonlin_kwargs": {"inplace": True},
+        **building_blocks(dim),
     }

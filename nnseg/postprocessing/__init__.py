@@ -7,9 +7,11 @@ Example:
     >>> cleaned = Postprocessing.load("work/postprocessing.json").apply(segmentation)
 """
 
+from nnseg.errors import PostprocessingError
 from nnseg.postprocessing._components import keep_largest_component, keep_largest_component_of
-from nnseg.postprocessing._determine import apply_postprocessing_folder, determine_postprocessing
-from nnseg.postprocessing._postprocessing import Postprocessing, PostprocessingError, PostprocessingStep, Trial
+from nnseg.postprocessing._determine import apply_postprocessing_folder
+from nnseg.postprocessing._postprocessing import Postprocessing, determine_postprocessing
+from nnseg.postprocessing._steps import PostprocessingStep, Trial
 
 __all__ = [
     "Postprocessing",

@@ -16,21 +16,20 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nnseg.dataset import DatasetSpec
-from nnseg.evaluation import CaseEvaluation, EvaluationSummary, LabelOrRegion, case_metrics, evaluated_labels, label_key
+from nnseg.errors import PostprocessingError
+from nnseg.evaluation import CaseEvaluation, EvaluationSummary
+from nnseg.evaluation._metrics import LabelOrRegion, case_metrics, evaluated_labels, label_key
 from nnseg.io import read_segmentation, write_segmentation
-from nnseg.postprocessing._postprocessing import (
-    Postprocessing,
-    PostprocessingError,
-    PostprocessingStep,
-    Trial,
-    labels_of,
-    steps_key,
-)
+from nnseg.postprocessing._steps import PostprocessingStep, Trial, apply_steps, steps_key
 from nnseg.sharding import Shard
 
-__all__ = ["apply_postprocessing_folder", "determine_postprocessing", "segmentation_files"]
+if TYPE_CHECKING:
+    from nnseg.postprocessing._postprocessing import Postprocessing
+
+__all__ = ["apply_postprocessing_folder", "decide", "segmentation_files"]
 
 logger = logging.getLogger(__name__)
 MAX_LISTED = 10
@@ -80,7 +79,7 @@ def _evaluate_case(
 ) -> CaseEvaluation:  # fmt: skip
     reference, _ = read_segmentation(reference_file)
     prediction, _ = read_segmentation(prediction_file)
-    prediction = Postprocessing(steps, ()).apply(prediction)
+    prediction = apply_steps(steps, prediction)
     metrics = case_metrics(reference, prediction, labels, ignore_label=ignore_label, where=f"case {prediction_file.name}")
     return CaseEvaluation(str(reference_file), str(prediction_file), metrics)
 
@@ -107,27 +106,15 @@ def _no_label_worse(before: EvaluationSummary, after: EvaluationSummary) -> bool
     return not any(new[key]["Dice"] < old[key]["Dice"] for key in new)  # NaN compares False: ignored
 
 
-def determine_postprocessing(
+def decide(
     pred_dir: str | os.PathLike[str], ref_dir: str | os.PathLike[str], spec: DatasetSpec,
     out_dir: str | os.PathLike[str], *, allow_missing: bool = False, num_workers: int = 1,
-) -> Postprocessing:  # fmt: skip
-    """Decide which keep-largest-component steps improve Dice on ``pred_dir``; write the postprocessed folder.
-
-    Args:
-        pred_dir: Predicted label maps ``<case><file_ending>`` (e.g. a cross-validation folder).
-        ref_dir: Reference label maps of the same names (e.g. the raw ``labelsTr``).
-        spec: The dataset's labels (file ending, labels or regions, ignore label).
-        out_dir: Receives every prediction with the accepted steps applied, and its ``summary.json``.
-        allow_missing: Decide on the predicted cases only when some references have no prediction.
-        num_workers: Worker processes for reading and evaluating.
+) -> tuple[tuple[PostprocessingStep, ...], tuple[Trial, ...], dict[str, float], dict[str, float]]:  # fmt: skip
+    """Apply the rule on ``pred_dir``; write the postprocessed folder and its summary into ``out_dir``.
 
     Returns:
-        The decision; ``.save(path)`` writes it as JSON.
-
-    Raises:
-        PostprocessingError: If a folder is missing, a prediction has no reference, or (without
-            ``allow_missing``) a reference has no prediction. Nothing is written then.
-        ImageIOError: If a file cannot be read.
+        The accepted steps, every trial, and the Dice before and after (see
+        :func:`~nnseg.postprocessing.determine_postprocessing`, which wraps them in a ``Postprocessing``).
     """
     if Path(out_dir).resolve() in (Path(pred_dir).resolve(), Path(ref_dir).resolve()):
         raise PostprocessingError(f"the output folder {out_dir} is the prediction or reference folder; the "
@@ -152,15 +139,15 @@ def determine_postprocessing(
             trials.append(Trial(step.labels, key, before, after, keep))
             if keep:
                 accepted, current = (*accepted, step), candidate
-    result = Postprocessing(accepted, labels_of(spec), tuple(trials), _dice(baseline), _dice(current))
     logger.info("postprocessing: %s; foreground-mean Dice %.5f -> %.5f", steps_key(accepted),
                 baseline.mean_dice, current.mean_dice)  # fmt: skip
-    _write_folder(result, [p for _, p in pairs], Path(out_dir), overwrite=True)
+    _write_folder(accepted, [p for _, p in pairs], Path(out_dir), overwrite=True)
     current.save(Path(out_dir) / "summary.json")
-    return result
+    return accepted, tuple(trials), _dice(baseline), _dice(current)
 
 
-def _write_folder(pp: Postprocessing, files: Sequence[Path], out_dir: Path, *, overwrite: bool) -> list[Path]:
+def _write_folder(steps: Sequence[PostprocessingStep], files: Sequence[Path], out_dir: Path, *,
+                  overwrite: bool) -> list[Path]:  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for source in files:
@@ -168,7 +155,7 @@ def _write_folder(pp: Postprocessing, files: Sequence[Path], out_dir: Path, *, o
         if target.is_file() and not overwrite:
             continue
         segmentation, geometry = read_segmentation(source)
-        write_segmentation(pp.apply(segmentation), target, geometry)
+        write_segmentation(apply_steps(steps, segmentation), target, geometry)
         written.append(target)
     return written
 
@@ -199,4 +186,4 @@ def apply_postprocessing_folder(
         raise PostprocessingError(f"no <case>{spec.file_ending} label maps in {source}; check the folder and the "
                                   "dataset's file ending.")  # fmt: skip
     owned = (shard or Shard.whole()).select(files)
-    return _write_folder(pp, [files[name] for name in owned], target, overwrite=overwrite)
+    return _write_folder(pp.steps, [files[name] for name in owned], target, overwrite=overwrite)

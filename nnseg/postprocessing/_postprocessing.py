@@ -16,7 +16,7 @@ Regions are written as lists (``[1, 2]`` inside ``labels``). Nothing is pickled:
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,86 +26,14 @@ import numpy as np
 from nnseg._atomic import atomic_write_json
 from nnseg._jsonfile import read_json_file
 from nnseg.dataset import DatasetSpec
-from nnseg.errors import NnsegError
-from nnseg.evaluation import LabelOrRegion, evaluated_labels, label_key
-from nnseg.postprocessing._components import keep_largest_component_of
+from nnseg.errors import PostprocessingError
+from nnseg.evaluation._metrics import evaluated_labels, label_key
+from nnseg.postprocessing._determine import decide
+from nnseg.postprocessing._steps import PostprocessingStep, Trial, apply_steps, label_from_json, labels_of
 
-__all__ = ["Postprocessing", "PostprocessingError", "PostprocessingStep", "Trial"]
+__all__ = ["Postprocessing", "determine_postprocessing"]
 
 FORMAT_VERSION = 1
-OPERATION = "keep_largest_component"
-
-
-class PostprocessingError(NnsegError, ValueError):
-    """A postprocessing file is malformed or belongs to other labels, or its folders cannot be used."""
-
-
-def _label_to_json(label: LabelOrRegion) -> int | list[int]:
-    return [int(v) for v in label] if isinstance(label, tuple) else int(label)
-
-
-def _label_from_json(value: Any, where: str) -> LabelOrRegion:
-    if isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        return tuple(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    raise PostprocessingError(f"{where}: label {value!r} is neither an int nor a list of ints; the file is damaged.")
-
-
-@dataclass(frozen=True, slots=True)
-class PostprocessingStep:
-    """Keep only the largest connected component of the union of ``labels``; other voxels of it become 0.
-
-    Args:
-        labels: Label values and / or regions (tuples) forming the mask.
-    """
-
-    labels: tuple[LabelOrRegion, ...]
-
-    def apply(self, segmentation: np.ndarray) -> np.ndarray:
-        """Return a postprocessed copy of ``segmentation``."""
-        return keep_largest_component_of(segmentation, self.labels)
-
-    def to_json(self) -> dict[str, Any]:
-        """Return the JSON form."""
-        return {"operation": OPERATION, "labels": [_label_to_json(label) for label in self.labels]}
-
-    @classmethod
-    def from_json(cls, data: Any, *, where: str = "postprocessing step") -> PostprocessingStep:
-        """Parse :meth:`to_json` output.
-
-        Raises:
-            PostprocessingError: If the operation is unknown or the labels are malformed.
-        """
-        if not isinstance(data, Mapping) or data.get("operation") != OPERATION or not isinstance(data.get("labels"), list):
-            raise PostprocessingError(
-                f"{where}: expected {{\"operation\": \"{OPERATION}\", \"labels\": [...]}}; got {data!r}."
-            )
-        return cls(tuple(_label_from_json(value, where) for value in data["labels"]))
-
-
-@dataclass(frozen=True, slots=True)
-class Trial:
-    """One candidate step of the determination and the Dice it was judged on.
-
-    Args:
-        labels: The step's labels.
-        criterion: ``"foreground_mean"`` or the label key whose Dice decided.
-        dice_before: That Dice without the step.
-        dice_after: That Dice with the step.
-        accepted: Whether the step was kept.
-    """
-
-    labels: tuple[LabelOrRegion, ...]
-    criterion: str
-    dice_before: float
-    dice_after: float
-    accepted: bool
-
-    def to_json(self) -> dict[str, Any]:
-        """Return the JSON form."""
-        return {"labels": [_label_to_json(v) for v in self.labels], "criterion": self.criterion,
-                "dice_before": self.dice_before, "dice_after": self.dice_after, "accepted": self.accepted}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,10 +62,7 @@ class Postprocessing:
 
     def apply(self, segmentation: np.ndarray) -> np.ndarray:
         """Apply every step in order to a label map (a copy is returned; the input is not modified)."""
-        result = np.asarray(segmentation)
-        for step in self.steps:
-            result = step.apply(result)
-        return result if self.steps else result.copy()
+        return apply_steps(self.steps, segmentation)
 
     def check_dataset(self, spec: DatasetSpec, *, where: str = "postprocessing") -> None:
         """Raise unless this postprocessing was determined for the labels of ``spec``.
@@ -162,8 +87,6 @@ class Postprocessing:
 
         See :func:`nnseg.postprocessing.determine_postprocessing` for the rule and the errors.
         """
-        from nnseg.postprocessing._determine import determine_postprocessing
-
         return determine_postprocessing(pred_dir, ref_dir, spec, out_dir, allow_missing=allow_missing,
                                         num_workers=num_workers)  # fmt: skip
 
@@ -193,7 +116,7 @@ class Postprocessing:
             steps = tuple(PostprocessingStep.from_json(s, where=where) for s in data["steps"])
             labels = tuple(str(key) for key in data["labels"])
             trials = tuple(
-                Trial(tuple(_label_from_json(v, where) for v in t["labels"]), str(t["criterion"]),
+                Trial(tuple(label_from_json(v, where) for v in t["labels"]), str(t["criterion"]),
                       float(t["dice_before"]), float(t["dice_after"]), bool(t["accepted"]))
                 for t in data.get("trials", [])
             )  # fmt: skip
@@ -222,11 +145,30 @@ class Postprocessing:
         return cls.from_json(data, where=str(path))
 
 
-def labels_of(spec: DatasetSpec) -> tuple[str, ...]:
-    """The evaluated label / region keys of ``spec`` (what a :class:`Postprocessing` records)."""
-    return tuple(label_key(label) for label in evaluated_labels(spec))
+def determine_postprocessing(
+    pred_dir: str | os.PathLike[str], ref_dir: str | os.PathLike[str], spec: DatasetSpec,
+    out_dir: str | os.PathLike[str], *, allow_missing: bool = False, num_workers: int = 1,
+) -> Postprocessing:  # fmt: skip
+    """Decide which keep-largest-component steps improve Dice on ``pred_dir``; write the postprocessed folder.
 
+    The rule is described in :mod:`nnseg.postprocessing._determine`.
 
-def steps_key(steps: Sequence[PostprocessingStep]) -> str:
-    """A short human-readable description of steps, e.g. ``"largest of [1, 2]; largest of [1]"``."""
-    return "; ".join(f"largest of {[_label_to_json(v) for v in step.labels]}" for step in steps) or "none"
+    Args:
+        pred_dir: Predicted label maps ``<case><file_ending>`` (e.g. a cross-validation folder).
+        ref_dir: Reference label maps of the same names (e.g. the raw ``labelsTr``).
+        spec: The dataset's labels (file ending, labels or regions, ignore label).
+        out_dir: Receives every prediction with the accepted steps applied, and its ``summary.json``.
+        allow_missing: Decide on the predicted cases only when some references have no prediction.
+        num_workers: Worker processes for reading and evaluating.
+
+    Returns:
+        The decision; ``.save(path)`` writes it as JSON.
+
+    Raises:
+        PostprocessingError: If a folder is missing, a prediction has no reference, or (without
+            ``allow_missing``) a reference has no prediction. Nothing is written then.
+        ImageIOError: If a file cannot be read.
+    """
+    accepted, trials, before, after = decide(pred_dir, ref_dir, spec, out_dir, allow_missing=allow_missing,
+                                             num_workers=num_workers)  # fmt: skip
+    return Postprocessing(accepted, labels_of(spec), trials, before, after)

@@ -21,12 +21,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from nnseg._cropping import crop_to_nonzero
 from nnseg.dataset import Case, DatasetSpec
 from nnseg.errors import DatasetError, NnsegError, PlansError
 from nnseg.io import ImageGeometry, read_images, read_segmentation
 from nnseg.planning import ConfigurationPlan
 from nnseg.preprocessing._case import CaseProperties, PreprocessedCase
-from nnseg.preprocessing._cropping import crop_to_nonzero
 from nnseg.preprocessing._locations import location_classes, sample_class_locations
 from nnseg.preprocessing._normalization import Normalizer, build_normalizer
 from nnseg.preprocessing._resampling import Resampler, compute_new_shape, resampler_from_plan

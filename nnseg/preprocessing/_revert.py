@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from nnseg._cropping import NONZERO_LABEL, bounding_box_to_slices
 from nnseg.errors import ConfigError
 from nnseg.preprocessing._case import CaseProperties
-from nnseg.preprocessing._cropping import NONZERO_LABEL, bounding_box_to_slices
 from nnseg.preprocessing._resampling import Resampler
 
 __all__ = [

@@ -25,9 +25,10 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from nnseg._checks import parse_int
 from nnseg._lock import WorkLock
 from nnseg.dataset import Case, DatasetSpec
-from nnseg.errors import ConfigError, NnsegError, StoreError, WriteError
+from nnseg.errors import NnsegError, PreprocessingError, PreprocessingWriteError
 from nnseg.planning import ConfigurationPlan
 from nnseg.preprocessing._preprocessor import Preprocessor
 from nnseg.preprocessing._store import PreprocessedStore
@@ -52,26 +53,6 @@ T = TypeVar("T")
 R = TypeVar("R")
 Job = tuple[str, tuple[str, ...], str | None]  # (case_id, image paths, label path)
 WorkerArgs = tuple[dict[str, Any], dict[str, Any], str]  # (plan JSON, dataset.json dict, store folder)
-
-
-class PreprocessingError(StoreError):
-    """Some cases could not be preprocessed; the others were written.
-
-    Args:
-        message: The error message (every failed case id with its reason).
-        failures: Case id -> reason.
-    """
-
-    def __init__(self, message: str, failures: Mapping[str, str]) -> None:
-        super().__init__(message)
-        self.failures = dict(failures)
-
-
-class PreprocessingWriteError(PreprocessingError, WriteError):
-    """Preprocessing stopped because a file could not be written (disk full, file-size limit).
-
-    The finished cases stay; no partial file is kept under a final name. ``errno`` is ``ENOSPC`` or ``EFBIG``.
-    """
 
 
 class _Dataset(Protocol):
@@ -251,8 +232,7 @@ def preprocess_dataset(
         ConfigError: If ``num_workers`` is negative.
         LockError: If another live process is preprocessing the same shard of this store (it is named).
     """
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-        raise ConfigError(f"num_workers must be an int >= 0 (0 or 1: work in this process); got {num_workers!r}.")
+    parse_int("preprocess_dataset", "num_workers", num_workers, minimum=0)  # 0 or 1: work in this process
     Preprocessor(plan, dataset.spec)  # fail on a plan that does not fit before touching the disk
     store = PreprocessedStore(store_dir)
     store.initialise(plan, dataset.spec, overwrite=overwrite)

@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 
 from nnseg._atomic import atomic_write_json
+from nnseg._hashing import content_hash
 from nnseg.dataset import DatasetSpec
 from nnseg.errors import StoreError
 from nnseg.planning import ConfigurationPlan
-from nnseg.planning._frozen import short_hash
 from nnseg.preprocessing._arrays import read_array, read_npz, read_region, write_array, write_npz
 from nnseg.preprocessing._case import CaseProperties, PreprocessedCase
 from nnseg.preprocessing._store_files import (
@@ -64,7 +64,7 @@ def store_name(plan: ConfigurationPlan, spec: DatasetSpec) -> str:
     Used by ``nnseg preprocess`` (``WORK/preprocessed/<store_name>/``): the default plans and ResEnc-L at the
     same spacing land in one folder, and an edited plan lands in a new one instead of overwriting.
     """
-    return f"{plan.name}_{short_hash(store_fields(plan, spec))}"
+    return f"{plan.name}_{content_hash(store_fields(plan, spec))}"
 
 
 class PreprocessedStore:

@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nnseg._hashing import content_hash
 from nnseg._version import __version__
 from nnseg.dataset import DatasetSpec
 from nnseg.errors import StoreError
 from nnseg.planning import ConfigurationPlan
-from nnseg.planning._frozen import short_hash
 from nnseg.preprocessing._arrays import CLEVEL, CODEC
 from nnseg.preprocessing._locations import location_classes
 
@@ -27,7 +27,7 @@ def store_fields(plan: ConfigurationPlan, spec: DatasetSpec) -> dict[str, Any]:
     That is the plan's :meth:`~ConfigurationPlan.preprocessing_fields` (spacing, transposition, normalisation,
     resampling, intensity properties, ...) plus what the plan does not cover but the stored label map and
     class locations depend on: the dataset's labels, regions and ignore label (as the sampled classes) and
-    the store's format version. Its :func:`short_hash` is the store's ``preprocessing_hash``.
+    the store's format version. Its :func:`content_hash` is the store's ``preprocessing_hash``.
     """
     classes = [list(c) if isinstance(c, tuple) else int(c) for c in location_classes(spec)]
     return {**plan.preprocessing_fields(), "location_classes": classes, "store_format_version": FORMAT_VERSION}
@@ -38,7 +38,7 @@ class StoreManifest:
     """The content of ``store.json``: what preprocessing a store holds.
 
     Args:
-        preprocessing_hash: The store key: ``short_hash`` of :func:`store_fields` (the plan's preprocessing
+        preprocessing_hash: The store key: ``content_hash`` of :func:`store_fields` (the plan's preprocessing
             and the dataset's labels / regions). Two plans with the same key share a store.
         preprocessing_fields: The fields behind the hash (for humans and for error messages).
         configuration: Configuration name of the plan that created the store.
@@ -64,7 +64,7 @@ class StoreManifest:
         """Return the manifest a new store for ``plan`` on a dataset with ``spec`` gets."""
         fields = store_fields(plan, spec)
         return cls(
-            preprocessing_hash=short_hash(fields),
+            preprocessing_hash=content_hash(fields),
             preprocessing_fields=fields,
             configuration=plan.name,
             data_identifier=plan.data_identifier,

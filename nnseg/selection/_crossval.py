@@ -21,17 +21,13 @@ from pathlib import Path
 
 from nnseg._atomic import atomic_write
 from nnseg.dataset import DatasetSpec
-from nnseg.errors import NnsegError
+from nnseg.errors import SelectionError
 from nnseg.evaluation import EvaluationSummary, evaluate_folder
 
 __all__ = ["CrossValidation", "SelectionError", "accumulate_crossval", "crossval_folder_name", "run_spec"]
 
 logger = logging.getLogger(__name__)
 FINAL_CHECKPOINT = "checkpoint_final.pt"
-
-
-class SelectionError(NnsegError, ValueError):
-    """Cross-validation results cannot be gathered or compared (missing, unfinished or overlapping folds)."""
 
 
 def crossval_folder_name(folds: Sequence[int]) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from nnseg._checks import parse_bool, parse_choice, parse_int, parse_number
 from nnseg.dataset import DatasetSpec
 from nnseg.errors import ConfigError
 from nnseg.io import SUPPORTED_ENDINGS, ImageGeometry, write_image, write_segmentation
@@ -22,7 +23,6 @@ from nnseg.testing._synthetic_case import (
     MAX_CLASSES,
     MIN_EXTENT,
     channel_names,
-    check_int,
     check_modality,
     check_shape,
     label_names,
@@ -168,8 +168,7 @@ def make_synthetic_dataset(
 
 
 def _validate(*, shape: Any, spacing: Any, two_d: Any, spacing_jitter: Any, **values: Any) -> _Settings:
-    if not isinstance(two_d, bool):
-        raise ConfigError(f"{CALLER}: two_d must be True or False; got {two_d!r}.")
+    parse_bool(CALLER, "two_d", two_d)
     if two_d and isinstance(shape, Sequence) and len(shape) == 3:
         shape = tuple(shape)[1:]  # 2D uses (y, x); the z entry is ignored
         spacing = tuple(spacing)[1:] if isinstance(spacing, Sequence) and len(spacing) == 3 else spacing
@@ -181,20 +180,17 @@ def _validate(*, shape: Any, spacing: Any, two_d: Any, spacing_jitter: Any, **va
         )
     if not all(_is_real(s) and math.isfinite(s) and s > 0 for s in spacing):
         raise ConfigError(f"{CALLER}: every spacing must be a finite number > 0 (mm); got {tuple(spacing)!r}.")
-    if not _is_real(spacing_jitter) or not 0.0 <= spacing_jitter < 0.5:
-        raise ConfigError(f"{CALLER}: spacing_jitter must be a number in [0, 0.5); got {spacing_jitter!r}.")
-    ending = values["file_ending"]
-    if ending not in SUPPORTED_ENDINGS:
-        raise ConfigError(f"{CALLER}: file_ending must be one of {', '.join(SUPPORTED_ENDINGS)}; got {ending!r}.")
+    parse_number(CALLER, "spacing_jitter", spacing_jitter, low=0.0, high=0.5, high_open=True)
+    ending = parse_choice(CALLER, "file_ending", values["file_ending"], SUPPORTED_ENDINGS)
     return _Settings(
-        num_cases=check_int(CALLER, "num_cases", values["num_cases"], 1),
-        num_test_cases=check_int(CALLER, "num_test_cases", values["num_test_cases"], 0),
+        num_cases=parse_int(CALLER, "num_cases", values["num_cases"], minimum=1),
+        num_test_cases=parse_int(CALLER, "num_test_cases", values["num_test_cases"], minimum=0),
         shape=spatial,
         spacing=tuple(float(s) for s in spacing),
         modality=check_modality(CALLER, values["modality"]),
-        num_channels=check_int(CALLER, "num_channels", values["num_channels"], 1),
-        num_classes=check_int(CALLER, "num_classes", values["num_classes"], 2, MAX_CLASSES),
-        seed=check_int(CALLER, "seed", values["seed"], 0),
+        num_channels=parse_int(CALLER, "num_channels", values["num_channels"], minimum=1),
+        num_classes=parse_int(CALLER, "num_classes", values["num_classes"], minimum=2, maximum=MAX_CLASSES),
+        seed=parse_int(CALLER, "seed", values["seed"], minimum=0),
         two_d=two_d,
         spacing_jitter=float(spacing_jitter),
         file_ending=ending,

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from nnseg._checks import parse_choice, parse_int
 from nnseg.errors import ConfigError
 from nnseg.testing._blobs import paint_labels, sample_layout
 
@@ -47,23 +48,9 @@ def channel_names(modality: str, num_channels: int) -> tuple[str, ...]:
     return tuple(MR_CHANNEL_NAMES[c] if c < len(MR_CHANNEL_NAMES) else f"MR{c}" for c in range(num_channels))
 
 
-def check_int(caller: str, name: str, value: Any, minimum: int, maximum: int | None = None) -> int:
-    """Return ``value`` if it is an int in range, else raise ConfigError naming the argument."""
-    limit = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ConfigError(f"{caller}: {name} must be an int {limit}; got {value!r} ({type(value).__name__}).")
-    if value < minimum or (maximum is not None and value > maximum):
-        raise ConfigError(f"{caller}: {name} must be an int {limit}; got {value}.")
-    return int(value)
-
-
 def check_modality(caller: str, modality: Any) -> str:
     """Return the lower-cased modality, or raise ConfigError."""
-    if not isinstance(modality, str) or modality.lower() not in MODALITIES:
-        raise ConfigError(
-            f"{caller}: modality must be one of {', '.join(repr(m) for m in MODALITIES)}; got {modality!r}."
-        )
-    return modality.lower()
+    return parse_choice(caller, "modality", modality.lower() if isinstance(modality, str) else modality, MODALITIES)
 
 
 def check_shape(caller: str, shape: Any, lengths: Sequence[int]) -> tuple[int, ...]:
@@ -122,11 +109,11 @@ def make_synthetic_case(
     caller = "make_synthetic_case"
     spatial = check_shape(caller, shape, (2, 3))
     modality = check_modality(caller, modality)
-    num_channels = check_int(caller, "num_channels", num_channels, 1)
-    num_classes = check_int(caller, "num_classes", num_classes, 2, MAX_CLASSES)
+    num_channels = parse_int(caller, "num_channels", num_channels, minimum=1)
+    num_classes = parse_int(caller, "num_classes", num_classes, minimum=2, maximum=MAX_CLASSES)
     entropy = list(seed) if isinstance(seed, Sequence) and not isinstance(seed, str) else [seed]
     for value in entropy:
-        check_int(caller, "seed", value, 0)
+        parse_int(caller, "seed", value, minimum=0)
     rng = np.random.default_rng(entropy)
     body, labels = _draw_labels(spatial, num_classes, rng)
     region = np.where(labels > 0, labels.astype(np.intp) + 1, body.astype(np.intp))

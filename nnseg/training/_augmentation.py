@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nnseg._checks import parse_number
 from nnseg.dataset import DatasetSpec
 from nnseg.errors import ConfigError
 from nnseg.planning import ConfigurationPlan
@@ -103,8 +104,8 @@ class AugmentationConfig:
     def __post_init__(self) -> None:
         for item in fields(self):
             value = getattr(self, item.name)
-            if item.name.startswith("p_") and not 0.0 <= float(value) <= 1.0:
-                raise ConfigError(f"AugmentationConfig.{item.name} must be a probability in [0, 1]; got {value!r}.")
+            if item.name.startswith("p_"):
+                parse_number("AugmentationConfig", item.name, value, low=0.0, high=1.0, default=item.default)
             if item.name in _RANGES and (len(value) != 2 or float(value[0]) > float(value[1])):
                 raise ConfigError(
                     f"AugmentationConfig.{item.name} must be (low, high) with low <= high; got {value!r}."

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from nnseg.errors import ConfigError, LoaderError, NnsegError
+from nnseg._checks import parse_int
+from nnseg.errors import LoaderError, NnsegError
 from nnseg.preprocessing import PreprocessedStore
 from nnseg.training._augmentation import AugmentationConfig, augment_sample, make_targets
 from nnseg.training._sampling import PatchSampler
@@ -53,12 +54,6 @@ class Batch:
             self.case_ids,
             self.step,
         )
-
-
-def _non_negative(value: object, name: str, hint: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or int(value) < 0:
-        raise ConfigError(f"{name} must be a non-negative integer; got {value!r}. {hint[0].upper()}{hint[1:]}.")
-    return int(value)
 
 
 @contextlib.contextmanager
@@ -102,7 +97,7 @@ class BatchFactory:
         self.case_ids = tuple(case_ids)
         self.sampler = sampler
         self.augmentation = augmentation
-        self.seed = _non_negative(seed, "seed", "pass e.g. seed=0")
+        self.seed = parse_int("BatchFactory", "seed", seed, minimum=0)
         self.augment = bool(augment)
         self._shapes: dict[str, tuple[int, ...]] = {}
 
@@ -112,7 +107,7 @@ class BatchFactory:
         Raises:
             ConfigError: If ``step`` is negative or not an integer.
         """
-        step = _non_negative(step, "step", "global steps count from 0")
+        step = parse_int("BatchFactory", "step", step, minimum=0)  # global steps count from 0
         children = np.random.SeedSequence([self.seed, step]).spawn(self.sampler.batch_size + 1)
         return np.random.default_rng(children[0]), [np.random.default_rng(c) for c in children[1:]]
 

@@ -8,10 +8,10 @@ never of a subclass.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from nnseg._checks import parse_bool, parse_choice, parse_int, parse_number, parse_optional_bool
 from nnseg._suggest import unknown_name_hint
 from nnseg.errors import ConfigError
 
@@ -19,6 +19,7 @@ __all__ = ["LrSchedule", "TrainerConfig"]
 
 LrSchedule = Literal["per_step", "per_epoch"]
 _SCHEDULES = ("per_step", "per_epoch")
+_OWNER = "TrainerConfig"
 
 
 @dataclass(frozen=True)
@@ -76,26 +77,21 @@ class TrainerConfig:
 
     def __post_init__(self) -> None:
         for name in ("iterations_per_epoch", "num_epochs", "checkpoint_every_epochs", "keep_checkpoints"):
-            _require_int(name, getattr(self, name), minimum=1)
+            parse_int(_OWNER, name, getattr(self, name), minimum=1)
         for name in ("val_iterations_per_epoch", "num_loader_workers", "seed"):
-            _require_int(name, getattr(self, name), minimum=0)
-        _require_range("initial_lr", self.initial_lr, low=0.0, low_open=True)
-        _require_range("weight_decay", self.weight_decay, low=0.0)
-        _require_range("momentum", self.momentum, low=0.0, high=1.0, high_open=True)
-        _require_range("poly_exponent", self.poly_exponent, low=0.0)
-        _require_range("oversample_foreground", self.oversample_foreground, low=0.0, high=1.0)
-        _require_range("ema_momentum", self.ema_momentum, low=0.0, high=1.0, high_open=True)
+            parse_int(_OWNER, name, getattr(self, name), minimum=0)
+        _number("initial_lr", self.initial_lr, low=0.0, low_open=True)
+        _number("weight_decay", self.weight_decay, low=0.0)
+        _number("momentum", self.momentum, low=0.0, high=1.0, high_open=True)
+        _number("poly_exponent", self.poly_exponent, low=0.0)
+        _number("oversample_foreground", self.oversample_foreground, low=0.0, high=1.0)
+        _number("ema_momentum", self.ema_momentum, low=0.0, high=1.0, high_open=True)
         if self.grad_clip_norm is not None:
-            _require_range("grad_clip_norm", self.grad_clip_norm, low=0.0, low_open=True)
-        if self.lr_schedule not in _SCHEDULES:
-            raise ConfigError(
-                f"TrainerConfig: lr_schedule {self.lr_schedule!r} is unknown. {unknown_name_hint(self.lr_schedule, _SCHEDULES)}"
-            )
+            _number("grad_clip_norm", self.grad_clip_norm, low=0.0, low_open=True)
+        parse_choice(_OWNER, "lr_schedule", self.lr_schedule, _SCHEDULES)
         for name in ("nesterov", "deep_supervision", "compile", "cudnn_benchmark", "final_validation"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"TrainerConfig: {name} must be True or False; got {getattr(self, name)!r}.")
-        if self.amp is not None and not isinstance(self.amp, bool):
-            raise ConfigError(f"TrainerConfig: amp must be True, False or None (auto); got {self.amp!r}.")
+            parse_bool(_OWNER, name, getattr(self, name))
+        parse_optional_bool(_OWNER, "amp", self.amp)
 
     @property
     def total_steps(self) -> int:
@@ -115,8 +111,8 @@ class TrainerConfig:
         Raises:
             ConfigError: If the budget is not a positive multiple of ``iterations_per_epoch``.
         """
-        _require_int("total_steps", total_steps, minimum=1)
-        _require_int("iterations_per_epoch", iterations_per_epoch, minimum=1)
+        parse_int("TrainerConfig.from_step_budget", "total_steps", total_steps, minimum=1)
+        parse_int("TrainerConfig.from_step_budget", "iterations_per_epoch", iterations_per_epoch, minimum=1)
         per_epoch = min(iterations_per_epoch, total_steps)
         if total_steps % per_epoch:
             lower = total_steps - total_steps % per_epoch
@@ -169,28 +165,5 @@ class TrainerConfig:
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainerConfig)}
 
 
-def _require_int(name: str, value: Any, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(
-            f"TrainerConfig: {name} must be an integer >= {minimum}; got {value!r}. Set {name}={minimum} or more."
-        )
-
-
-def _require_range(
-    name: str,
-    value: Any,
-    *,
-    low: float,
-    high: float = math.inf,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
-    if not ok:
-        left, right = "(" if low_open else "[", ")" if high_open or high == math.inf else "]"
-        raise ConfigError(
-            f"TrainerConfig: {name} must be a number in {left}{low:g}, {high:g}{right}; got {value!r}. Leave it at "
-            f"its default ({_DEFAULTS[name]!r}) or choose a value in that range."
-        )
+def _number(name: str, value: Any, **bounds: Any) -> None:
+    parse_number(_OWNER, name, value, default=_DEFAULTS[name], **bounds)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nnseg._checks import parse_bool, parse_int, parse_number
 from nnseg.errors import ConfigError, StoreError
 
 __all__ = ["PatchReader", "PatchSampler", "SampledPatch", "crop_and_pad", "patch_bounds"]
@@ -94,11 +95,11 @@ class PatchSampler:
                 f"initial_patch_size {initial} must have one entry per axis of patch_size {patch} and be at least "
                 "as large on every axis; compute it with initial_patch_size(...)."
             )
-        if int(self.batch_size) < 1 or not 0.0 <= float(self.oversample_foreground_percent) <= 1.0:
-            raise ConfigError(
-                f"batch_size must be >= 1 and oversample_foreground_percent in [0, 1]; got {self.batch_size} and "
-                f"{self.oversample_foreground_percent}."
-            )
+        parse_int("PatchSampler", "batch_size", self.batch_size, minimum=1)
+        parse_number("PatchSampler", "oversample_foreground_percent", self.oversample_foreground_percent,
+                     low=0.0, high=1.0, default=0.33)  # fmt: skip
+        parse_bool("PatchSampler", "probabilistic_oversampling", self.probabilistic_oversampling)
+        parse_bool("PatchSampler", "has_ignore_label", self.has_ignore_label)
         object.__setattr__(self, "patch_size", patch)
         object.__setattr__(self, "initial_patch_size", initial)
         object.__setattr__(self, "batch_size", int(self.batch_size))

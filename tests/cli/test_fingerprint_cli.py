@@ -86,8 +86,8 @@ def test_parts_then_assemble_with_status(
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--num-parts", "2", "--part-id", "2"], r"ConfigError: Shard.index must satisfy 0 <= index < count \(2\); got 2"),
-        (["--num-workers", "0"], r"ConfigError: --num-workers must be at least 1, got 0"),
+        (["--num-parts", "2", "--part-id", "2"], r"ConfigError: Shard: index must be an integer in \[0, 1\]; got 2"),
+        (["--num-workers", "0"], r"ConfigError: nnseg fingerprint: --num-workers must be an integer >= 1; got 0\. Set --num-workers=1 or more"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(

@@ -67,7 +67,7 @@ def test_missing_dataset_json_says_to_run_nnseg_fingerprint(tmp_path: Path, caps
 @pytest.mark.parametrize("value", ["0", "-4"])
 def test_non_positive_gpu_memory_is_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str) -> None:
     assert cli.main(["plan", str(_work(tmp_path)), "--gpu-memory-gb", value]) == 2
-    assert "--gpu-memory-gb must be a positive number of GB" in capsys.readouterr().err
+    assert "nnseg plan: --gpu-memory-gb must be a number in (0, inf); got " in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", ["../evil", "a/b", ""])

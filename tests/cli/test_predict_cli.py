@@ -60,7 +60,7 @@ def test_bad_input_gives_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[
     write_images(tmp_path / "in", num_cases=1, shape=(5, 16, 16))
     base = ["predict", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-m", str(model)]
     assert cli.main([*base, "--num-parts", "3", "--part-id", "3"]) == 2
-    assert "Shard.index must satisfy 0 <= index < count (3); got 3. Parts are numbered 0 to 2" in _one_line_error(capsys)
+    assert "Shard: index must be an integer in [0, 2]; got 3. Choose index between 0 and 2" in _one_line_error(capsys)
     assert cli.main([*base, "-f", "4"]) == 2
     assert "fold(s) ['4'] have no checkpoint_final.pth" in _one_line_error(capsys)
     assert cli.main(["predict", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-m", str(tmp_path)]) == 2

@@ -80,6 +80,6 @@ def test_bad_input_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixt
     assert cli.main(["preprocess", str(work), "-c", "3d_lowres"]) == 2
     assert "3d_lowres" in _one_line_error(capsys)
     assert cli.main(["preprocess", str(work), "-c", "3d_fullres", "--num-parts", "2", "--part-id", "2"]) == 2
-    assert "ConfigError: Shard.index must satisfy 0 <= index < count (2); got 2" in _one_line_error(capsys)
+    assert "ConfigError: Shard: index must be an integer in [0, 1]; got 2" in _one_line_error(capsys)
     assert cli.main(["preprocess", str(work), "-c", "3d_fullres", "--num-workers", "0"]) == 2
-    assert "--num-workers must be at least 1, got 0" in _one_line_error(capsys)
+    assert "nnseg preprocess: --num-workers must be an integer >= 1; got 0. Set --num-workers=1 or more." in _one_line_error(capsys)

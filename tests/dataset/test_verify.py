@@ -226,9 +226,9 @@ def test_report_json_round_trip(tmp_path: Path, make_raw: Any) -> None:
 
 
 def test_bad_arguments(raw: Any) -> None:
-    with pytest.raises(ConfigError, match="severity must be 'error' or 'warning'; got 'fatal'"):
+    with pytest.raises(ConfigError, match=r"Problem: severity must be one of 'error', 'warning'; got 'fatal'"):
         Problem("a", None, "fatal", "x")  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match="num_workers must be an int >= 0; got -1"):
+    with pytest.raises(ConfigError, match=r"verify: num_workers must be an integer >= 0; got -1\. Set num_workers=0 or more"):
         RawDataset.from_folder(raw.build()).verify(num_workers=-1)
 
 
@@ -292,7 +292,7 @@ def test_cli_without_dataset_json_lists_the_layout_problems(raw: Any, capsys: py
 def test_cli_bad_worker_count_is_one_line_and_exit_2(raw: Any, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["verify", str(raw.build()), "--num-workers", "-3"]) == 2
     assert capsys.readouterr().err.strip() == (
-        "nnseg verify: error: ConfigError: verify: num_workers must be an int >= 0; got -3.")
+        "nnseg verify: error: ConfigError: verify: num_workers must be an integer >= 0; got -3. Set num_workers=0 or more.")
 
 
 def test_verify_folder_equals_open_then_verify_on_a_valid_layout(make_raw: Any) -> None:

@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from nnseg.dataset import DatasetSpec
-from nnseg.evaluation import EvaluationError, EvaluationSummary, evaluate_folder, evaluated_labels, region_metrics
+from nnseg.errors import EvaluationError
+from nnseg.evaluation import EvaluationSummary, evaluate_folder
+from nnseg.evaluation._metrics import evaluated_labels, region_metrics
 from nnseg.io import ImageGeometry, write_segmentation
 
 LABELS = DatasetSpec.from_dict({"channel_names": {"0": "CT"}, "labels": {"background": 0, "a": 1, "b": 2, "ignore": 3},

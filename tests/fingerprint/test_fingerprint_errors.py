@@ -101,9 +101,9 @@ def test_spacing_of_wrong_length_is_an_error() -> None:
 @pytest.mark.parametrize("value", [0, -3, 2.5, True])
 def test_bad_num_samples_and_num_workers_are_config_errors(hand_dataset: Path, value: Any) -> None:
     dataset = RawDataset.from_folder(hand_dataset)
-    with pytest.raises(ConfigError, match=rf"num_samples must be a positive int; got {value!r}"):
+    with pytest.raises(ConfigError, match=rf"extract_fingerprint: num_samples must be an integer >= 1; got {value!r}\. Set num_samples=1 or more"):
         extract_fingerprint(dataset, num_samples=value)
-    with pytest.raises(ConfigError, match=rf"num_workers must be a positive int; got {value!r}"):
+    with pytest.raises(ConfigError, match=rf"extract_fingerprint: num_workers must be an integer >= 1; got {value!r}\. Set num_workers=1 or more"):
         extract_fingerprint(dataset, num_workers=value)
 
 

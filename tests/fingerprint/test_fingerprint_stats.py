@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import nnseg.fingerprint._extract as extract_module
+from nnseg._cropping import crop_to_nonzero
 from nnseg.dataset import RawDataset
-from nnseg.fingerprint import DEFAULT_SEED, default_num_samples, extract_fingerprint, fingerprint_case
-from nnseg.preprocessing._cropping import crop_to_nonzero
+from nnseg.fingerprint import extract_fingerprint, fingerprint_case
+from nnseg.fingerprint._extract import DEFAULT_SEED, default_num_samples
 from nnseg.testing import make_synthetic_dataset
 
 

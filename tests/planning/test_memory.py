@@ -14,10 +14,11 @@ import torch
 
 from nnseg.dataset import DatasetSpec
 from nnseg.errors import ConfigError
+from nnseg.losses import deep_supervision_weights
 from nnseg.network import build_network
 from nnseg.planning import ConfigurationPlan, MemoryReport, Plans
 from nnseg.planning._memory import GB, MemoryMeasurement, attach_memory_reports, measure_training_step_memory
-from nnseg.planning._memory_trace import SavedTensorCounter, deep_supervision_weights, live_tensor_tracker_class
+from nnseg.planning._memory_trace import SavedTensorCounter, live_tensor_tracker_class
 
 UNET = "dynamic_network_architectures.architectures.unet"
 SPEC = DatasetSpec(channel_names=("CT",), labels={"background": 0, "a": 1, "b": 2}, num_training=4, file_ending=".nii.gz")
@@ -169,7 +170,7 @@ def test_worked_example_resenc_l_fits_its_24_gb_target() -> None:
 # -------------------------------------------------------------------------------------- the machinery
 def test_deep_supervision_weights_follow_nnunet() -> None:
     assert deep_supervision_weights(5) == pytest.approx([8 / 15, 4 / 15, 2 / 15, 1 / 15, 0.0])
-    assert deep_supervision_weights(1) == [1.0]
+    assert deep_supervision_weights(1) == (1.0,)
 
 
 def test_saved_tensor_counter_counts_each_storage_once() -> None:
@@ -223,7 +224,7 @@ def test_cuda_without_cuda_says_to_use_meta() -> None:
 
 @pytest.mark.parametrize("batch", [0, -1, 1.5, True])
 def test_bad_batch_size_is_a_config_error(batch: Any) -> None:
-    with pytest.raises(ConfigError, match="batch_size must be a positive int"):
+    with pytest.raises(ConfigError, match=r"measure_training_step_memory: batch_size must be an integer >= 1; got .*Set batch_size=1 or more"):
         measure(tiny_plan(), batch_size=batch)
 
 

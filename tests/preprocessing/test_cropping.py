@@ -8,14 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from nnseg.errors import ConfigError
-from nnseg.preprocessing._cropping import (
+from nnseg._cropping import (
     NONZERO_LABEL,
     bounding_box_of_mask,
     bounding_box_to_slices,
     crop_to_nonzero,
     nonzero_mask,
 )
+from nnseg.errors import ConfigError
 
 
 def test_bounding_box_is_tight_and_half_open() -> None:

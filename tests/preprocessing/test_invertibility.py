@@ -27,46 +27,18 @@ from nnseg.preprocessing._revert import (
     revert_segmentation,
     uncrop_and_transpose_back,
 )
-from nnseg.testing import make_synthetic_dataset
+from nnseg.testing import make_plans_json, make_synthetic_dataset
 
 SPEC = DatasetSpec(channel_names=("T1",), labels={"background": 0, "a": 1, "b": 2}, num_training=1, file_ending=".nii.gz")
-KWARGS = {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None}
 
 
 def make_preprocessor(
     spacing: Sequence[float], transpose: Sequence[int] = (0, 1, 2), name: str = "3d_fullres", spec: DatasetSpec = SPEC
 ) -> Preprocessor:
     """Return a z-score (masked) preprocessor for a one-configuration plan with the given target spacing."""
-    ndim = len(spacing)
-    configuration = {
-        "data_identifier": name, "preprocessor_name": "DefaultPreprocessor", "batch_size": 2, "patch_size": [8] * ndim,
-        "median_image_size_in_voxels": [8.0] * ndim, "spacing": list(spacing),
-        "normalization_schemes": ["ZScoreNormalization"], "use_mask_for_norm": [True],
-        "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_data_kwargs": KWARGS,
-        "resampling_fn_seg": "resample_data_or_seg_to_shape",
-        "resampling_fn_seg_kwargs": {**KWARGS, "is_seg": True, "order": 1},
-        "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
-        "resampling_fn_probabilities_kwargs": {**KWARGS, "order": 1},
-        "architecture": {"network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-                         "arch_kwargs": {"n_stages": 1, "features_per_stage": [8],
-                                         "conv_op": f"torch.nn.modules.conv.Conv{ndim}d",
-                                         "kernel_sizes": [[3] * ndim], "strides": [[1] * ndim],
-                                         "n_conv_per_stage": [1], "n_conv_per_stage_decoder": [], "conv_bias": True,
-                                         "norm_op": None, "norm_op_kwargs": None, "dropout_op": None,
-                                         "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU",
-                                         "nonlin_kwargs": {"inplace": True}},
-                         "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]},
-        "batch_dice": True,
-    }  # fmt: skip
-    plans: dict[str, Any] = {
-        "dataset_name": "Dataset001_Synthetic", "plans_name": "nnUNetPlans",
-        "original_median_spacing_after_transp": [1.0, 1.0, 1.0], "original_median_shape_after_transp": [8, 8, 8],
-        "image_reader_writer": "SimpleITKIO", "transpose_forward": list(transpose),
-        "transpose_backward": [int(i) for i in np.argsort(transpose)], "configurations": {name: configuration},
-        "experiment_planner_used": "ExperimentPlanner", "label_manager": "LabelManager",
-        "foreground_intensity_properties_per_channel": {"0": {"mean": 0.0, "std": 1.0, "percentile_00_5": -1.0,
-                                                              "percentile_99_5": 1.0}},
-    }  # fmt: skip
+    intensity = {"mean": 0.0, "std": 1.0, "percentile_00_5": -1.0, "percentile_99_5": 1.0}
+    plans = make_plans_json([8] * len(spacing), name=name, spacing=spacing, intensity=intensity, use_mask=(True,),
+                            transpose=transpose, data_identifier=name)  # fmt: skip
     return Preprocessor(Plans.from_json(plans)[name], spec)
 
 

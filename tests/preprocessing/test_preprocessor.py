@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from plan_fixtures import RESAMPLING
 
 from nnseg.dataset import Case, DatasetSpec
 from nnseg.errors import DatasetError, PlansError, StoreError
@@ -16,6 +15,7 @@ from nnseg.io import ImageGeometry, write_image, write_segmentation
 from nnseg.planning import ConfigurationPlan, Plans
 from nnseg.preprocessing._case import CaseProperties
 from nnseg.preprocessing._preprocessor import Preprocessor
+from nnseg.testing import make_plans_json
 
 INTENSITY = {"mean": 100.0, "median": 100.0, "std": 50.0, "min": 0.0, "max": 300.0,
              "percentile_99_5": 250.0, "percentile_00_5": 10.0}  # fmt: skip
@@ -29,32 +29,8 @@ def plans_dict(
     name: str = "3d_fullres",
 ) -> dict[str, Any]:
     """Return a minimal nnU-Net v2 plans dict with one configuration."""
-    ndim = len(spacing)
-    conv = "torch.nn.modules.conv.Conv3d" if ndim == 3 else "torch.nn.modules.conv.Conv2d"
-    configuration = {
-        "data_identifier": f"nnUNetPlans_{name}", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
-        "patch_size": [16] * ndim, "median_image_size_in_voxels": [16.0] * ndim, "spacing": list(spacing),
-        "normalization_schemes": list(schemes), "use_mask_for_norm": list(use_mask), **RESAMPLING,
-        "architecture": {"network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-                         "arch_kwargs": {"n_stages": 2, "features_per_stage": [8, 16], "conv_op": conv,
-                                         "kernel_sizes": [[3] * ndim] * 2, "strides": [[1] * ndim, [2] * ndim],
-                                         "n_conv_per_stage": [1, 1], "n_conv_per_stage_decoder": [1],
-                                         "conv_bias": True, "norm_op": None, "norm_op_kwargs": None,
-                                         "dropout_op": None, "dropout_op_kwargs": None,
-                                         "nonlin": "torch.nn.LeakyReLU", "nonlin_kwargs": {"inplace": True}},
-                         "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]},
-        "batch_dice": True,
-    }  # fmt: skip
-    backward = [int(i) for i in np.argsort(transpose_forward)]
-    return {
-        "dataset_name": "Dataset001_Synthetic", "plans_name": "nnUNetPlans",
-        "original_median_spacing_after_transp": [1.0, 1.0, 1.0], "original_median_shape_after_transp": [16, 16, 16],
-        "image_reader_writer": "SimpleITKIO", "transpose_forward": list(transpose_forward),
-        "transpose_backward": backward, "configurations": {name: configuration},
-        "experiment_planner_used": "ExperimentPlanner", "label_manager": "LabelManager",
-        "foreground_intensity_properties_per_channel": {str(c): dict(INTENSITY) for c in range(len(schemes))},
-    }  # fmt: skip
-
+    return make_plans_json([16] * len(spacing), name=name, spacing=spacing, features=(8, 16), schemes=schemes,
+                           use_mask=use_mask, intensity=INTENSITY, transpose=transpose_forward)  # fmt: skip
 
 def make_plan(spacing: Sequence[float], **kwargs: Any) -> ConfigurationPlan:
     """Return the one configuration of :func:`plans_dict`."""

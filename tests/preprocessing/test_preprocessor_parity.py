@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from plan_fixtures import RESAMPLING
 
 from nnseg.dataset import RawDataset
 from nnseg.io import read_segmentation, write_segmentation
@@ -24,7 +23,7 @@ from nnseg.planning import Plans
 from nnseg.preprocessing._case import CaseProperties, location_key
 from nnseg.preprocessing._preprocessor import Preprocessor
 from nnseg.preprocessing._resampling import separate_z_axis
-from nnseg.testing import make_synthetic_dataset
+from nnseg.testing import make_plans_json, make_synthetic_dataset
 
 pytestmark = pytest.mark.parity
 
@@ -40,31 +39,8 @@ def plans_dict(
     name: str, spacing: Sequence[float], schemes: Sequence[str], use_mask: Sequence[bool], transpose: Sequence[int]
 ) -> dict[str, Any]:
     """Return an nnU-Net v2 plans dict with one configuration (network keys are placeholders)."""
-    ndim = len(spacing)
-    conv = f"torch.nn.modules.conv.Conv{ndim}d"
-    configuration = {
-        "data_identifier": f"nnUNetPlans_{name}", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
-        "patch_size": [16] * ndim, "median_image_size_in_voxels": [16.0] * ndim, "spacing": list(spacing),
-        "normalization_schemes": list(schemes), "use_mask_for_norm": list(use_mask), **RESAMPLING,
-        "architecture": {"network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-                         "arch_kwargs": {"n_stages": 1, "features_per_stage": [8], "conv_op": conv,
-                                         "kernel_sizes": [[3] * ndim], "strides": [[1] * ndim],
-                                         "n_conv_per_stage": [1], "n_conv_per_stage_decoder": [],
-                                         "conv_bias": True, "norm_op": None, "norm_op_kwargs": None,
-                                         "dropout_op": None, "dropout_op_kwargs": None,
-                                         "nonlin": "torch.nn.LeakyReLU", "nonlin_kwargs": {"inplace": True}},
-                         "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]},
-        "batch_dice": True,
-    }  # fmt: skip
-    return {
-        "dataset_name": "Dataset001_Synthetic", "plans_name": "nnUNetPlans",
-        "original_median_spacing_after_transp": [1.0, 1.0, 1.0], "original_median_shape_after_transp": [16, 16, 16],
-        "image_reader_writer": "SimpleITKIO", "transpose_forward": list(transpose),
-        "transpose_backward": [int(i) for i in np.argsort(transpose)], "configurations": {name: configuration},
-        "experiment_planner_used": "ExperimentPlanner", "label_manager": "LabelManager",
-        "foreground_intensity_properties_per_channel": {str(c): dict(CT_STATS) for c in range(len(schemes))},
-    }  # fmt: skip
-
+    return make_plans_json([16] * len(spacing), name=name, spacing=spacing, schemes=schemes, use_mask=use_mask,
+                           intensity=CT_STATS, transpose=transpose)  # fmt: skip
 
 @pytest.fixture
 def nnunet(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
@@ -182,7 +158,7 @@ def test_location_sampling_matches_nnunet_on_a_large_map(nnunet: Any) -> None:
 def test_cropping_matches_nnunet_with_holes_and_several_channels(nnunet: Any) -> None:
     from nnunetv2.preprocessing.cropping.cropping import crop_to_nonzero as reference_crop
 
-    from nnseg.preprocessing._cropping import crop_to_nonzero
+    from nnseg._cropping import crop_to_nonzero
 
     rng = np.random.default_rng(2)
     data = np.zeros((2, 12, 14, 10), dtype=np.float32)

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from nnseg.dataset import RawDataset
-from nnseg.errors import ConfigError, StoreError, WriteError
+from nnseg.errors import ConfigError, PreprocessingError, StoreError, WriteError
 from nnseg.fingerprint import Fingerprint, IntensityStats
 from nnseg.planning import ConfigurationPlan, Planner
-from nnseg.preprocessing import PreprocessedStore, PreprocessingError, preprocess_dataset
+from nnseg.preprocessing import PreprocessedStore, preprocess_dataset
 from nnseg.preprocessing._preprocessor import Preprocessor
 from nnseg.preprocessing._run import run_bounded
 from nnseg.sharding import Shard
@@ -154,7 +154,7 @@ def test_disk_full_stops_and_keeps_finished_cases(dataset: RawDataset, reference
 
 
 def test_bad_worker_count(dataset: RawDataset, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"num_workers must be an int >= 0 .* got -1"):
+    with pytest.raises(ConfigError, match=r"preprocess_dataset: num_workers must be an integer >= 0; got -1\. Set num_workers=0 or more"):
         preprocess_dataset(dataset, tiny_plan(dataset), tmp_path / "s", num_workers=-1)
     assert not (tmp_path / "s").exists()
 

@@ -288,21 +288,21 @@ def test_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"num_cases": 0}, r"num_cases must be an int >= 1; got 0"),
-        ({"num_cases": 2.0}, r"num_cases must be an int >= 1; got 2.0 \(float\)"),
-        ({"num_test_cases": -1}, r"num_test_cases must be an int >= 0; got -1"),
-        ({"num_classes": 1}, r"num_classes must be an int in 2\.\.10; got 1"),
-        ({"num_classes": 11}, r"num_classes must be an int in 2\.\.10; got 11"),
-        ({"num_channels": 0}, r"num_channels must be an int >= 1; got 0"),
+        ({"num_cases": 0}, r"num_cases must be an integer >= 1; got 0\. Set num_cases=1 or more"),
+        ({"num_cases": 2.0}, r"num_cases must be an integer >= 1; got 2.0"),
+        ({"num_test_cases": -1}, r"num_test_cases must be an integer >= 0; got -1"),
+        ({"num_classes": 1}, r"num_classes must be an integer in \[2, 10\]; got 1\. Choose num_classes between 2 and 10"),
+        ({"num_classes": 11}, r"num_classes must be an integer in \[2, 10\]; got 11"),
+        ({"num_channels": 0}, r"num_channels must be an integer >= 1; got 0"),
         ({"modality": "pet"}, r"modality must be one of 'ct', 'mr'; got 'pet'"),
         ({"shape": (32, 48)}, r"shape must be a sequence of 3 ints"),
         ({"shape": (32, 0, 48)}, r"every entry of shape must be an int >= 8"),
         ({"shape": (32, 48, 48), "spacing": (1.0, 1.0)}, r"spacing must have one entry per entry of shape \(3\)"),
         ({"spacing": (1.0, -1.0, 1.0)}, r"every spacing must be a finite number > 0"),
         ({"spacing": (1.0, float("nan"), 1.0)}, r"every spacing must be a finite number > 0"),
-        ({"seed": -1}, r"seed must be an int >= 0; got -1"),
-        ({"two_d": "yes"}, r"two_d must be True or False"),
-        ({"file_ending": ".png"}, r"file_ending must be one of .nii.gz, .nii, .nrrd, .mha; got '.png'"),
+        ({"seed": -1}, r"seed must be an integer >= 0; got -1"),
+        ({"two_d": "yes"}, r"two_d must be True or False; got 'yes'"),
+        ({"file_ending": ".png"}, r"file_ending must be one of '.nii.gz', '.nii', '.nrrd', '.mha'; got '.png'"),
         ({"spacing_jitter": 0.5}, r"spacing_jitter must be a number in \[0, 0.5\)"),
         ({"dataset_name": "a/b"}, r"dataset_name must be a plain folder name"),
     ],
@@ -316,9 +316,9 @@ def test_bad_arguments_are_refused(tmp_path: Path, kwargs: dict[str, Any], match
 def test_bad_case_arguments_are_refused() -> None:
     with pytest.raises(ConfigError, match=r"^make_synthetic_case: shape must be a sequence of 2 or 3 ints"):
         make_synthetic_case((8,))
-    with pytest.raises(ConfigError, match=r"^make_synthetic_case: num_classes must be an int in 2\.\.10; got 0"):
+    with pytest.raises(ConfigError, match=r"^make_synthetic_case: num_classes must be an integer in \[2, 10\]; got 0"):
         make_synthetic_case(num_classes=0)
-    with pytest.raises(ConfigError, match=r"^make_synthetic_case: seed must be an int >= 0; got -2"):
+    with pytest.raises(ConfigError, match=r"^make_synthetic_case: seed must be an integer >= 0; got -2"):
         make_synthetic_case(seed=(1, -2))
 
 
@@ -353,7 +353,7 @@ def test_cli_two_d_and_defaults(tmp_path: Path) -> None:
 def test_cli_bad_argument_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["synth", str(tmp_path), "--num-classes", "1"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == "nnseg synth: error: ConfigError: make_synthetic_dataset: num_classes must be an int in 2..10; got 1."
+    assert err == "nnseg synth: error: ConfigError: make_synthetic_dataset: num_classes must be an integer in [2, 10]; got 1. Choose num_classes between 2 and 10."
 
 
 # ------------------------------------------------------------------------------------------ parity

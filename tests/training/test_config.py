@@ -74,7 +74,7 @@ def test_amp_is_automatic_on_cuda_only() -> None:
         ("momentum", 1.0, r"momentum must be a number in \[0, 1\); got 1.0\. Leave it at its default \(0.99\)"),
         ("oversample_foreground", 1.5, r"oversample_foreground must be a number in \[0, 1\]; got 1.5"),
         ("grad_clip_norm", float("nan"), r"grad_clip_norm must be a number"),
-        ("lr_schedule", "per_epochs", r"lr_schedule 'per_epochs' is unknown\. Did you mean 'per_epoch'\?"),
+        ("lr_schedule", "per_epochs", r"lr_schedule must be one of 'per_step', 'per_epoch'; got 'per_epochs'\. Did you mean 'per_epoch'\?"),
         ("amp", "yes", r"amp must be True, False or None \(auto\); got 'yes'"),
         ("compile", 1, r"compile must be True or False; got 1"),
         ("final_validation", "yes", r"final_validation must be True or False; got .yes."),

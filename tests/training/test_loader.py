@@ -288,10 +288,10 @@ def test_ctrl_c_ends_the_run_and_leaves_no_worker(tmp_path: Path, target: str) -
 
 
 def test_negative_seed_or_step_is_rejected(loader_args: dict[str, object]) -> None:
-    with pytest.raises(ConfigError, match="seed must be a non-negative integer; got -1"):
+    with pytest.raises(ConfigError, match=r"seed must be an integer >= 0; got -1\. Set seed=0 or more"):
         TrainingLoader(**{**loader_args, "seed": -1}, num_workers=0)  # type: ignore[arg-type]
     loader = TrainingLoader(**loader_args, num_workers=0)  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match="step must be a non-negative integer; got -3. Global steps count from 0"):
+    with pytest.raises(ConfigError, match=r"step must be an integer >= 0; got -3\. Set step=0 or more"):
         loader.batch(-3)
     with pytest.raises(ConfigError, match="start_step and num_steps must be >= 0; got -1 and None"):
         loader.iterate(start_step=-1)

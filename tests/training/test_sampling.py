@@ -197,3 +197,16 @@ def test_forced_sample_class_is_uniform_among_present_classes() -> None:
     rng = np.random.default_rng(0)
     hits = [sampler.lower_corner(shape, locations, True, rng) == (23, 23, 23) for _ in range(400)]
     assert 0.4 < np.mean(hits) < 0.6  # class 2 (one voxel) is chosen half the time; class 3 (absent) never
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("batch_size", 0, r"PatchSampler: batch_size must be an integer >= 1; got 0\. Set batch_size=1 or more"),
+        ("oversample_foreground_percent", 1.5, r"PatchSampler: oversample_foreground_percent must be a number in \[0, 1\]"),
+        ("has_ignore_label", 1, r"PatchSampler: has_ignore_label must be True or False; got 1"),
+    ],
+)
+def test_bad_sampler_options_are_rejected(field: str, value: object, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        PatchSampler((8, 8, 8), **{field: value})  # type: ignore[arg-type]

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from plan_fixtures import RESAMPLING
 from scipy.ndimage import gaussian_filter
 
 from nnseg.dataset import DatasetSpec
@@ -15,6 +14,7 @@ from nnseg.planning import ConfigurationPlan, Plans
 from nnseg.preprocessing._case import CaseProperties, PreprocessedCase
 from nnseg.preprocessing._locations import location_classes, sample_class_locations
 from nnseg.preprocessing._store import PreprocessedStore
+from nnseg.testing import make_plans_json
 
 INTENSITY = {"mean": 0.0, "median": 0.0, "std": 1.0, "min": -3.0, "max": 3.0,
              "percentile_99_5": 2.5, "percentile_00_5": -2.5}  # fmt: skip
@@ -24,33 +24,9 @@ def make_plan(
     patch: Sequence[int] = (16, 16, 16), batch_size: int = 2, use_mask: Sequence[bool] = (False,), stages: int = 3
 ) -> ConfigurationPlan:
     """A minimal configuration with ``stages`` stages of stride 2 (stage 0 stride 1)."""
-    ndim = len(patch)
-    name = "2d" if ndim == 2 else "3d_fullres"
-    conv = "torch.nn.modules.conv.Conv3d" if ndim == 3 else "torch.nn.modules.conv.Conv2d"
-    strides = [[1] * ndim] + [[2] * ndim] * (stages - 1)
-    configuration = {
-        "data_identifier": f"nnUNetPlans_{name}", "preprocessor_name": "DefaultPreprocessor",
-        "batch_size": batch_size, "patch_size": list(patch), "median_image_size_in_voxels": [24.0] * ndim,
-        "spacing": [1.0] * ndim, "normalization_schemes": ["ZScoreNormalization"] * len(use_mask),
-        "use_mask_for_norm": list(use_mask), **RESAMPLING,
-        "architecture": {"network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-                         "arch_kwargs": {"n_stages": stages, "features_per_stage": [4] * stages, "conv_op": conv,
-                                         "kernel_sizes": [[3] * ndim] * stages, "strides": strides,
-                                         "n_conv_per_stage": [1] * stages, "n_conv_per_stage_decoder": [1] * (stages - 1),
-                                         "conv_bias": True, "norm_op": None, "norm_op_kwargs": None,
-                                         "dropout_op": None, "dropout_op_kwargs": None,
-                                         "nonlin": "torch.nn.LeakyReLU", "nonlin_kwargs": {"inplace": True}},
-                         "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]},
-        "batch_dice": True,
-    }  # fmt: skip
-    plans: dict[str, Any] = {
-        "dataset_name": "Dataset001_Synthetic", "plans_name": "nnUNetPlans",
-        "original_median_spacing_after_transp": [1.0, 1.0, 1.0], "original_median_shape_after_transp": [24, 24, 24],
-        "image_reader_writer": "SimpleITKIO", "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
-        "configurations": {name: configuration}, "experiment_planner_used": "ExperimentPlanner",
-        "label_manager": "LabelManager",
-        "foreground_intensity_properties_per_channel": {str(c): dict(INTENSITY) for c in range(len(use_mask))},
-    }  # fmt: skip
+    name = "2d" if len(patch) == 2 else "3d_fullres"
+    plans = make_plans_json(patch, name=name, features=[4] * stages, schemes=["ZScoreNormalization"] * len(use_mask),
+                            use_mask=use_mask, intensity=INTENSITY, batch_size=batch_size, median_shape=[24] * len(patch))  # fmt: skip
     return Plans.from_json(plans)[name]
 
 
