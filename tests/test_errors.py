@@ -68,7 +68,7 @@ def test_no_error_class_is_defined_outside_errors_py() -> None:
 @pytest.mark.parametrize(
     ("module", "name"),
     [
-        ("nnseg.evaluation", "EvaluationError"),
+        ("nnseg.evaluation._folder", "EvaluationError"),
         ("nnseg.inference._parts", "PredictionError"),
         ("nnseg.inference._parts", "CasesFailedError"),
         ("nnseg.preprocessing._run", "PreprocessingError"),
