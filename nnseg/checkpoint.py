@@ -42,6 +42,7 @@ __all__ = [
     "TrainState",
     "capture_rng_state",
     "load_checkpoint",
+    "load_weights_only",
     "restore_rng_state",
     "save_checkpoint",
     "strip_wrapper_prefixes",
@@ -283,6 +284,33 @@ def strip_wrapper_prefixes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, 
                     name, changed = name[len(prefix) :], True
         cleaned[name] = value
     return cleaned
+
+
+def load_weights_only(path: Path, *, describe: str, fix: str) -> Any:
+    """``torch.load(path, weights_only=True)``, with the NumPy scalar types nnU-Net's checkpoints hold allowed.
+
+    Nothing pickled is executed: anything beyond tensors, plain values and those NumPy types is refused.
+
+    Args:
+        path: The file.
+        describe: How messages name the file (``"nnU-Net checkpoint"``, ``"pretrained weights"``).
+        fix: The last sentence of the message: what to do about an unreadable file.
+
+    Raises:
+        CheckpointError: ``"<describe> <path> cannot be loaded safely (<reason>); <fix>"``.
+    """
+    try:
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
+        first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"{describe} {path} cannot be loaded safely ({first_line}); {fix}") from err
+
+
+def _numpy_safe_globals() -> list[Any]:
+    core = getattr(np, "_core", None) or np.core
+    dtypes = [type(np.dtype(t)) for t in (np.float64, np.float32, np.float16, np.int64, np.int32, np.bool_)]
+    return [core.multiarray.scalar, core.multiarray._reconstruct, np.ndarray, np.dtype, *dtypes]
 
 
 def capture_rng_state() -> dict[str, Any]:

@@ -39,7 +39,13 @@ def _names(names: Sequence[str]) -> str:
     return shown + (f" and {len(names) - MAX_LISTED} more" if len(names) > MAX_LISTED else "")
 
 
-def _pair(pred_dir: Path, ref_dir: Path, ending: str, allow_missing: bool) -> list[tuple[Path, Path]]:
+def pair_case_files(pred_dir: Path, ref_dir: Path, ending: str, *, allow_missing: bool) -> list[tuple[Path, Path]]:
+    """``(reference, prediction)`` file pairs of the same name, sorted by name.
+
+    Raises:
+        EvaluationError: If a folder is missing, a prediction has no reference, there are no predictions, or
+            (without ``allow_missing``) a reference has no prediction.
+    """
     predictions = _list(pred_dir, ending, "prediction")
     references = _list(ref_dir, ending, "reference")
     orphans = sorted(set(predictions) - set(references))
@@ -112,7 +118,7 @@ def evaluate_folder(
         >>> print(f"mean Dice {summary.mean_dice:.4f}")
     """
     ending = file_ending or spec.file_ending
-    pairs = _pair(Path(pred_dir), Path(ref_dir), ending, allow_missing)
+    pairs = pair_case_files(Path(pred_dir), Path(ref_dir), ending, allow_missing=allow_missing)
     labels = evaluated_labels(spec)
     args = ([r for r, _ in pairs], [p for _, p in pairs], [labels] * len(pairs), [spec.ignore_label] * len(pairs))
     if num_workers <= 1 or len(pairs) <= 1:

@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from nnseg.checkpoint import Checkpoint, strip_wrapper_prefixes
+from nnseg.checkpoint import Checkpoint, load_weights_only, strip_wrapper_prefixes
 from nnseg.dataset import DatasetSpec
 from nnseg.errors import CheckpointError, NnsegError
 from nnseg.network import build_network
@@ -37,12 +36,6 @@ def default_mirror_axes(plan: ConfigurationPlan) -> tuple[int, ...]:
     return tuple(range(plan.ndim))
 
 
-def _numpy_safe_globals() -> list[Any]:
-    core = getattr(np, "_core", None) or np.core
-    dtypes = [type(np.dtype(t)) for t in (np.float64, np.float32, np.float16, np.int64, np.int32, np.bool_)]
-    return [core.multiarray.scalar, core.multiarray._reconstruct, np.ndarray, np.dtype, *dtypes]
-
-
 def load_nnunet_checkpoint(path: Path) -> dict[str, Any]:
     """Load an nnU-Net v2 ``checkpoint_*.pth`` without executing pickled code.
 
@@ -51,15 +44,9 @@ def load_nnunet_checkpoint(path: Path) -> dict[str, Any]:
     """
     if not path.is_file():
         raise CheckpointError(f"nnU-Net checkpoint {path} does not exist.")
-    try:
-        with torch.serialization.safe_globals(_numpy_safe_globals()):
-            content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
-        first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise CheckpointError(
-            f"nnU-Net checkpoint {path} cannot be loaded safely ({first_line}); it is damaged, or holds objects "
-            "other than tensors, plain values and NumPy scalars. Re-export it, or load weights yourself."
-        ) from err
+    content = load_weights_only(path, describe="nnU-Net checkpoint", fix=(
+        "it is damaged, or holds objects other than tensors, plain values and NumPy scalars. Re-export it, or "
+        "load weights yourself."))  # fmt: skip
     if not isinstance(content, dict) or "network_weights" not in content:
         raise CheckpointError(f"{path} is not an nnU-Net checkpoint (no 'network_weights').")
     return content

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from nnseg.evaluation import LabelOrRegion
+from nnseg.evaluation._metrics import LabelOrRegion
 
 __all__ = ["keep_largest_component", "keep_largest_component_of"]
 

@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nnseg.dataset import DatasetSpec
-from nnseg.errors import PostprocessingError
-from nnseg.evaluation import CaseEvaluation, EvaluationSummary
+from nnseg.errors import EvaluationError, PostprocessingError
+from nnseg.evaluation import EvaluationSummary
+from nnseg.evaluation._folder import pair_case_files
 from nnseg.evaluation._metrics import LabelOrRegion, case_metrics, evaluated_labels, label_key
+from nnseg.evaluation._summary import CaseEvaluation
 from nnseg.io import read_segmentation, write_segmentation
 from nnseg.postprocessing._steps import PostprocessingStep, Trial, apply_steps, steps_key
 from nnseg.sharding import Shard
@@ -32,13 +34,6 @@ if TYPE_CHECKING:
 __all__ = ["apply_postprocessing_folder", "decide", "segmentation_files"]
 
 logger = logging.getLogger(__name__)
-MAX_LISTED = 10
-
-
-def _listed(names: Sequence[str]) -> str:
-    return ", ".join(names[:MAX_LISTED]) + (f" and {len(names) - MAX_LISTED} more" if len(names) > MAX_LISTED else "")
-
-
 def segmentation_files(folder: Path, ending: str, what: str) -> dict[str, Path]:
     """``{file name: path}`` of the ``*<ending>`` files of ``folder`` (hidden temporaries skipped).
 
@@ -52,25 +47,10 @@ def segmentation_files(folder: Path, ending: str, what: str) -> dict[str, Path]:
 
 
 def _pairs(pred_dir: Path, ref_dir: Path, ending: str, allow_missing: bool) -> list[tuple[Path, Path]]:
-    predictions = segmentation_files(pred_dir, ending, "prediction")
-    references = segmentation_files(ref_dir, ending, "reference")
-    if not predictions:
-        raise PostprocessingError(f"no <case>{ending} predictions in {pred_dir}; expected the cross-validation "
-                                  "predictions (check the folder and dataset.json's file_ending).")  # fmt: skip
-    orphans = sorted(set(predictions) - set(references))
-    if orphans:
-        raise PostprocessingError(
-            f"{len(orphans)} prediction(s) in {pred_dir} have no reference in {ref_dir}: {_listed(orphans)}; expected "
-            "a reference label map of the same name for every prediction (is REF the dataset's labelsTr?)."
-        )
-    missing = sorted(set(references) - set(predictions))
-    if missing and not allow_missing:
-        raise PostprocessingError(
-            f"{len(missing)} reference(s) in {ref_dir} have no prediction in {pred_dir}: {_listed(missing)}; "
-            "postprocessing should be determined on every case. Predict them, or pass allow_missing=True "
-            "(--allow-missing) to decide on the cases present."
-        )
-    return [(references[name], predictions[name]) for name in sorted(predictions)]
+    try:
+        return pair_case_files(pred_dir, ref_dir, ending, allow_missing=allow_missing)
+    except EvaluationError as err:
+        raise PostprocessingError(f"cannot determine postprocessing: {err}") from err
 
 
 def _evaluate_case(

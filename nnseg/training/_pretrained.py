@@ -12,12 +12,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
-from nnseg.checkpoint import strip_wrapper_prefixes
+from nnseg.checkpoint import load_weights_only, strip_wrapper_prefixes
 from nnseg.errors import CheckpointError
 
 __all__ = ["PretrainedTransfer", "is_segmentation_head", "load_pretrained_weights", "read_network_weights"]
@@ -55,16 +54,9 @@ def read_network_weights(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"pretrained weights {path} do not exist; expected an nnseg or nnU-Net checkpoint.")
-    try:
-        with torch.serialization.safe_globals(_numpy_safe_globals()):
-            content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
-        first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise CheckpointError(
-            f"pretrained weights {path} cannot be loaded safely ({first_line}); the file is truncated, damaged or "
-            "holds objects other than tensors and plain values. Point --pretrained-weights at a complete "
-            "checkpoint_final.pt(h)."
-        ) from err
+    content = load_weights_only(path, describe="pretrained weights", fix=(
+        "the file is truncated, damaged or holds objects other than tensors and plain values. Point "
+        "--pretrained-weights at a complete checkpoint_final.pt(h)."))  # fmt: skip
     weights = content.get("network_weights") if isinstance(content, Mapping) else None
     if not isinstance(weights, Mapping) or not weights:
         raise CheckpointError(f"pretrained weights {path} hold no 'network_weights'; it is not a training checkpoint.")
@@ -115,12 +107,3 @@ def _unwrap(network: nn.Module) -> nn.Module:
         if not isinstance(inner, nn.Module):
             return network
         network = inner
-
-
-def _numpy_safe_globals() -> list[Any]:
-    """NumPy types nnU-Net stores in its checkpoints' training log (allowed for a weights-only load)."""
-    import numpy as np
-
-    core = getattr(np, "_core", None) or np.core
-    dtypes = [type(np.dtype(t)) for t in (np.float64, np.float32, np.float16, np.int64, np.int32, np.bool_)]
-    return [core.multiarray.scalar, core.multiarray._reconstruct, np.ndarray, np.dtype, *dtypes]

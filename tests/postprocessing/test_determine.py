@@ -132,7 +132,7 @@ def test_bad_input_names_the_files(tmp_path: Path) -> None:
         determine_postprocessing(tmp_path / "pred", tmp_path / "ref", TWO, tmp_path / "out")
     (tmp_path / "pred" / "extra.nii.gz").unlink()
     write_segmentation(base(), tmp_path / "ref" / "c2.nii.gz", GEOMETRY)
-    with pytest.raises(PostprocessingError, match=r"1 reference\(s\) in .*ref have no prediction .*c2.nii.gz"):
+    with pytest.raises(PostprocessingError, match=r"cannot determine postprocessing: 1 of \d+ reference\(s\) in .*ref have no prediction .*c2.nii.gz"):
         determine_postprocessing(tmp_path / "pred", tmp_path / "ref", TWO, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     with pytest.raises(PostprocessingError, match="is the prediction or reference folder"):
