@@ -139,47 +139,7 @@ class Planner:
     image_reader_writer: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("gpu_memory_gb", *_POSITIVE_FIELDS):
-            parse_number(_OWNER, name, getattr(self, name), low=0.0, low_open=True, default=_default(name))
-        for name in _COUNT_FIELDS:
-            parse_int(_OWNER, name, getattr(self, name), minimum=1)
-        for name in ("plans_name", "data_identifier_base"):
-            value = getattr(self, name)
-            if (value is not None or name == "plans_name") and not (
-                isinstance(value, str) and _SAFE_NAME.fullmatch(value)
-            ):
-                raise ConfigError(
-                    f"Planner: {name} must be a file-name-safe name (letters, digits, '.', '_', '-'; starting "
-                    f"with a letter or digit), because it names the plans file and the preprocessed data; got "
-                    f"{value!r}. Example: 'nnUNetResEncUNetLPlans_40G'."
-                )
-        parse_choice(_OWNER, "network_class", self.network_class, NETWORKS)
-        parse_choice(_OWNER, "shrink_condition", self.shrink_condition, ("two_samples", "reference_batch"))
-        self._normalise_sequences()
-
-    def _normalise_sequences(self) -> None:
-        """Store the sequence fields as tuples of int/float (so planners compare and hash by value)."""
-        for name in ("encoder_per_stage", "decoder_convs_per_stage"):
-            values = getattr(self, name)
-            if (
-                isinstance(values, str | bytes)
-                or not isinstance(values, Sequence | np.ndarray)
-                or not values
-                or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1 for v in values)
-            ):
-                raise ConfigError(f"Planner: {name} must be a non-empty sequence of integers >= 1; got {values!r}.")
-            object.__setattr__(self, name, tuple(int(v) for v in values))
-        if self.overwrite_target_spacing is not None:
-            try:
-                spacing = tuple(float(v) for v in self.overwrite_target_spacing)
-            except (TypeError, ValueError):
-                spacing = ()
-            if len(spacing) != 3 or not all(0 < v < math.inf for v in spacing):
-                raise ConfigError(
-                    f"Planner: overwrite_target_spacing must be three positive, finite numbers (array axis order); "
-                    f"got {self.overwrite_target_spacing!r}."
-                )
-            object.__setattr__(self, "overwrite_target_spacing", spacing)
+        _check_fields(self)
 
     # ------------------------------------------------------------------------------------------ public
     def plan(self, fingerprint: Fingerprint, spec: DatasetSpec, *, dataset_name: str | None = None) -> Plans:
@@ -291,7 +251,7 @@ class Planner:
         while self._too_large(estimate, ref_batch, budget):
             axis, patch, smaller = shrink_patch(spacing, topology, median, min_edge)
             if patch[axis] < min_edge:
-                raise PlanningError(self._too_small_message(estimate, ref_batch, budget, topology, len(spacing)))
+                raise PlanningError(_too_small_message(self, estimate, ref_batch, budget, topology))
             topology, estimate = smaller, self._estimate(smaller, facts.num_classes)
         batch_size = round(budget / estimate * ref_batch)
         covered = round(num_voxels * self.max_dataset_covered / np.prod(topology.patch_size, dtype=np.float64))
@@ -301,16 +261,6 @@ class Planner:
         if self.shrink_condition == "two_samples":
             return estimate / ref_batch * 2 > budget
         return estimate > budget
-
-    def _too_small_message(self, estimate: int, ref_batch: int, budget: float, topology: Topology, ndim: int) -> str:
-        factor = (estimate / ref_batch * 2 if self.shrink_condition == "two_samples" else estimate) / budget
-        needed = math.ceil(self.gpu_memory_gb * factor * 100) / 100
-        return (
-            f"no {ndim}-D patch fits gpu_memory_gb={self.gpu_memory_gb:g}: shrinking the patch to fit the budget "
-            f"of {budget:.4g} feature-map elements would make an edge shorter than featuremap_min_edge_length="
-            f"{self.featuremap_min_edge_length} (the smallest patch, {list(topology.patch_size)}, needs {estimate}). "
-            f"Use gpu_memory_gb >= {needed:g}."
-        )
 
     def _estimate(self, topology: Topology, num_classes: int) -> int:
         ndim = len(topology.patch_size)
@@ -362,6 +312,64 @@ class Planner:
             integer_median=name == "3d_lowres",
         )
         return {**configuration, "nnseg_memory_report": report.to_json()}
+
+
+def _check_fields(planner: Planner) -> None:
+    """Check every field (``ConfigError`` naming it) and store the sequences as tuples of numbers."""
+    for name in ("gpu_memory_gb", *_POSITIVE_FIELDS):
+        parse_number(_OWNER, name, getattr(planner, name), low=0.0, low_open=True, default=_default(name))
+    for name in _COUNT_FIELDS:
+        parse_int(_OWNER, name, getattr(planner, name), minimum=1)
+    for name in ("plans_name", "data_identifier_base"):
+        value = getattr(planner, name)
+        if (value is not None or name == "plans_name") and not (
+            isinstance(value, str) and _SAFE_NAME.fullmatch(value)
+        ):
+            raise ConfigError(
+                f"Planner: {name} must be a file-name-safe name (letters, digits, '.', '_', '-'; starting "
+                f"with a letter or digit), because it names the plans file and the preprocessed data; got "
+                f"{value!r}. Example: 'nnUNetResEncUNetLPlans_40G'."
+            )
+    parse_choice(_OWNER, "network_class", planner.network_class, NETWORKS)
+    parse_choice(_OWNER, "shrink_condition", planner.shrink_condition, ("two_samples", "reference_batch"))
+    _normalise_sequences(planner)
+
+
+def _normalise_sequences(planner: Planner) -> None:
+    """Store the sequence fields as tuples of int/float (so planners compare and hash by value)."""
+    for name in ("encoder_per_stage", "decoder_convs_per_stage"):
+        values = getattr(planner, name)
+        if (
+            isinstance(values, str | bytes)
+            or not isinstance(values, Sequence | np.ndarray)
+            or not values
+            or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1 for v in values)
+        ):
+            raise ConfigError(f"Planner: {name} must be a non-empty sequence of integers >= 1; got {values!r}.")
+        object.__setattr__(planner, name, tuple(int(v) for v in values))
+    if planner.overwrite_target_spacing is not None:
+        try:
+            spacing = tuple(float(v) for v in planner.overwrite_target_spacing)
+        except (TypeError, ValueError):
+            spacing = ()
+        if len(spacing) != 3 or not all(0 < v < math.inf for v in spacing):
+            raise ConfigError(
+                f"Planner: overwrite_target_spacing must be three positive, finite numbers (array axis order); "
+                f"got {planner.overwrite_target_spacing!r}."
+            )
+        object.__setattr__(planner, "overwrite_target_spacing", spacing)
+
+
+def _too_small_message(planner: Planner, estimate: int, ref_batch: int, budget: float, topology: Topology) -> str:
+    ndim = len(topology.patch_size)
+    factor = (estimate / ref_batch * 2 if planner.shrink_condition == "two_samples" else estimate) / budget
+    needed = math.ceil(planner.gpu_memory_gb * factor * 100) / 100
+    return (
+        f"no {ndim}-D patch fits gpu_memory_gb={planner.gpu_memory_gb:g}: shrinking the patch to fit the budget "
+        f"of {budget:.4g} feature-map elements would make an edge shorter than featuremap_min_edge_length="
+        f"{planner.featuremap_min_edge_length} (the smallest patch, {list(topology.patch_size)}, needs {estimate}). "
+        f"Use gpu_memory_gb >= {needed:g}."
+    )
 
 
 def _default(name: str) -> Any:

@@ -44,23 +44,13 @@ def _plain_unet(ndim: int, stages: int, features: Sequence[int], convs: int, ins
 
 
 def make_plans_json(
-    patch: Sequence[int],
-    *,
-    name: str = "3d_fullres",
-    spacing: Sequence[float] | None = None,
-    features: Sequence[int] = (8,),
-    convs_per_stage: int = 1,
-    instance_norm: bool = False,
-    schemes: Sequence[str] = ("ZScoreNormalization",),
-    use_mask: Sequence[bool] = (False,),
-    intensity: Mapping[str, float] | None = None,
-    transpose: Sequence[int] = (0, 1, 2),
-    batch_size: int = 2,
-    batch_dice: bool = True,
-    median_shape: Sequence[int] | None = None,
-    data_identifier: str | None = None,
+    patch: Sequence[int], *, name: str = "3d_fullres", spacing: Sequence[float] | None = None,
+    features: Sequence[int] = (8,), convs_per_stage: int = 1, instance_norm: bool = False,
+    schemes: Sequence[str] = ("ZScoreNormalization",), use_mask: Sequence[bool] = (False,),
+    intensity: Mapping[str, float] | None = None, transpose: Sequence[int] = (0, 1, 2), batch_size: int = 2,
+    batch_dice: bool = True, median_shape: Sequence[int] | None = None, data_identifier: str | None = None,
     dataset_name: str = "Dataset001_Synthetic",
-) -> dict[str, Any]:
+) -> dict[str, Any]:  # fmt: skip
     """Return an nnU-Net v2 plans dict with one configuration ``name`` (load it with ``Plans.from_json``).
 
     Args:
