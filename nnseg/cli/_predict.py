@@ -110,6 +110,7 @@ def load_predictor(args: argparse.Namespace) -> Any:
 def run_predict(args: argparse.Namespace) -> int:
     """Predict one part (or report the status); return the exit code."""
     from nnseg.inference import CasesFailedError, prediction_status
+    from nnseg.inference._stop import PredictionStopped
     from nnseg.sharding import Shard
 
     if args.status:
@@ -126,6 +127,9 @@ def run_predict(args: argparse.Namespace) -> int:
     except CasesFailedError as err:
         print(f"nnseg predict: {err}", file=sys.stderr)
         return 1
+    except PredictionStopped as err:  # SIGINT 130, SIGTERM 143: the shell's convention for a stop by a signal
+        print(f"nnseg predict: {err}", file=sys.stderr)
+        return err.exit_code
     print("\n".join(status.summary()))
     if not status.is_complete:
         print(f"{shard} done; the run is complete once every part has run (see `nnseg predict --status -o OUT`)")

@@ -14,7 +14,6 @@ a rerun; ``Shard`` splits the sorted case ids as ``nnseg predict`` does.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -26,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nnseg._atomic import atomic_write, atomic_write_json
+from nnseg._atomic import atomic_write_json
 from nnseg.dataset import DatasetSpec
 from nnseg.errors import NnsegError
-from nnseg.inference._export import paint_regions
+from nnseg.inference._export import paint_regions, write_probabilities
 from nnseg.io import ImageGeometry, write_segmentation
 from nnseg.preprocessing import CaseProperties
 from nnseg.sharding import Shard
@@ -167,9 +166,7 @@ def _ensemble_case(folders: Sequence[Path], case: str, output_dir: Path, spec: D
     properties = CaseProperties.load(folders[0] / f"{case}.json")
     geometry = properties.geometry or ImageGeometry.identity(properties.spacing)
     if save:
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, probabilities=mean)
-        atomic_write(output_dir / f"{case}.npz", lambda tmp: tmp.write_bytes(buffer.getvalue()))
+        write_probabilities(output_dir / f"{case}.npz", mean)
         properties.save(output_dir / f"{case}.json")
     write_segmentation(probabilities_to_segmentation(mean, spec), output_dir / f"{case}{spec.file_ending}", geometry)
 
