@@ -296,6 +296,9 @@ def _exporter(predictor: CasePredictor, logits: torch.Tensor, case: Preprocessed
 
 
 def _drain(exporting: deque[tuple[str, Future[None]]], failures: dict[str, str], bar: tqdm, keep: int) -> None:
+    for _, pending in exporting:  # a failed write stops the run now, not after more network work
+        if pending.done() and not pending.cancelled() and isinstance(error := pending.exception(), WriteError):
+            raise error
     while len(exporting) > keep:
         case_id, future = exporting.popleft()
         try:
