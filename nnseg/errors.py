@@ -34,6 +34,7 @@ __all__ = [
     "PlanningError",
     "PlansError",
     "PredictionError",
+    "PredictionStopped",
     "PreprocessingError",
     "PreprocessingWriteError",
     "StoreError",
@@ -158,6 +159,23 @@ class CasesFailedError(PredictionError):
     def __init__(self, message: str, failures: Mapping[str, str]) -> None:
         super().__init__(message)
         self.failures = dict(failures)
+
+
+class PredictionStopped(PredictionError):
+    """A prediction run stopped between cases on a signal; finished cases are kept, a rerun does the rest.
+
+    Args:
+        message: What stopped, and how to continue.
+        signum: The signal that stopped the run.
+
+    Attributes:
+        exit_code: ``128 + signum``, the shell's convention (130 for SIGINT, 143 for SIGTERM).
+    """
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum
 
 
 class EvaluationError(NnsegError, ValueError):

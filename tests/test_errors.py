@@ -50,7 +50,8 @@ def test_all_lists_every_error() -> None:
         if inspect.isclass(obj) and issubclass(obj, errors.NnsegError) and obj.__module__ == errors.__name__
     }
     assert set(errors.__all__) == defined
-    assert defined == set(BUILTIN_OF) | {"NnsegError", "PreprocessingError", "CasesFailedError", "DatasetLayoutError"}
+    assert defined == set(BUILTIN_OF) | {"NnsegError", "PreprocessingError", "CasesFailedError", "DatasetLayoutError",
+                                         "PredictionStopped"}
 
 
 def test_no_error_class_is_defined_outside_errors_py() -> None:

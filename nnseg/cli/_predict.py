@@ -5,6 +5,11 @@ nnU-Net v2 trained model folder (``plans.json``, ``dataset.json``, ``fold_<k>/ch
 ``--num-parts N --part-id K`` predicts nnU-Net's share K of N; each part records what it owns, finished
 outputs are skipped on rerun, partial ones redone. ``nnseg predict --status -o OUT`` lists, per part, the cases
 done and missing and exits 0 only when the whole run is complete.
+
+``-m`` given more than once (``-m RUN_A -m RUN_B``) predicts each model with probabilities into
+``OUT/.members/<k>/`` and ensembles them into OUT in probability space, like ``nnseg ensemble``.
+Exit codes: 0 done, 1 failed cases, a failed write or a held lock, 2 bad input or usage, 130 / 143 stopped by
+SIGINT / SIGTERM between cases (rerun to finish).
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     parser.add_argument("-i", "--input", type=Path, metavar="IN", help="folder of input images")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="output folder")
-    parser.add_argument("-m", "--model", type=Path, metavar="MODEL", help="nnseg run folder or nnU-Net model folder")
+    parser.add_argument("-m", "--model", type=Path, action="append", metavar="MODEL",
+                        help="nnseg run folder or nnU-Net model folder; give it more than once to ensemble models "
+                             "(e.g. 2d and 3d_fullres) in probability space")  # fmt: skip
     parser.add_argument("-f", "--folds", nargs="+", default=None, metavar="FOLD",
                         help="folds to ensemble (default: every fold_<k> with the checkpoint)")  # fmt: skip
     parser.add_argument("--checkpoint", default=None, metavar="NAME",
@@ -77,8 +84,8 @@ def inference_settings(args: argparse.Namespace) -> Any:
     return settings.with_nnunet_numerics() if args.nnunet_numerics else settings
 
 
-def load_predictor(args: argparse.Namespace) -> Any:
-    """Build the :class:`~nnseg.inference.Predictor` the arguments describe.
+def load_predictor(args: argparse.Namespace, model: Path | None = None) -> Any:
+    """Build the :class:`~nnseg.inference.Predictor` the arguments describe (for ``model``, default the first -m).
 
     Raises:
         ConfigError: If MODEL is neither an nnseg run (folder) nor an nnU-Net model folder.
@@ -86,7 +93,10 @@ def load_predictor(args: argparse.Namespace) -> Any:
     from nnseg.inference import Predictor
     from nnseg.planning import Plans
 
-    model: Path = args.model
+    if model is None:
+        model = args.model[0] if isinstance(args.model, list) and args.model else args.model
+    if model is None or isinstance(model, list):
+        raise ConfigError("nnseg predict needs -m MODEL.")
     settings = inference_settings(args)
     if (model / "plans.json").is_file() and (model / "dataset.json").is_file():
         return Predictor.from_nnunet_model_folder(
@@ -109,16 +119,17 @@ def load_predictor(args: argparse.Namespace) -> Any:
 
 def run_predict(args: argparse.Namespace) -> int:
     """Predict one part (or report the status); return the exit code."""
-    from nnseg.inference import CasesFailedError, prediction_status
+    from nnseg.inference import CasesFailedError
+    from nnseg.inference._stop import PredictionStopped
     from nnseg.sharding import Shard
 
     if args.status:
-        status = prediction_status(args.output)
-        print("\n".join(status.summary()))
-        return 0 if status.is_complete else 1
-    if args.input is None or args.model is None:
+        return _report_status(args.output)
+    if args.input is None or not args.model:
         raise ConfigError("nnseg predict needs -i IN and -m MODEL (or --status to only report on -o OUT).")
     shard = Shard(args.part_id, args.num_parts)
+    if len(args.model) > 1:
+        return _predict_ensemble(args, shard)
     predictor = load_predictor(args)
     try:
         status = predictor.predict_folder(args.input, args.output, shard=shard, overwrite=args.overwrite,
@@ -126,7 +137,44 @@ def run_predict(args: argparse.Namespace) -> int:
     except CasesFailedError as err:
         print(f"nnseg predict: {err}", file=sys.stderr)
         return 1
+    except PredictionStopped as err:  # SIGINT 130, SIGTERM 143: the shell's convention for a stop by a signal
+        print(f"nnseg predict: {err}", file=sys.stderr)
+        return err.exit_code
     print("\n".join(status.summary()))
     if not status.is_complete:
         print(f"{shard} done; the run is complete once every part has run (see `nnseg predict --status -o OUT`)")
+    return 0
+
+
+def _report_status(output: Path) -> int:
+    from nnseg.inference import prediction_status
+    from nnseg.inference._ensemble import MEMBERS_DIR, ensemble_status
+
+    if (output / MEMBERS_DIR).is_dir():
+        lines, complete = ensemble_status(output)
+    else:
+        status = prediction_status(output)
+        lines, complete = status.summary(), status.is_complete
+    print("\n".join(lines))
+    return 0 if complete else 1
+
+
+def _predict_ensemble(args: argparse.Namespace, shard: Any) -> int:
+    from nnseg.inference import CasesFailedError
+    from nnseg.inference._ensemble import predict_ensemble
+    from nnseg.inference._stop import PredictionStopped
+
+    predictors = [load_predictor(args, model) for model in args.model]
+    try:
+        written = predict_ensemble(predictors, args.input, args.output, names=[str(m) for m in args.model], shard=shard,
+                                   overwrite=args.overwrite, save_probabilities=args.save_probabilities,
+                                   num_workers=args.num_workers, progress=sys.stderr.isatty())  # fmt: skip
+    except CasesFailedError as err:
+        print(f"nnseg predict: {err}", file=sys.stderr)
+        return 1
+    except PredictionStopped as err:
+        print(f"nnseg predict: {err}", file=sys.stderr)
+        return err.exit_code
+    print(f"{shard}: {len(written)} case(s) ensembled from {len(predictors)} models into {args.output}; "
+          "`nnseg predict --status -o OUT` tells what is missing")  # fmt: skip
     return 0

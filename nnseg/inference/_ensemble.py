@@ -10,11 +10,13 @@ are averaged as probabilities, as nnU-Net does for configurations.
 The output folder records its members in ``ensemble.json`` and refuses to mix with another ensemble. Every
 file is written atomically (the label map last), so a case whose outputs exist is complete and is skipped on
 a rerun; ``Shard`` splits the sorted case ids as ``nnseg predict`` does.
+
+:func:`predict_ensemble` (``nnseg predict -m A -m B``) predicts each member with probabilities into
+``<output>/.members/<k>/`` and then ensembles the part's cases into ``<output>``.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -26,18 +28,30 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nnseg._atomic import atomic_write, atomic_write_json
+from nnseg._atomic import atomic_write_json
 from nnseg.dataset import DatasetSpec
-from nnseg.errors import EnsembleError
-from nnseg.inference._export import paint_regions
+from nnseg.errors import CasesFailedError, EnsembleError
+from nnseg.inference._export import paint_regions, write_probabilities
+from nnseg.inference._folder import CasePredictor, predict_folder
+from nnseg.inference._parts import PartManifest, prediction_status
 from nnseg.io import ImageGeometry, write_segmentation
 from nnseg.preprocessing import CaseProperties
 from nnseg.sharding import Shard
 
-__all__ = ["ENSEMBLE_MANIFEST", "EnsembleError", "ensemble_folders", "probabilities_to_segmentation"]
+__all__ = [
+    "ENSEMBLE_MANIFEST",
+    "MEMBERS_DIR",
+    "EnsembleError",
+    "check_members",
+    "ensemble_folders",
+    "ensemble_status",
+    "predict_ensemble",
+    "probabilities_to_segmentation",
+]
 
 logger = logging.getLogger(__name__)
 ENSEMBLE_MANIFEST = "ensemble.json"
+MEMBERS_DIR = ".members"
 MAX_LISTED = 10
 _READ_ERRORS = (zipfile.BadZipFile, zlib.error, KeyError, ValueError, OSError, EOFError)
 
@@ -63,9 +77,11 @@ def _case_ids(folder: Path) -> set[str]:
     return {p.name[:-4] for p in folder.glob("*.npz") if not p.name.startswith(".")}
 
 
-def _common_cases(folders: Sequence[Path]) -> list[str]:
+def _common_cases(folders: Sequence[Path], wanted: Sequence[str] | None = None) -> list[str]:
     per_folder = [_case_ids(folder) for folder in folders]
-    every = set().union(*per_folder)
+    every = set().union(*per_folder) if wanted is None else set(wanted)
+    if wanted is not None and not every:
+        return []
     if not every:
         raise EnsembleError(
             f"no <case>.npz probabilities in {', '.join(map(str, folders))}; predict with --save-probabilities "
@@ -163,9 +179,7 @@ def _ensemble_case(folders: Sequence[Path], case: str, output_dir: Path, spec: D
     properties = CaseProperties.load(folders[0] / f"{case}.json")
     geometry = properties.geometry or ImageGeometry.identity(properties.spacing)
     if save:
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, probabilities=mean)
-        atomic_write(output_dir / f"{case}.npz", lambda tmp: tmp.write_bytes(buffer.getvalue()))
+        write_probabilities(output_dir / f"{case}.npz", mean)
         properties.save(output_dir / f"{case}.json")
     write_segmentation(probabilities_to_segmentation(mean, spec), output_dir / f"{case}{spec.file_ending}", geometry)
 
@@ -178,6 +192,7 @@ def _is_done(output_dir: Path, case: str, spec: DatasetSpec, save: bool) -> bool
 def ensemble_folders(
     input_dirs: Sequence[str | os.PathLike[str]], output_dir: str | os.PathLike[str], spec: DatasetSpec, *,
     shard: Shard | None = None, save_probabilities: bool = False, overwrite: bool = False,
+    case_ids: Sequence[str] | None = None,
 ) -> list[str]:  # fmt: skip
     """Average the saved probabilities of several prediction folders case by case and write label maps.
 
@@ -189,6 +204,8 @@ def ensemble_folders(
         shard: The part of the sorted case ids to do (default: all).
         save_probabilities: Also write the averaged probabilities.
         overwrite: Redo cases whose outputs exist.
+        case_ids: Only these cases (each must be in every member; ``shard`` then splits them); default: every
+            case of the members, which must hold the same cases.
 
     Returns:
         The case ids written by this call.
@@ -207,7 +224,7 @@ def ensemble_folders(
         raise EnsembleError(f"an ensemble needs two or more different prediction folders; got {[str(f) for f in folders]}.")
     if target.resolve() in {folder.resolve() for folder in folders}:
         raise EnsembleError(f"the output folder {target} is one of the members; choose another output folder.")
-    cases = _common_cases(folders)
+    cases = _common_cases(folders, case_ids)
     _check_shapes(folders, cases, spec)
     target.mkdir(parents=True, exist_ok=True)
     _start(target, folders, spec, save_probabilities)
@@ -217,3 +234,105 @@ def ensemble_folders(
     for case in todo:
         _ensemble_case(folders, case, target, spec, save_probabilities)
     return todo
+
+
+def check_members(predictors: Sequence[CasePredictor], names: Sequence[str]) -> None:
+    """Refuse members that cannot be ensembled: other labels, channels, file ending or plans, or the same model twice.
+
+    Raises:
+        EnsembleError: Naming the two members and what differs.
+    """
+    first, first_name = predictors[0], names[0]
+
+    def facts(member: CasePredictor) -> dict[str, object]:
+        spec, plan = member.spec, member.model.plan
+        return {"labels": dict(spec.labels), "regions_class_order": spec.regions_class_order,
+                "channels": spec.channel_names, "file ending": spec.file_ending,
+                "plans (dataset, plans name)": (plan.dataset_name, plan.plans_name)}  # fmt: skip
+
+    reference, seen = facts(first), {first.model.identity(): first_name}
+    for member, name in zip(predictors[1:], names[1:]):
+        for what, value in facts(member).items():
+            if value != reference[what]:
+                raise EnsembleError(
+                    f"-m {first_name} and -m {name} cannot be ensembled: their {what} differ ({reference[what]!r} vs "
+                    f"{value!r}); expected configurations of one dataset trained with the same plans and labels."
+                )
+        if (identity := member.model.identity()) in seen:
+            raise EnsembleError(f"-m {seen[identity]} and -m {name} are the same model; give each member once.")
+        seen[identity] = name
+
+
+def predict_ensemble(
+    predictors: Sequence[CasePredictor], input_dir: str | os.PathLike[str], output_dir: str | os.PathLike[str], *,
+    names: Sequence[str] | None = None, shard: Shard | None = None, overwrite: bool = False,
+    save_probabilities: bool = False, num_workers: int = 1, progress: bool = True,
+) -> list[str]:  # fmt: skip
+    """Predict with several models and ensemble them in probability space (``nnseg predict -m A -m B``).
+
+    Member ``k`` predicts the part ``shard`` of ``input_dir`` with probabilities into
+    ``<output_dir>/.members/<k>/`` (a full prediction folder: resumable, checksummed, locked per part); then
+    the part's cases are averaged into ``output_dir`` by :func:`ensemble_folders`, exactly as
+    ``nnseg ensemble -i MEMBER_0 MEMBER_1 ...`` would.
+
+    Args:
+        predictors: Two or more predictors of one dataset's labels and plans (e.g. 2d and 3d_fullres).
+        input_dir: The images.
+        output_dir: Receives the ensembled label maps (and ``.members/``).
+        names: How the members are named in messages (default ``member 0``, ``member 1``, ...).
+        shard: The part of the sorted case ids to do (default: all).
+        overwrite: Redo finished cases.
+        save_probabilities: Also write the averaged probabilities.
+        num_workers: Preprocessing threads per member.
+        progress: Show progress bars.
+
+    Returns:
+        The case ids ensembled by this call.
+
+    Raises:
+        EnsembleError: If the members cannot be ensembled (before anything is written).
+        CasesFailedError: If some inputs failed (the others are predicted and ensembled).
+    """
+    if len(predictors) < 2:
+        raise EnsembleError(f"an ensemble needs two or more models; got {len(predictors)}.")
+    labels = list(names) if names is not None else [f"member {k}" for k in range(len(predictors))]
+    check_members(predictors, labels)
+    target, shard = Path(output_dir), shard or Shard.whole()
+    members = [target / MEMBERS_DIR / str(k) for k in range(len(predictors))]
+    failures: dict[str, str] = {}
+    for predictor, folder, name in zip(predictors, members, labels):
+        try:
+            predict_folder(predictor, input_dir, folder, shard=shard, overwrite=overwrite, save_probabilities=True,
+                           num_workers=num_workers, progress=progress)  # fmt: skip
+        except CasesFailedError as err:
+            failures.update({case: f"{name}: {reason}" for case, reason in err.failures.items()})
+    owned = PartManifest.load_all(members[0])
+    cases = [c for m in owned if m.shard == shard for c in m.owned_case_ids if c not in failures]
+    written = ensemble_folders(members, target, predictors[0].spec, case_ids=cases, save_probabilities=save_probabilities,
+                               overwrite=overwrite) if cases else []  # fmt: skip
+    if failures:
+        listed = "; ".join(f"{case}: {reason}" for case, reason in sorted(failures.items()))
+        raise CasesFailedError(f"{len(failures)} case(s) failed ({shard}): {listed}. The others are ensembled; fix "
+                               "those inputs and rerun to predict them.", failures)  # fmt: skip
+    return written
+
+
+def ensemble_status(output_dir: str | os.PathLike[str]) -> tuple[list[str], bool]:
+    """Lines describing a multi-model prediction folder (each member, then the ensemble), and whether it is complete."""
+    root = Path(output_dir)
+    members = sorted((p for p in (root / MEMBERS_DIR).iterdir() if p.is_dir()), key=lambda p: p.name)
+    lines, complete = [], True
+    all_ids: tuple[str, ...] = ()
+    for folder in members:
+        status = prediction_status(folder)
+        complete &= status.is_complete
+        lines += [f"member {folder.name}: {line}" for line in status.summary()]
+        manifests = PartManifest.load_all(folder)
+        all_ids = all_ids or (manifests[0].all_case_ids if manifests else ())
+    ending = json.loads((root / ENSEMBLE_MANIFEST).read_text())["file_ending"] if (root / ENSEMBLE_MANIFEST).is_file() else ""
+    missing = [case for case in all_ids if not ending or not (root / f"{case}{ending}").is_file()]
+    complete &= bool(all_ids) and not missing
+    shown = f"; missing: {_listed(missing)}" if missing else ""
+    lines.append(f"{root}: ensemble {len(all_ids) - len(missing)}/{len(all_ids)} case(s){shown}: "
+                 f"{'COMPLETE' if complete else 'INCOMPLETE'}")  # fmt: skip
+    return lines, complete

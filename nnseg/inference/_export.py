@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nnseg._atomic import atomic_write, atomic_write_json
+from nnseg._atomic import atomic_write_bytes, atomic_write_json
 from nnseg.dataset import DatasetSpec
 from nnseg.errors import ConfigError
 from nnseg.io import ImageGeometry, write_segmentation
@@ -118,18 +118,25 @@ def export_logits(
     return ExportedPrediction(segmentation, full)
 
 
-def _write_npz(path: Path, probabilities: np.ndarray) -> None:
+def write_probabilities(path: Path, probabilities: np.ndarray) -> None:
+    """Write ``<case>.npz`` (key ``probabilities``) atomically; its size on disk is checked before the rename."""
     buffer = io.BytesIO()
     np.savez_compressed(buffer, probabilities=probabilities)
-    atomic_write(path, lambda tmp: tmp.write_bytes(buffer.getvalue()))
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def write_outputs(result: ExportedPrediction, case: PreprocessedCase, output_file: Path) -> None:
-    """Write a case's label map (and probabilities + properties), each file atomically, the label map last."""
+    """Write a case's label map (and probabilities + properties), each file atomically, the label map last.
+
+    Every file is verified before it gets its final name (the image by a readback, the others by size).
+
+    Raises:
+        WriteError: If the disk is full or a file-size limit is hit; nothing is left under a final name.
+    """
     geometry = case.properties.geometry or ImageGeometry.identity(case.properties.spacing)
     if result.probabilities is not None:
         stem = output_file.name[: -len(_ending(output_file))]
-        _write_npz(output_file.with_name(f"{stem}.npz"), result.probabilities)
+        write_probabilities(output_file.with_name(f"{stem}.npz"), result.probabilities)
         atomic_write_json(output_file.with_name(f"{stem}.json"), case.properties.to_json())
     write_segmentation(result.segmentation, output_file, geometry)
 

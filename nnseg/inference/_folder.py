@@ -2,21 +2,28 @@
 
 Rules:
 
-* the input cases are the ``<case>_<XXXX><ending>`` files of the input folder; every case must have all the
-  channels of ``dataset.json`` (checked before anything is written);
+* the input cases are the ``<case>_<XXXX><ending>`` files of the input folder; a case without exactly the
+  channels of ``dataset.json`` fails (named at the end) while the others are predicted;
 * a part owns ``Shard(part_id, num_parts).select(sorted case ids)``, nnU-Net's ``-num_parts/-part_id``;
+* a part runs under a lock (``nnseg_parts/.part_K_of_N.lock``): a second process of the same part is refused
+  with a :class:`~nnseg.errors.LockError` naming the first; a dead process's lock is taken over;
 * the part writes its own manifest first (``nnseg_parts/part_K_of_N.json``), refusing an output folder that
   holds parts of another model, other settings or another part count;
-* every output is written atomically, the label map last; a case whose outputs all exist is complete and is
-  skipped (unless ``overwrite``); temporary files a killed run left behind for the part's cases are removed;
+* every output is written atomically and verified, the label map last, then recorded with its checksum in the
+  manifest; a case is skipped (unless ``overwrite``) only when its record exists and the checksums match, so
+  foreign or damaged outputs are redone; temporary files a killed run left behind are removed;
+* a failed write (disk full, file-size limit) stops the run with a :class:`~nnseg.errors.WriteError`; a bad
+  input fails its case only; SIGINT / SIGTERM stop between cases (:mod:`nnseg.inference._stop`);
 * while the network works on one case, the next ones are preprocessed and the previous one is exported in
   background threads.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import threading
 import warnings
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -28,20 +35,25 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from nnseg._lock import WorkLock
 from nnseg.dataset import Case, DatasetSpec
 from nnseg.dataset._case import parse_image_file_name
+from nnseg.errors import WriteError
 from nnseg.inference._export import ExportedPrediction, write_outputs
 from nnseg.inference._model import TrainedModel
 from nnseg.inference._parts import (
+    PARTS_DIR,
     CasesFailedError,
     PartManifest,
     PredictionError,
     PredictionStatus,
     case_outputs,
+    case_problem,
     check_consistent,
-    is_case_done,
     prediction_status,
+    record_case,
 )
+from nnseg.inference._stop import StopOnSignal, stopped_error
 from nnseg.preprocessing import PreprocessedCase, Preprocessor
 from nnseg.sharding import Shard
 
@@ -79,12 +91,8 @@ class CasePredictor(Protocol):
         ...
 
 
-def list_input_cases(input_dir: Path, spec: DatasetSpec) -> list[Case]:
-    """The cases of an input folder, sorted by id, each with one file per channel.
-
-    Raises:
-        PredictionError: If the folder is missing or empty, or a case lacks channels.
-    """
+def _scan_inputs(input_dir: Path, spec: DatasetSpec) -> tuple[list[Case], dict[str, str]]:
+    """The complete cases of an input folder, and the incomplete ones with what is wrong."""
     if not input_dir.is_dir():
         raise PredictionError(f"input folder {input_dir} does not exist or is not a folder; check the path.")
     files: dict[str, dict[int, Path]] = {}
@@ -93,7 +101,7 @@ def list_input_cases(input_dir: Path, spec: DatasetSpec) -> list[Case]:
             continue
         parsed = parse_image_file_name(path.name, spec.file_ending)
         if parsed is None:
-            warnings.warn(f"{path} is not named <case>_<XXXX>{spec.file_ending}; skipped.", stacklevel=3)
+            warnings.warn(f"{path} is not named <case>_<XXXX>{spec.file_ending}; skipped.", stacklevel=4)
             continue
         files.setdefault(parsed[0], {})[parsed[1]] = path
     if not files:
@@ -102,15 +110,32 @@ def list_input_cases(input_dir: Path, spec: DatasetSpec) -> list[Case]:
             f"case_001_0000{spec.file_ending} (the file ending comes from the model's dataset.json)."
         )
     expected = set(range(spec.num_channels))
-    broken = {case: sorted(expected - set(ch)) or sorted(set(ch) - expected) for case, ch in files.items() if set(ch) != expected}
+    broken = {}
+    for case, channels in sorted(files.items()):
+        missing, extra = sorted(expected - set(channels)), sorted(set(channels) - expected)
+        if missing or extra:
+            broken[case] = (f"{'missing' if missing else 'extra'} channel file(s) {missing or extra}; the model expects "
+                            f"exactly {spec.num_channels} channel(s) {list(spec.channel_names)} (_0000 to "
+                            f"_{spec.num_channels - 1:04d})")  # fmt: skip
+    good = [Case(case, tuple(files[case][c] for c in sorted(files[case]))) for case in sorted(files) if case not in broken]
+    return good, broken
+
+
+def list_input_cases(input_dir: Path, spec: DatasetSpec) -> list[Case]:
+    """The cases of an input folder, sorted by id, each with one file per channel.
+
+    Raises:
+        PredictionError: If the folder is missing or empty, or a case lacks channels.
+    """
+    cases, broken = _scan_inputs(input_dir, spec)
     if broken:
-        shown = "; ".join(f"{case}: channel(s) {chs}" for case, chs in sorted(broken.items())[:10])
-        raise PredictionError(
-            f"input folder {input_dir}: {len(broken)} case(s) do not have exactly the {spec.num_channels} channel(s) "
-            f"{list(spec.channel_names)} (_0000 to _{spec.num_channels - 1:04d}) the model expects; missing or extra "
-            f"{shown}. Add or remove those files. Nothing was predicted."
-        )
-    return [Case(case, tuple(files[case][c] for c in sorted(files[case]))) for case in sorted(files)]
+        raise PredictionError(f"input folder {input_dir}: {len(broken)} case(s) do not have the right channels: "
+                              f"{_listed(broken)}. Add or remove those files.")  # fmt: skip
+    return cases
+
+
+def _listed(reasons: Mapping[str, str]) -> str:
+    return "; ".join(f"{case}: {reason}" for case, reason in sorted(reasons.items()))
 
 
 def _remove_stale_temporaries(output_dir: Path, case_ids: list[str]) -> None:
@@ -122,10 +147,9 @@ def _remove_stale_temporaries(output_dir: Path, case_ids: list[str]) -> None:
             path.unlink(missing_ok=True)
 
 
-def _start_part(predictor: CasePredictor, cases: list[Case], output_dir: Path, shard: Shard,
+def _start_part(predictor: CasePredictor, all_ids: tuple[str, ...], output_dir: Path, shard: Shard,
                 save_probabilities: bool) -> PartManifest:  # fmt: skip
     settings = {**predictor.manifest_settings(), "save_probabilities": save_probabilities}
-    all_ids = tuple(case.case_id for case in cases)
     manifest = PartManifest(shard, predictor.model.identity(), settings, all_ids, tuple(shard.select(all_ids)))
     existing = PartManifest.load_all(output_dir)  # this part's own earlier manifest included
     check_consistent([manifest, *existing], output_dir)
@@ -135,6 +159,8 @@ def _start_part(predictor: CasePredictor, cases: list[Case], output_dir: Path, s
                 f"{output_dir}: {other.shard} was predicted with other settings ({_diff(other.settings, settings)}); "
                 "use a new output folder for different settings."
             )
+    own = [other for other in existing if other.shard == shard]
+    manifest = dataclasses.replace(manifest, done=own[0].done if own else {})  # records of earlier runs stay valid
     manifest.save(output_dir)
     return manifest
 
@@ -155,36 +181,62 @@ def predict_folder(
     shard: Shard, overwrite: bool = False, save_probabilities: bool = False, num_workers: int = 1,
     progress: bool = True,
 ) -> PredictionStatus:  # fmt: skip
-    """Predict the cases ``shard`` owns; skip complete outputs, redo partial ones; return the run's status.
+    """Predict the cases ``shard`` owns; skip finished outputs, redo partial, damaged or foreign ones.
+
+    SIGINT and SIGTERM (when called from the main thread) stop the run between cases: the cases in flight are
+    finished and recorded, nothing is half-written, and :class:`PredictionStopped` is raised; a second signal
+    stops at once (temporary files are removed by the next run).
 
     Raises:
-        PredictionError: For bad inputs or a folder holding another run (before anything is written), or at
-            the end if some cases failed (the others are written; rerun to retry the failed ones).
+        PredictionError: For a missing or empty input folder, or a folder holding another run (before anything
+            is written).
+        LockError: If another process is predicting the same part into the same folder.
+        WriteError: If an output cannot be written (disk full, file-size limit); the run stops, finished cases
+            are kept.
+        CasesFailedError: At the end, if some cases failed (bad input files; the others are written).
+        PredictionStopped: After a SIGINT or SIGTERM, once the cases in flight are written.
     """
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
         raise PredictionError(f"num_workers must be a positive int; got {num_workers!r}.")
     source, target = Path(input_dir), Path(output_dir)
-    cases = list_input_cases(source, predictor.spec)
+    cases, broken = _scan_inputs(source, predictor.spec)
+    if not cases:
+        raise PredictionError(f"input folder {source}: no case has the channels the model expects: {_listed(broken)}. "
+                              "Add or remove those files. Nothing was predicted.")  # fmt: skip
     predictor.preprocessor  # noqa: B018 -- build it here, before the reader threads share it
-    target.mkdir(parents=True, exist_ok=True)
-    manifest = _start_part(predictor, cases, target, shard, save_probabilities)
-    owned = [case for case in cases if case.case_id in set(manifest.owned_case_ids)]
-    _remove_stale_temporaries(target, [c.case_id for c in owned])
-    todo = [c for c in owned if overwrite or not is_case_done(target, c.case_id, manifest.settings)]
-    logger.info("%s: %d case(s) owned, %d to predict", shard, len(owned), len(todo))
-    failures = _run(predictor, todo, target, manifest, num_workers, progress)
+    (target / PARTS_DIR).mkdir(parents=True, exist_ok=True)
+    lock_name = PartManifest.path(target, shard).with_suffix(".lock").name
+    with WorkLock(target / PARTS_DIR / f".{lock_name}", f"prediction of {shard} into {target}"):
+        all_ids = tuple(sorted([c.case_id for c in cases] + list(broken)))
+        manifest = _start_part(predictor, all_ids, target, shard, save_probabilities)
+        owned = set(manifest.owned_case_ids)
+        _remove_stale_temporaries(target, sorted(owned))
+        failures = {case: reason for case, reason in broken.items() if case in owned}
+        todo = [c for c in cases if c.case_id in owned and (overwrite or _needs_work(target, c.case_id, manifest))]
+        logger.info("%s: %d case(s) owned, %d to predict", shard, len(owned), len(todo))
+        with StopOnSignal() as stop:
+            failures.update(_run(predictor, todo, target, manifest, (num_workers, progress), stop))
+        if stop.signum is not None:
+            raise stopped_error(stop.signum, shard, target)
     if failures:
-        listed = "; ".join(f"{case}: {reason}" for case, reason in sorted(failures.items()))
-        raise CasesFailedError(
-            f"{len(failures)} of {len(todo)} case(s) failed ({shard}): {listed}. Rerun to retry them.", failures
-        )
+        raise CasesFailedError(f"{len(failures)} of {len(todo) + len(broken.keys() & owned)} case(s) failed ({shard}): "
+                               f"{_listed(failures)}. Fix those inputs and rerun to predict them (finished cases are "
+                               "kept); to leave them out, remove them and use a new output folder.", failures)  # fmt: skip
     return prediction_status(target)
 
 
-def _run(predictor: CasePredictor, todo: list[Case], target: Path, manifest: PartManifest, num_workers: int,
-         progress: bool) -> dict[str, str]:  # fmt: skip
+def _needs_work(target: Path, case_id: str, manifest: PartManifest) -> bool:
+    problem = case_problem(target, case_id, manifest)
+    if problem not in (None, "missing"):
+        logger.warning("%s: predicting %s again: %s", target, case_id, problem)
+    return problem is not None
+
+
+def _run(predictor: CasePredictor, todo: list[Case], target: Path, manifest: PartManifest, options: tuple[int, bool],
+         stop: StopOnSignal) -> dict[str, str]:  # fmt: skip
+    num_workers, progress = options
     failures: dict[str, str] = {}
-    with_probabilities = bool(manifest.settings.get("save_probabilities"))
+    recorder = _Recorder(target, manifest)
     with ThreadPoolExecutor(num_workers) as reader, ThreadPoolExecutor(1) as writer, \
             tqdm(total=len(todo), desc=f"predict {manifest.shard}", unit="case", disable=not progress) as bar:  # fmt: skip
         loading: deque[tuple[Case, Future[PreprocessedCase]]] = deque()
@@ -195,38 +247,64 @@ def _run(predictor: CasePredictor, todo: list[Case], target: Path, manifest: Par
             while len(loading) < num_workers + 1 and (case := next(queue, None)) is not None:
                 loading.append((case, reader.submit(predictor.preprocessor.preprocess_case, case)))
 
-        refill()
-        while loading:
-            case, future = loading.popleft()
+        try:
             refill()
-            try:
-                preprocessed = future.result()
-                logits = predictor.predict_logits(preprocessed.data)
-            except Exception as err:  # one bad case must not stop the others; reported at the end
-                failures[case.case_id] = f"{type(err).__name__}: {err}"
-                bar.update()
-                continue
-            output = case_outputs(target, case.case_id, manifest.settings)[0]
-            export: Callable[[], None] = _exporter(predictor, logits, preprocessed, output, with_probabilities)
-            exporting.append((case.case_id, writer.submit(export)))
-            _drain(exporting, failures, bar, keep=MAX_PENDING_EXPORTS)
-        _drain(exporting, failures, bar, keep=0)
+            while loading and stop.signum is None:
+                case, future = loading.popleft()
+                refill()
+                try:
+                    preprocessed = future.result()
+                    logits = predictor.predict_logits(preprocessed.data)
+                except Exception as err:  # one bad case must not stop the others; reported at the end
+                    failures[case.case_id] = f"{type(err).__name__}: {err}"
+                    bar.update()
+                    continue
+                export = _exporter(predictor, logits, preprocessed, case.case_id, recorder)
+                exporting.append((case.case_id, writer.submit(export)))
+                _drain(exporting, failures, bar, keep=MAX_PENDING_EXPORTS)
+            _drain(exporting, failures, bar, keep=0)
+        finally:  # a stop or a failed write: cases not started are dropped, those being written finish atomically
+            for pending in [f for _, f in loading] + [f for _, f in exporting]:
+                pending.cancel()
     return failures
 
 
-def _exporter(predictor: CasePredictor, logits: torch.Tensor, case: PreprocessedCase, output: Path,
-              probabilities: bool) -> Callable[[], None]:  # fmt: skip
+class _Recorder:
+    """Records each written case in the part manifest (called from the one writer thread)."""
+
+    def __init__(self, target: Path, manifest: PartManifest) -> None:
+        self.target = target
+        self.manifest = manifest
+        self._lock = threading.Lock()
+
+    def record(self, case_id: str) -> None:
+        with self._lock:
+            self.manifest = record_case(self.target, case_id, self.manifest)
+
+
+def _exporter(predictor: CasePredictor, logits: torch.Tensor, case: PreprocessedCase, case_id: str,
+              recorder: _Recorder) -> Callable[[], None]:  # fmt: skip
+    settings = recorder.manifest.settings
+    output = case_outputs(recorder.target, case_id, settings)[0]
+
     def export() -> None:
-        write_outputs(predictor.export(logits, case, with_probabilities=probabilities), case, output)
+        result = predictor.export(logits, case, with_probabilities=bool(settings.get("save_probabilities")))
+        write_outputs(result, case, output)
+        recorder.record(case_id)
 
     return export
 
 
 def _drain(exporting: deque[tuple[str, Future[None]]], failures: dict[str, str], bar: tqdm, keep: int) -> None:
+    for _, pending in exporting:  # a failed write stops the run now, not after more network work
+        if pending.done() and not pending.cancelled() and isinstance(error := pending.exception(), WriteError):
+            raise error
     while len(exporting) > keep:
         case_id, future = exporting.popleft()
         try:
             future.result()
+        except WriteError:  # the disk is full or a limit is hit: the next cases would fail alike, so stop
+            raise
         except Exception as err:  # reported at the end, with the case id
             failures[case_id] = f"{type(err).__name__}: {err}"
         bar.update()

@@ -1,15 +1,17 @@
 """Per-part manifests of a prediction folder, and the status of a (sharded) prediction run.
 
 Each part of a run writes only its own manifest, ``<output>/nnseg_parts/part_<K>_of_<N>.json``: the model
-identity, the settings that change the outputs, every case id of the input folder and the ids the part
-owns. No file is shared between parts, so parts never overwrite each other's records. Outputs are written
-atomically, so an output file that exists is complete; the status of a run is therefore read from the
-manifests and the files present, and a part that never started is still accounted for (its cases follow from
-the recorded case list).
+identity, the settings that change the outputs, every case id of the input folder, the ids the part owns and,
+per finished case, the SHA-256 of each file it wrote. No file is shared between parts, so parts never
+overwrite each other's records. A case is done only when its record exists and every file still has the
+recorded checksum: an output that another model, other settings or another tool left under the same name,
+and a damaged one (truncated, changed), is redone, never reported complete. A part that never started is
+still accounted for (its cases follow from the recorded case list).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from nnseg._atomic import atomic_write_json
+from nnseg._integrity import sha256_file
 from nnseg.errors import CasesFailedError, PredictionError
 from nnseg.inference._settings import upgrade_manifest_settings
 from nnseg.sharding import Shard
@@ -26,8 +29,10 @@ from nnseg.sharding import Shard
 __all__ = ["PARTS_DIR", "CasesFailedError", "PartManifest", "PartStatus", "PredictionError", "PredictionStatus", "prediction_status"]
 
 PARTS_DIR = "nnseg_parts"
-MANIFEST_VERSION = 2
-"""2: settings as :meth:`InferenceSettings.manifest_json` records them (1, nnseg 0.x, is read and upgraded)."""
+MANIFEST_VERSION = 3
+"""3: with ``done`` (checksums of each finished case's files); 2: settings as
+:meth:`InferenceSettings.manifest_json` records them; 1 (nnseg 0.x). Older ones are read and upgraded (their
+outputs carry no record, so they are redone once)."""
 _MANIFEST_NAME = re.compile(r"part_(\d+)_of_(\d+)\.json")
 
 
@@ -41,6 +46,7 @@ class PartManifest:
         settings: Output-relevant settings (file ending, mirroring, step size, probabilities, model source).
         all_case_ids: Every case id of the input folder, sorted.
         owned_case_ids: The ids this part predicts (``shard.select(all_case_ids)``).
+        done: Finished case id -> {output file name: SHA-256 of the file as written}.
     """
 
     shard: Shard
@@ -48,6 +54,7 @@ class PartManifest:
     settings: Mapping[str, Any]
     all_case_ids: tuple[str, ...]
     owned_case_ids: tuple[str, ...] = field(default=())
+    done: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @staticmethod
     def path(output_dir: Path, shard: Shard) -> Path:
@@ -61,6 +68,7 @@ class PartManifest:
             "format_version": MANIFEST_VERSION, "part_id": self.shard.index, "num_parts": self.shard.count,
             "model_id": self.model_id, "settings": dict(self.settings), "all_case_ids": list(self.all_case_ids),
             "owned_case_ids": list(self.owned_case_ids),
+            "done": {case: dict(files) for case, files in sorted(self.done.items())},
         }  # fmt: skip
 
     @classmethod
@@ -81,9 +89,11 @@ class PartManifest:
             )
         try:
             settings = upgrade_manifest_settings(dict(data["settings"]))
+            done = {str(case): {str(name): str(digest) for name, digest in dict(files).items()}
+                    for case, files in dict(data.get("done", {})).items()}  # fmt: skip
             return cls(Shard(int(data["part_id"]), int(data["num_parts"])), str(data["model_id"]),
-                       settings, tuple(data["all_case_ids"]), tuple(data["owned_case_ids"]))  # fmt: skip
-        except (KeyError, TypeError, ValueError) as err:
+                       settings, tuple(data["all_case_ids"]), tuple(data["owned_case_ids"]), done)  # fmt: skip
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise PredictionError(f"{where}: malformed part manifest ({err!r}); delete it and rerun that part.") from err
 
     def save(self, output_dir: Path) -> None:
@@ -115,14 +125,16 @@ class PartStatus:
     Args:
         shard: The part.
         started: Whether the part has written its manifest.
-        done: Owned cases whose outputs are complete.
-        missing: Owned cases without complete outputs.
+        done: Owned cases whose outputs are complete (recorded by this run, checksums intact).
+        missing: Owned cases without complete outputs (``redo`` included).
+        redo: Owned cases whose files exist but are not this run's or are damaged; they are predicted again.
     """
 
     shard: Shard
     started: bool
     done: tuple[str, ...]
     missing: tuple[str, ...]
+    redo: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +168,9 @@ class PredictionStatus:
             state = "not started" if not part.started else ("complete" if not part.missing else "incomplete")
             total = len(part.done) + len(part.missing)
             line = f"part {part.shard.index} of {part.shard.count}: {state}, {len(part.done)}/{total} case(s) done"
-            lines.append(line + (f"; missing: {', '.join(part.missing)}" if part.missing else ""))
+            line += f"; missing: {', '.join(part.missing)}" if part.missing else ""
+            line += f" (outputs not written by this run, or damaged: {', '.join(part.redo)})" if part.redo else ""
+            lines.append(line)
         verdict = "COMPLETE" if self.is_complete else f"INCOMPLETE: {len(self.missing)} case(s) missing"
         lines.append(f"{self.output_dir}: {verdict}")
         return lines
@@ -170,9 +184,33 @@ def case_outputs(output_dir: Path, case_id: str, settings: Mapping[str, Any]) ->
     return files
 
 
-def is_case_done(output_dir: Path, case_id: str, settings: Mapping[str, Any]) -> bool:
-    """Whether every output of ``case_id`` exists (outputs are atomic, so existing means complete)."""
-    return all(path.is_file() for path in case_outputs(output_dir, case_id, settings))
+def case_problem(output_dir: Path, case_id: str, manifest: PartManifest) -> str | None:
+    """None when ``case_id`` is done: recorded in ``manifest`` and every file has its recorded checksum.
+
+    Otherwise why it must be predicted: ``"missing"`` (no output file at all), or a reason naming the file that
+    is not this run's output or is damaged.
+    """
+    files = case_outputs(output_dir, case_id, manifest.settings)
+    present = [path for path in files if path.is_file()]
+    if not present:
+        return "missing"
+    record = manifest.done.get(case_id)
+    if record is None:
+        return f"{present[0].name} was not written by this run (another model, other settings, or another tool)"
+    for path in files:
+        if path.name not in record or not path.is_file():
+            return f"{path.name} is missing or was not recorded"
+        if sha256_file(path) != record[path.name]:
+            return f"{path.name} differs from what this run wrote (damaged or replaced)"
+    return None
+
+
+def record_case(output_dir: Path, case_id: str, manifest: PartManifest) -> PartManifest:
+    """``manifest`` with the checksums of ``case_id``'s outputs recorded, saved into ``output_dir``."""
+    files = {path.name: sha256_file(path) for path in case_outputs(output_dir, case_id, manifest.settings)}
+    updated = dataclasses.replace(manifest, done={**manifest.done, case_id: files})
+    updated.save(output_dir)
+    return updated
 
 
 def prediction_status(output_dir: str | os.PathLike[str]) -> PredictionStatus:
@@ -193,8 +231,10 @@ def prediction_status(output_dir: str | os.PathLike[str]) -> PredictionStatus:
         shard = Shard(index, first.shard.count)
         manifest = by_index.get(index)
         owned = manifest.owned_case_ids if manifest else tuple(shard.select(first.all_case_ids))
-        done = tuple(c for c in owned if is_case_done(root, c, first.settings))
-        parts.append(PartStatus(shard, manifest is not None, done, tuple(c for c in owned if c not in done)))
+        problems = {c: case_problem(root, c, manifest or dataclasses.replace(first, done={})) for c in owned}
+        done = tuple(c for c in owned if problems[c] is None)
+        redo = tuple(c for c in owned if problems[c] not in (None, "missing"))
+        parts.append(PartStatus(shard, manifest is not None, done, tuple(c for c in owned if c not in done), redo))
     return PredictionStatus(root, tuple(parts))
 
 

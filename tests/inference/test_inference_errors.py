@@ -96,7 +96,7 @@ def test_malformed_manifest_and_export_channels(tmp_path: Path) -> None:
     with pytest.raises(PredictionError, match=r"malformed part manifest .*; delete it and rerun that part"):
         PartManifest.load_all(tmp_path)
     (tmp_path / "nnseg_parts" / "part_0_of_1.json").write_text(json.dumps({"format_version": 7}))
-    with pytest.raises(PredictionError, match=r"part manifest format_version 7 is not one this nnseg reads \(1 to 2\); "
+    with pytest.raises(PredictionError, match=r"part manifest format_version 7 is not one this nnseg reads \(1 to 3\); "
                                               r"it was written by a newer nnseg"):  # fmt: skip
         PartManifest.load_all(tmp_path)
     spec = DatasetSpec.from_dict(dataset_dict())
@@ -146,5 +146,5 @@ def test_a_folder_predicted_by_nnseg_0x_is_completed_with_the_same_settings(tmp_
     path.write_text(json.dumps(data))
     (tmp_path / "out" / "case_1.nii.gz").unlink()
     assert predictor.predict_folder(tmp_path / "in", tmp_path / "out", progress=False).is_complete
-    assert json.loads(path.read_text())["format_version"] == 2
+    assert json.loads(path.read_text())["format_version"] == 3
     assert json.loads(path.read_text())["settings"]["accumulator"] == "gaussian"

@@ -12,7 +12,7 @@ import torch
 from inference_helpers import REGION_LABELS, make_nnseg_run, make_nnunet_model_folder, write_images
 
 from nnseg.errors import CheckpointError
-from nnseg.inference import InferenceSettings, PredictionError, Predictor
+from nnseg.inference import CasesFailedError, InferenceSettings, PredictionError, Predictor
 from nnseg.inference._export import paint_regions
 
 NO_TTA = InferenceSettings(use_mirroring=False)
@@ -113,10 +113,16 @@ def test_bad_inputs_and_foreign_output_folders(tmp_path: Path) -> None:
     write_images(tmp_path / "in", num_cases=2)
     (tmp_path / "in" / "case_1_0000.nii.gz").rename(tmp_path / "in" / "case_1_0001.nii.gz")
     predictor = Predictor.from_nnunet_model_folder(model, settings=NO_TTA)
-    with pytest.raises(PredictionError, match=r"1 case\(s\) do not have exactly the 1 channel\(s\) .* case_1: channel\(s\) \[0\]"):
+    with pytest.raises(CasesFailedError, match=r"^1 of 2 case\(s\) failed \(part 0 of 1\): case_1: missing channel "
+                       r"file\(s\) \[0\]; the model expects exactly 1 channel\(s\) \['MRI'\] \(_0000 to _0000\)"):
         predictor.predict_folder(tmp_path / "in", tmp_path / "out", progress=False)
-    assert not (tmp_path / "out").exists()  # nothing half-written
-    (tmp_path / "in" / "case_1_0001.nii.gz").unlink()
+    assert sorted(p.name for p in (tmp_path / "out").glob("case_*")) == ["case_0.nii.gz"]  # the good case is written
+    (tmp_path / "in2").mkdir()
+    (tmp_path / "in" / "case_1_0001.nii.gz").rename(tmp_path / "in2" / "case_1_0001.nii.gz")
+    with pytest.raises(PredictionError, match=r"no case has the channels the model expects: case_1: missing channel"):
+        predictor.predict_folder(tmp_path / "in2", tmp_path / "out2", progress=False)
+    assert not (tmp_path / "out2").exists()  # nothing half-written
+    (tmp_path / "in2" / "case_1_0001.nii.gz").rename(tmp_path / "in" / "case_1_0000.nii.gz")  # the fix
     predictor.predict_folder(tmp_path / "in", tmp_path / "out", progress=False)
     other = Predictor.from_nnunet_model_folder(make_nnunet_model_folder(tmp_path / "m2", seed=5), settings=NO_TTA)
     with pytest.raises(PredictionError, match=r"parts of different runs are mixed \(model differs"):

@@ -62,7 +62,11 @@ def test_a_killed_part_is_completed_by_a_rerun(tmp_path: Path) -> None:
     assert 0 < len(done_before) < len(ids)  # killed mid-run
     status = prediction_status(out)
     assert not status.is_complete
-    assert len(status.missing) == len(ids) - len(done_before)
+    done = {c for part in status.parts for c in part.done}
+    assert {f"{c}.nii.gz" for c in done} <= set(done_before)
+    assert set(status.missing) == set(ids) - done
+    # an output renamed into place but not yet recorded when the kill came is redone, never trusted
+    assert {c for part in status.parts for c in part.redo} == {n[: -len(".nii.gz")] for n in done_before} - done
     (out / ".case_7.nii.gz.12345.tmp").write_bytes(b"torn write")  # what a kill during a write leaves behind
     predictor = Predictor.from_nnunet_model_folder(model, settings=InferenceSettings(use_mirroring=False))
     final = predictor.predict_folder(tmp_path / "in", out, progress=False)
