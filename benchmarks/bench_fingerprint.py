@@ -102,7 +102,8 @@ def stage_profile(raw: Path) -> dict[str, float]:
     import numpy as np
 
     from nnseg.dataset import RawDataset
-    from nnseg.fingerprint import default_num_samples, fingerprint_case
+    from nnseg.fingerprint import fingerprint_case
+    from nnseg.fingerprint._extract import default_num_samples
     from nnseg.fingerprint._fingerprint import IntensityStats
     from nnseg.io import read_images, read_segmentation
 

@@ -197,9 +197,11 @@ def _share_work(
     recorded here. If the pool breaks, this process works through the rest of the queue alone.
     """
     pending: dict[Future[str | None], Job] = {}
-    broken = False
+    broken, warm = False, False
     while pending or queue:
-        while queue and not broken and len(pending) < max_in_flight:
+        # one case per helper until a helper has answered: a case queued behind a helper that is still
+        # starting would wait seconds while this process could have done it
+        while queue and not broken and len(pending) < (max_in_flight if warm else max(1, max_in_flight // 2)):
             try:
                 future = pool.submit(_work, queue[0])
             except BrokenProcessPool:
@@ -215,6 +217,7 @@ def _share_work(
         if not pending:
             continue
         finished, _ = wait(pending, timeout=timeout, return_when=_FIRST_COMPLETED)
+        warm = warm or bool(finished)
         for future in finished:
             yield pending.pop(future), future
 
