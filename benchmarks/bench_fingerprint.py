@@ -96,6 +96,39 @@ def _run_variants(root: Path, raw: Path, workers: int, env: dict[str, str]) -> l
     return rows
 
 
+def stage_profile(raw: Path) -> dict[str, float]:
+    """Where the time goes, in this process: ms per case for reading and for the per-case work (crop, draw the
+    samples), seconds for the pooled statistics (serial, in the caller), seconds of one worker's start-up."""
+    import numpy as np
+
+    from nnseg.dataset import RawDataset
+    from nnseg.fingerprint import fingerprint_case
+    from nnseg.fingerprint._extract import default_num_samples
+    from nnseg.fingerprint._fingerprint import IntensityStats
+    from nnseg.io import read_images, read_segmentation
+
+    dataset = RawDataset.from_folder(raw)
+    count = default_num_samples(len(dataset.cases))
+    read_s = case_s = 0.0
+    pooled = []
+    for case in dataset.cases:
+        start = time.perf_counter()
+        images, geometry = read_images(case.image_paths)
+        seg, _ = read_segmentation(case.label_path)
+        read_done = time.perf_counter()
+        pooled.append(fingerprint_case(images, seg, geometry.spacing, num_samples=count).samples[0])
+        case_s, read_s = case_s + time.perf_counter() - read_done, read_s + read_done - start
+    samples = np.concatenate(pooled)
+    del pooled
+    start = time.perf_counter()
+    IntensityStats.from_samples(samples, overwrite_input=True)
+    stats_s = time.perf_counter() - start
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import nnseg.fingerprint._extract"], check=True)
+    return {"read_ms": round(1000 * read_s / len(dataset.cases), 1), "case_ms": round(1000 * case_s / len(dataset.cases), 1),
+            "pooled_stats_s": round(stats_s, 2), "worker_startup_s": round(time.perf_counter() - start, 2)}  # fmt: skip
+
+
 def _same_results(root: Path) -> dict[str, bool]:
     from nnseg.fingerprint import Fingerprint
 
@@ -130,15 +163,19 @@ def main(argv: list[str] | None = None) -> int:
                "nnUNet_results": str(root / "results"), "nnUNet_n_proc_DA": "1"}  # fmt: skip
         rows = [row for workers in args.workers for row in _run_variants(root, raw, workers, env)]
         same = _same_results(root)
+        profile = stage_profile(raw)
     print(f"{num_cases} cases of about {shape}, CT-like, one channel; {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, Python {platform.python_version()}")  # fmt: skip
     print(f"{'variant':<12} {'workers':>7} {'seconds':>8} {'peak RSS MB':>12} {'cache MB':>9}")
     for row in rows:
         print(f"{row['variant']:<12} {row['workers']:>7} {row['seconds']:>8.2f} {row['peak_rss_mb']:>12} {row['cache_mb']:>9}")
     print("equal to nnseg's in-memory fingerprint: " + ", ".join(f"{k}: {v}" for k, v in same.items()))
+    print("where the time goes (one process): " + ", ".join(f"{k} {v}" for k, v in profile.items()))
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"load average at the end: {load}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     result = {"cases": num_cases, "shape": list(shape), "cpus": os.cpu_count(), "python": platform.python_version(),
-              "rows": rows, "equal": same}  # fmt: skip
+              "rows": rows, "equal": same, "stages": profile, "load_average": load}  # fmt: skip
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     return 0
 

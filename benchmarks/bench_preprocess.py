@@ -308,9 +308,69 @@ def _prepare(case_shape: tuple[int, ...], num_cases: int, work: Path) -> tuple[P
     return raw, nnunet_pre / "nnUNetPlans.json"
 
 
-def run_throughput(case_shape: tuple[int, ...], num_cases: int, workers: list[int], work: Path) -> list[dict[str, Any]]:
+def stage_profile(raw: Path, plans: Path, work: Path) -> dict[str, float]:
+    """Where the time goes, in this process, in ms per case (and the start-up of one worker process in s).
+
+    ``read`` is the image and label files (``of which integrity scan``: nnseg's own pass over the NIfTI bytes,
+    see nnseg._integrity); ``compute`` crop, normalise, resample and class locations; ``write`` the whole store
+    write of a case (``of which compress``: the two blosc2 arrays alone; the rest is the readback check,
+    SHA-256, the locations file and the marker).
+    """
+    from nnseg._integrity import scan_nifti
+    from nnseg.dataset import RawDataset
+    from nnseg.io import read_images, read_segmentation
+    from nnseg.planning import Plans
+    from nnseg.preprocessing import PreprocessedStore, Preprocessor
+
+    dataset = RawDataset.from_folder(raw)
+    plan = Plans.load(plans)["3d_fullres"]
+    preprocessor, store = Preprocessor(plan, dataset.spec), PreprocessedStore(work / "profile_store")
+    patch = store.initialise(plan, dataset.spec).chunk_patch_size
+    totals = dict.fromkeys(("read", "integrity_scan", "compute", "write", "compress"), 0.0)
+    for case in dataset.cases:
+        start = time.perf_counter()
+        images, geometry = read_images(case.image_paths)
+        seg, _ = read_segmentation(case.label_path)
+        read_done = time.perf_counter()
+        result = preprocessor.preprocess(images, geometry.spacing, seg=seg, geometry=geometry, case_id=case.case_id)
+        computed = time.perf_counter()
+        store.write_case(result)
+        written = time.perf_counter()
+        for path in case.paths:
+            scan_nifti(path)
+        scanned = time.perf_counter()
+        write_array(work / "profile.b2nd", result.data, patch_size=patch)
+        write_array(work / "profile.b2nd", result.seg, patch_size=patch)
+        compressed = time.perf_counter()
+        for key, value in (("read", read_done - start), ("compute", computed - read_done), ("write", written - computed),
+                           ("integrity_scan", scanned - written), ("compress", compressed - scanned)):  # fmt: skip
+            totals[key] += value
+    profile = {f"{key}_ms": round(1000 * value / len(dataset.cases), 1) for key, value in totals.items()}
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import nnseg.preprocessing._run"], check=True)
+    profile["worker_startup_s"] = round(time.perf_counter() - start, 2)
+    return profile
+
+
+def add_idle(rows: list[dict[str, Any]], profile: dict[str, float]) -> None:
+    """Add to each nnseg row the time not explained by start-up and per-case work (pool overhead, idle workers).
+
+    Expected wall time: one interpreter start-up, plus (with helpers) one more start-up that the caller
+    overlaps with its own cases, plus cases x (read + compute + write) / workers.
+    """
+    per_case = (profile["read_ms"] + profile["compute_ms"] + profile["write_ms"]) / 1000
+    for row in rows:
+        if row["tool"] == "nnseg":
+            expected = profile["worker_startup_s"] + row["cases"] * per_case / row["workers"]
+            row["expected_s"] = round(expected, 2)
+            row["unexplained_s"] = round(row["seconds"] - expected, 2)
+
+
+def run_throughput(case_shape: tuple[int, ...], num_cases: int, workers: list[int],
+                   work: Path) -> tuple[list[dict[str, Any]], dict[str, float]]:  # fmt: skip
     """Part 2: cases/s and peak RSS of nnseg, nnU-Net (when installed) and the IO floor at equal workers."""
     raw, plans = _prepare(case_shape, num_cases, work)
+    profile = stage_profile(raw, plans, work)
     # also look beside this interpreter: `.venv/bin/python bench_preprocess.py` without an activated venv
     nnunet_cli = shutil.which("nnUNetv2_preprocess") or shutil.which(
         "nnUNetv2_preprocess", path=str(Path(sys.executable).parent)
@@ -333,10 +393,18 @@ def run_throughput(case_shape: tuple[int, ...], num_cases: int, workers: list[in
         rows.append({"tool": "io-floor", "workers": n, "cases": num_cases, "seconds": io_seconds,
                      "cases_per_s": num_cases / io_seconds, "peak_rss_mb": peak / 2**20,
                      "note": "read raw files + write outputs only (per-case time / workers; no start-up)"})  # fmt: skip
-    return rows
+    add_idle(rows, profile)
+    return rows, profile
 
 
 # ----------------------------------------------------------------------------------- report
+def _load() -> str:
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
 def machine() -> dict[str, Any]:
     """Where the numbers were measured."""
     model = ""
@@ -361,9 +429,10 @@ def print_tables(formats: list[dict[str, Any]], throughput: list[dict[str, Any]]
               f"{r['whole_ms_cold']:.1f}")  # fmt: skip
     print(f"\n3d_fullres preprocessing, {info['dataset_cases']} synthetic CT cases of about "
           f"{info['dataset_case_shape']} (whole process: start-up, imports, pool)")  # fmt: skip
-    print("tool | workers | seconds | cases/s | peak RSS MB (all processes)")
+    print("tool | workers | seconds | cases/s | peak RSS MB (all processes) | unexplained s (pool, idle)")
     for r in throughput:
-        print(f"{r['tool']} | {r['workers']} | {r['seconds']:.2f} | {r['cases_per_s']:.2f} | {r['peak_rss_mb']:.0f}")
+        print(f"{r['tool']} | {r['workers']} | {r['seconds']:.2f} | {r['cases_per_s']:.2f} | {r['peak_rss_mb']:.0f} | "
+              f"{r.get('unexplained_s', '-')}")  # fmt: skip
 
 
 def main() -> None:
@@ -379,14 +448,16 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="nnseg_bench_pre_", dir=args.work))
     try:
         formats = run_formats(shape, patch, num_patches, work)
-        throughput = run_throughput(dataset_shape, dataset_cases, args.workers, work)
+        throughput, profile = run_throughput(dataset_shape, dataset_cases, args.workers, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)  # our own scratch folder
     info = {**machine(), "mode": mode, "case_shape": shape, "patch_size": patch, "num_patches": num_patches,
-            "dataset_case_shape": dataset_shape, "dataset_cases": dataset_cases}  # fmt: skip
+            "dataset_case_shape": dataset_shape, "dataset_cases": dataset_cases, "load_average": _load()}  # fmt: skip
     print_tables(formats, throughput, info)
+    print("\nwhere the time goes (one process, ms per case): " + ", ".join(f"{k} {v}" for k, v in profile.items()))
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"machine": info, "formats": formats, "throughput": throughput}, indent=2) + "\n")
+    result = {"machine": info, "formats": formats, "throughput": throughput, "stages": profile}
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {args.output}")
 
 

@@ -44,6 +44,7 @@ __all__ = [
     "read_npz",
     "read_region",
     "write_array",
+    "written_array_matches",
     "write_npz",
 ]
 
@@ -53,6 +54,7 @@ MAX_CHUNK_BYTES = 6 * 1024 * 1024
 CHUNK_TO_PATCH = 1.5
 CODEC = blosc2.Codec.LZ4HC
 CLEVEL = 5
+NPZ_LEVEL = 1
 
 
 def _next_pow2(n: int) -> int:
@@ -116,7 +118,10 @@ def write_array(path: str | os.PathLike[str], array: np.ndarray, *, patch_size: 
 
     def write(tmp: Path) -> None:
         tmp.unlink(missing_ok=True)  # blosc2 writes a fresh frame; no stale bytes may survive
-        blosc2.asarray(array, urlpath=str(tmp), mode="w", chunks=chunks, blocks=blocks, cparams=_cparams(array))
+        # dparams: blosc2 writes the decompression thread count into the frame header; a fixed value keeps
+        # the bytes independent of the machine's core count and of blosc2's global setting
+        blosc2.asarray(array, urlpath=str(tmp), mode="w", chunks=chunks, blocks=blocks, cparams=_cparams(array),
+                       dparams=blosc2.DParams(nthreads=1))  # fmt: skip
 
     atomic_write(Path(path), write)
     return Path(path).stat().st_size
@@ -142,10 +147,27 @@ def read_region(path: str | os.PathLike[str], index: tuple[slice, ...], *, nthre
     return np.asarray(open_array(path, nthreads=nthreads)[index])
 
 
+def written_array_matches(path: str | os.PathLike[str], array: np.ndarray) -> bool:
+    """Cheap readback of a file :func:`write_array` just wrote: header, shape, dtype and the last block.
+
+    A truncated or torn frame fails to open or to decode its last chunk; decoding the whole file again
+    (what this replaces) cost as much as a tenth of a case's preprocessing time and found nothing more, since
+    the file's SHA-256 is recorded right after and checked whenever a run resumes.
+    """
+    stored = open_array(path)
+    if tuple(stored.shape) != tuple(array.shape) or np.dtype(stored.dtype) != array.dtype:
+        return False
+    if array.size == 0:
+        return True
+    last = tuple(slice(s - 1, s) for s in array.shape)  # inside the last chunk and block of the frame
+    return bool(np.array_equal(np.asarray(stored[last]), array[last]))
+
+
 def write_npz(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray]) -> int:
     """Write named arrays as an ``.npz`` file atomically (no pickle) and return the file size in bytes.
 
     Unlike ``np.savez`` the zip entries carry a fixed timestamp, so the same arrays give the same bytes.
+    Deflate level 1: the coordinates compress about as well as at the default level 6, four times faster.
     """
 
     def write(tmp: Path) -> None:
@@ -156,7 +178,7 @@ def write_npz(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray]) ->
                 info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
                 info.compress_type = zipfile.ZIP_DEFLATED
                 info.external_attr = 0o644 << 16
-                archive.writestr(info, buffer.getvalue())
+                archive.writestr(info, buffer.getvalue(), compresslevel=NPZ_LEVEL)
 
     atomic_write(Path(path), write)
     return Path(path).stat().st_size

@@ -26,9 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from batchgenerators.augmentations.utils import resize_segmentation
 from scipy.ndimage import map_coordinates
-from skimage.transform import resize
 
 from nnseg._suggest import unknown_name_hint
 from nnseg.errors import ConfigError, PlansError
@@ -110,6 +108,11 @@ def separate_z_axis(
 
 def _resize_volume(volume: np.ndarray, new_shape: tuple[int, ...], order: int, is_seg: bool) -> np.ndarray:
     """Resize one float64 channel (any number of axes) with skimage (images) or per label (label maps)."""
+    # imported here: they cost about a second of start-up (pandas via batchgenerators) in every worker
+    # process, and cases already on the target grid never resample
+    from batchgenerators.augmentations.utils import resize_segmentation
+    from skimage.transform import resize
+
     if is_seg:
         return np.asarray(resize_segmentation(volume, new_shape, order))
     return np.asarray(resize(volume, new_shape, order, mode="edge", anti_aliasing=False))

@@ -6,8 +6,14 @@ finished work.
 
 Memory stays bounded whatever the dataset size: cases are handed to the pool a few at a time
 (``MAX_IN_FLIGHT_PER_WORKER`` per worker), each worker reads, preprocesses and writes its case itself, and
-only a case id and an error string travel back. Workers are started with ``spawn`` and rebuilt from JSON
-values (the plan's standalone JSON and ``dataset.json`` content), so they inherit no state of the caller.
+only a case id and an error string travel back. Helper processes are started with ``spawn`` and rebuilt from
+JSON values (the plan's standalone JSON and ``dataset.json`` content), so they inherit no state of the caller;
+each limits its own numeric libraries to one thread (it shares the machine with the other workers).
+
+With ``num_workers=N`` (N >= 2) the calling process is one of the N workers: it preprocesses cases itself
+while ``N - 1`` helpers start. A spawned helper spends one to three seconds importing numpy, scipy, blosc2
+and SimpleITK before its first case; with N helpers the caller would sit idle meanwhile, and two workers
+were measured slower than one on small datasets (docs/benchmarks.md, "Where the time goes").
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import errno
 import logging
 import multiprocessing
 import os
+import sys
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
@@ -100,7 +107,29 @@ _WORKER: _CaseWriter | None = None
 
 def _init_worker(plan_json: dict[str, Any], spec_json: dict[str, Any], store_root: str) -> None:
     global _WORKER
+    limit_worker_threads()
     _WORKER = _CaseWriter(plan_json, spec_json, store_root)
+
+
+def limit_worker_threads() -> None:
+    """Limit this (spawned worker) process's numeric libraries to one thread each.
+
+    Workers run side by side, one per core: a library that starts a thread per core in every worker
+    oversubscribes the machine. Only ever called in worker processes nnseg started itself, never in the
+    caller's process, and it does not read or change environment variables.
+    """
+    import SimpleITK as sitk
+
+    # blosc2 is not touched: nnseg passes its thread counts per call (its global count is written into file
+    # headers), and compression always runs on one thread
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    if "torch" in sys.modules:  # never imported for that alone
+        sys.modules["torch"].set_num_threads(1)
+    try:
+        from threadpoolctl import threadpool_limits  # optional: BLAS / OpenMP pools of numpy and scipy
+    except ImportError:
+        return
+    threadpool_limits(1)
 
 
 def _work(job: Job) -> str | None:
@@ -155,13 +184,53 @@ def _submitter(pool: Executor) -> Callable[[Job], Future[str | None]]:
     return lambda job: pool.submit(_work, job)
 
 
+def _share_work(
+    pool: Executor,
+    queue: deque[Job],
+    max_in_flight: int,
+    local: Callable[[Job], str | None],
+    record: Callable[[str, str | None], bool],
+) -> Iterator[tuple[Job, Future[str | None]]]:
+    """Like :func:`run_bounded`, but this process also takes cases from ``queue`` and runs them with ``local``.
+
+    Between two local cases the pool is refilled and its finished cases are yielded; local cases are
+    recorded here. If the pool breaks, this process works through the rest of the queue alone.
+    """
+    pending: dict[Future[str | None], Job] = {}
+    broken, warm = False, False
+    while pending or queue:
+        # one case per helper until a helper has answered: a case queued behind a helper that is still
+        # starting would wait seconds while this process could have done it
+        while queue and not broken and len(pending) < (max_in_flight if warm else max(1, max_in_flight // 2)):
+            try:
+                future = pool.submit(_work, queue[0])
+            except BrokenProcessPool:
+                broken = True
+                break
+            pending[future] = queue.popleft()
+        timeout: float | None = None
+        if queue:
+            job = queue.popleft()
+            if not record(job[0], local(job)):
+                _give_up(queue, record)
+            timeout = 0.0
+        if not pending:
+            continue
+        finished, _ = wait(pending, timeout=timeout, return_when=_FIRST_COMPLETED)
+        warm = warm or bool(finished)
+        for future in finished:
+            yield pending.pop(future), future
+
+
 def _run_pool(
     jobs: list[Job],
     make_pool: Callable[[], Executor],
     max_in_flight: int,
     record: Callable[[str, str | None], bool],
+    local: Callable[[Job], str | None] | None = None,
 ) -> None:
-    """Run ``jobs`` on pools from ``make_pool``; a new pool replaces one whose worker died.
+    """Run ``jobs`` on pools from ``make_pool`` (and in this process with ``local``); a new pool replaces one
+    whose worker died.
 
     Cases that were in flight when a worker died are retried in the next pool; a case in flight during
     ``MAX_POOL_DEATHS_PER_CASE`` deaths is recorded as failed.
@@ -172,7 +241,9 @@ def _run_pool(
         before = len(queue)
         pool = make_pool()
         try:
-            for job, future in run_bounded(_submitter(pool), queue, max_in_flight=max_in_flight):
+            finishing = (run_bounded(_submitter(pool), queue, max_in_flight=max_in_flight) if local is None
+                         else _share_work(pool, queue, max_in_flight, local, record))  # fmt: skip
+            for job, future in finishing:
                 try:
                     if not record(job[0], future.result()):
                         _give_up(queue, record)
@@ -291,8 +362,9 @@ def _run_jobs(jobs: list[Job], worker_args: WorkerArgs, num_workers: int, *, pro
                 if not record(job[0], writer(job)):
                     _give_up(queue, record)
         elif jobs:
-            workers = min(num_workers, len(jobs))
-            _run_pool(jobs, lambda: _make_pool(workers, worker_args), MAX_IN_FLIGHT_PER_WORKER * workers, record)
+            helpers = min(num_workers, len(jobs)) - 1  # this process is the other worker
+            _run_pool(jobs, lambda: _make_pool(helpers, worker_args), MAX_IN_FLIGHT_PER_WORKER * helpers, record,
+                      local=_CaseWriter(*worker_args))  # fmt: skip
     return failures
 
 

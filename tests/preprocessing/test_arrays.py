@@ -94,3 +94,31 @@ def test_npz_roundtrip_is_reproducible_and_pickle_free(tmp_path: Path) -> None:
         np.testing.assert_array_equal(loaded[key], value)
     with pytest.raises(ValueError, match="pickle"):
         write_npz(tmp_path / "o.npz", {"bad": np.array([{"a": 1}], dtype=object)})
+
+
+def test_file_bytes_do_not_depend_on_blosc2_global_threads(tmp_path: Path) -> None:
+    import blosc2
+
+    data = np.arange(2 * 10 * 10, dtype=np.float32).reshape(1, 2, 10, 10)
+    before = blosc2.nthreads
+    try:
+        blosc2.set_nthreads(1)
+        write_array(tmp_path / "a.b2nd", data, patch_size=(2, 8, 8))
+        blosc2.set_nthreads(3)
+        write_array(tmp_path / "b.b2nd", data, patch_size=(2, 8, 8))
+    finally:
+        blosc2.set_nthreads(before)
+    assert (tmp_path / "a.b2nd").read_bytes() == (tmp_path / "b.b2nd").read_bytes()
+
+
+def test_written_array_matches_finds_a_cut_file(tmp_path: Path) -> None:
+    from nnseg.preprocessing._arrays import written_array_matches
+
+    path = tmp_path / "x.data.b2nd"
+    data = np.random.default_rng(0).standard_normal((1, 8, 32, 32)).astype(np.float32)
+    write_array(path, data, patch_size=(4, 16, 16))
+    assert written_array_matches(path, data)
+    assert not written_array_matches(path, data + 1)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(Exception):  # noqa: B017, PT011 -- blosc2 raises several kinds on a cut frame
+        written_array_matches(path, data)

@@ -125,3 +125,16 @@ def test_crop_keeps_every_nonzero_voxel_and_the_box_is_tight(volume: np.ndarray)
     else:
         assert bbox == tuple((0, size) for size in volume.shape)
         assert (seg == NONZERO_LABEL).all()
+
+
+def test_nonzero_mask_fills_holes_like_scipy() -> None:
+    from scipy import ndimage
+
+    from nnseg._cropping import nonzero_mask
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        shape = tuple(int(v) for v in rng.integers(1, 9, size=int(rng.integers(1, 4))))
+        data = (rng.random((2, *shape)) < rng.random()).astype(np.float32)
+        expected = ndimage.binary_fill_holes(np.any(data != 0, axis=0))
+        np.testing.assert_array_equal(nonzero_mask(data), expected)
