@@ -51,7 +51,7 @@ def test_train_a_fold_then_rerun_is_a_no_op(work: Path, capsys: pytest.CaptureFi
     run = work / "runs" / "nnUNetPlans__3d_fullres__nnseg" / "fold_0"
     final = run / "checkpoint_final.pt"
     assert f"trained: {final}" in capsys.readouterr().out
-    assert torch.load(final, weights_only=True)["step"] == 2
+    assert torch.load(final, weights_only=True)["train_state"]["step"] == 2
     val = Split.kfold([f"case_{i}" for i in range(len(SHAPES))], 0).val  # nnU-Net's fold 0
     assert sorted(p.name for p in (run / "validation").glob("*.npy")) == [f"{c}.npy" for c in val]
     config = json.loads((run / "run.json").read_text())["config"]
