@@ -60,8 +60,8 @@ def test_train_a_fold_then_rerun_is_a_no_op(work: Path, capsys: pytest.CaptureFi
     assert main(["train", str(work), "-c", "3d_fullres", "-f", "0", *ARGS, "--lr-schedule", "per_epoch"]) == 0
     assert final.read_bytes() == before
     capsys.readouterr()
-    assert main(["train", str(work), "-c", "3d_fullres", "-f", "0", *ARGS]) == 2  # another schedule: refused
-    err = capsys.readouterr().err
+    assert main(["train", str(work), "-c", "3d_fullres", "-f", "0", *ARGS, "--lr-schedule", "per_step"]) == 2
+    err = capsys.readouterr().err  # another schedule: refused
     assert "config.lr_schedule is 'per_epoch' in the folder, 'per_step' in this run" in err
     assert err.count("\n") == 1
 
