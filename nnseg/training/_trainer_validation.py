@@ -45,7 +45,8 @@ class FinalValidation:
     distributed: DistributedContext
     validation_summary: dict[str, Any]
 
-    def describe(self) -> dict[str, Any]:  # provided by the trainer
+    def describe(self) -> dict[str, Any]:
+        """What this run is (``run.json``'s content); the trainer provides it."""
         raise NotImplementedError
 
     def _setup(self) -> None:  # provided by the trainer
