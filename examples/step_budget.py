@@ -4,8 +4,8 @@ Run it as ``python examples/step_budget.py [WORK_DIR] [--steps N] [--smoke]``.
 
 nnU-Net trains ``250 x 1000`` steps and changing that takes a subclass per number. Here the schedule is
 configuration: ``TrainerConfig.from_step_budget(N, iterations_per_epoch=k)`` trains exactly N steps, the
-learning rate is a pure function of the step (poly 0.9 over N, or nnU-Net's per-epoch staircase with
-``lr_schedule="per_epoch"``), and an epoch (k steps) is only the period of validation, logging and
+learning rate is a pure function of the step (nnU-Net's poly 0.9 set once per epoch by default, or a
+smooth decay every step with ``lr_schedule="per_step"``), and an epoch (k steps) is only the period of validation, logging and
 checkpoints. Interrupt it (Ctrl-C) and run it again: it resumes exactly where the last checkpoint was.
 """
 

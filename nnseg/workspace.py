@@ -7,6 +7,7 @@ Layout::
       dataset.json            copy of the raw dataset's
       fingerprint.json        (+ fingerprint_cache/ while it is being computed)
       plans/<plans_name>.json
+      splits_final.json       nnU-Net's cross-validation folds (nnU-Net keeps it in its preprocessed folder)
       preprocessed/<name>/
       runs/<plans_name>__<configuration>__<run_name>/fold_<k>/
 """
@@ -58,6 +59,15 @@ class Workspace:
     def fingerprint_cache_dir(self) -> Path:
         """Per-case fingerprint results while extraction runs (lets a killed run continue)."""
         return self.root / "fingerprint_cache"
+
+    @property
+    def splits_path(self) -> Path:
+        """``splits_final.json``: the folds every training of this dataset uses, in nnU-Net's format.
+
+        nnU-Net keeps this file in ``nnUNet_preprocessed/<dataset>/``, the folder the work folder stands for:
+        copying it between the two gives both tools the same folds.
+        """
+        return self.root / "splits_final.json"
 
     def plans_path(self, plans_name: str) -> Path:
         """``plans/<plans_name>.json``.

@@ -8,6 +8,7 @@ never of a subclass.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -35,9 +36,13 @@ class TrainerConfig:
         momentum: SGD momentum (Nesterov when ``nesterov``).
         nesterov: Use Nesterov momentum.
         poly_exponent: Exponent of the polynomial decay ``lr = initial_lr * (1 - t / T) ** poly_exponent``.
-        lr_schedule: ``"per_step"`` (t counts steps, T the total: smooth) or ``"per_epoch"`` (t counts epochs,
-            T = num_epochs: nnU-Net's update at the start of each epoch).
+        lr_schedule: ``"per_epoch"`` (nnU-Net: t counts epochs, T = num_epochs, set at the start of each epoch)
+            or ``"per_step"`` (opt-in: t counts steps, T the total, a smooth decay).
         oversample_foreground: Fraction of each batch forced to contain foreground (nnU-Net: 0.33).
+        probabilistic_oversampling: Force each sample with probability ``oversample_foreground`` instead of the
+            last fraction of the batch (nnU-Net's ``probabilistic_oversampling``; off by default).
+        replay_validation_batches: Validate every epoch on the same batches (opt-in); by default each epoch
+            gets fresh batches, as nnU-Net, still a pure function of the seed and the epoch.
         deep_supervision: Train with losses at every decoder resolution.
         grad_clip_norm: Gradient norm clipping threshold; None disables clipping.
         amp: Mixed precision; None means on for CUDA devices, off otherwise.
@@ -51,6 +56,11 @@ class TrainerConfig:
         ema_momentum: Weight of the previous value in the EMA of the validation pseudo-Dice (nnU-Net: 0.9).
         final_validation: At the end of ``fit``, predict the fold's validation cases with the sliding window
             and write them plus a summary to ``run_dir/validation/``.
+        save_probabilities: The final validation also writes ``validation/<case>.npz`` (key ``probabilities``)
+            and ``<case>.json`` (properties), the predictor's format, as nnU-Net's ``--npz`` (for ensembles).
+        validate_with_best: The final validation uses ``checkpoint_best.pt`` (nnU-Net's ``--val_best``).
+        pretrained_weights: An nnseg or nnU-Net checkpoint whose weights, except the segmentation heads, start
+            a new run (fine-tuning; a resumed run loads its own checkpoint instead).
     """
 
     iterations_per_epoch: int = 250
@@ -61,8 +71,10 @@ class TrainerConfig:
     momentum: float = 0.99
     nesterov: bool = True
     poly_exponent: float = 0.9
-    lr_schedule: LrSchedule = "per_step"
+    lr_schedule: LrSchedule = "per_epoch"
     oversample_foreground: float = 0.33
+    probabilistic_oversampling: bool = False
+    replay_validation_batches: bool = False
     deep_supervision: bool = True
     grad_clip_norm: float | None = 12.0
     amp: bool | None = None
@@ -74,6 +86,9 @@ class TrainerConfig:
     keep_checkpoints: int = 1
     ema_momentum: float = 0.9
     final_validation: bool = True
+    save_probabilities: bool = False
+    validate_with_best: bool = False
+    pretrained_weights: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("iterations_per_epoch", "num_epochs", "checkpoint_every_epochs", "keep_checkpoints"):
@@ -89,9 +104,16 @@ class TrainerConfig:
         if self.grad_clip_norm is not None:
             _number("grad_clip_norm", self.grad_clip_norm, low=0.0, low_open=True)
         parse_choice(_OWNER, "lr_schedule", self.lr_schedule, _SCHEDULES)
-        for name in ("nesterov", "deep_supervision", "compile", "cudnn_benchmark", "final_validation"):
+        for name in _BOOLS:
             parse_bool(_OWNER, name, getattr(self, name))
         parse_optional_bool(_OWNER, "amp", self.amp)
+        if self.pretrained_weights is not None:
+            if not isinstance(self.pretrained_weights, str | os.PathLike) or not str(self.pretrained_weights):
+                raise ConfigError(
+                    f"TrainerConfig.pretrained_weights must be the path of a checkpoint file or None; got "
+                    f"{self.pretrained_weights!r}. Pass e.g. 'runs/.../fold_0/checkpoint_final.pt'."
+                )
+            object.__setattr__(self, "pretrained_weights", os.fspath(self.pretrained_weights))
 
     @property
     def total_steps(self) -> int:
@@ -162,6 +184,8 @@ class TrainerConfig:
         return cls(**data)
 
 
+_BOOLS = ("nesterov", "deep_supervision", "compile", "cudnn_benchmark", "final_validation", "probabilistic_oversampling",
+          "replay_validation_batches", "save_probabilities", "validate_with_best")
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainerConfig)}
 
 

@@ -4,8 +4,9 @@ The library never reads environment variables: the launcher (``torchrun`` throug
 user's own script) initialises ``torch.distributed``; the trainer then asks ``torch.distributed`` for its rank
 and world size. Without an initialised process group everything here is the single-process case.
 
-As nnU-Net: the global batch is split over the ranks (5 over 2 gives ``[3, 2]``) and each rank gets the
-foreground-oversampling share that reproduces "the last 33 % of the global batch is forced foreground".
+As nnU-Net: the global batch is split over the ranks (5 over 2 gives ``[3, 2]``), each rank gets the
+foreground-oversampling share that reproduces the global batch's forced samples, BatchNorm layers become
+``SyncBatchNorm``, and the validation pseudo-Dice sums TP/FP/FN over every rank before the Dice.
 Unlike nnU-Net, each rank's data stream is seeded (``seed + rank * RANK_SEED_STRIDE``), so a run is
 reproducible and resumable under DDP too.
 """
@@ -116,6 +117,16 @@ class DistributedContext:
         device_ids = [device.index if device.index is not None else 0] if device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(network, device_ids=device_ids)
 
+    def sync_batchnorm(self, network: nn.Module, device: torch.device) -> nn.Module:
+        """``network`` with its BatchNorm layers synchronised over the ranks when distributed (as nnU-Net).
+
+        Instance normalisation (nnU-Net's default) has no cross-sample statistics and is left as it is. Torch's
+        ``SyncBatchNorm`` runs on accelerators only, so a CPU (gloo) run keeps per-rank BatchNorm statistics.
+        """
+        if not self.is_distributed or device.type == "cpu":
+            return network
+        return nn.SyncBatchNorm.convert_sync_batchnorm(network)
+
 
 def rank_batch_sizes(global_batch_size: int, world_size: int) -> list[int]:
     """Split a global batch over ranks as nnU-Net: ``global // world`` each, one more for the first remainder ranks.
@@ -133,23 +144,26 @@ def rank_batch_sizes(global_batch_size: int, world_size: int) -> list[int]:
 
 
 def rank_oversampling(global_batch_size: int, world_size: int, oversample: float) -> list[float]:
-    """Per-rank foreground oversampling so that the last ``oversample`` of the global batch is forced.
+    """Per-rank foreground oversampling that reproduces the global batch's forced samples exactly, as nnU-Net.
 
-    A rank whose slice lies wholly before the forced part gets 0, wholly inside it 1, and a rank straddling
-    the boundary the fraction of its slice that lies inside.
+    Sample ``i`` of the global batch is forced iff ``i >= round(B * (1 - oversample))``. A rank holding samples
+    ``[lo, hi)`` gets 0.0 if ``hi / B < 1 - oversample``, 1.0 if ``lo / B > 1 - oversample``, and otherwise the
+    number of forced samples in its slice divided by its batch size (which its sampler rounds back to exactly
+    that many). One process keeps ``oversample`` itself.
     """
     sizes = rank_batch_sizes(global_batch_size, world_size)
     if world_size == 1:
         return [float(oversample)]
     boundary = 1.0 - oversample
+    first_forced = round(global_batch_size * boundary)
     shares, low = [], 0
     for size in sizes:
-        start, end = low / global_batch_size, (low + size) / global_batch_size
-        if end < boundary:
+        high = low + size
+        if high / global_batch_size < boundary:
             shares.append(0.0)
-        elif start > boundary:
+        elif low / global_batch_size > boundary:
             shares.append(1.0)
         else:
-            shares.append(1.0 - (boundary - start) / (end - start))
-        low += size
+            shares.append(sum(1 for i in range(low, high) if i >= first_forced) / size)
+        low = high
     return shares

@@ -2,9 +2,11 @@
 
 Each validation case is read from the store, predicted with :func:`nnseg.inference.predict_logits` (Gaussian
 blending, step 0.5, mirroring as in training), mapped back to the source geometry by the predictor's own
-export (:func:`nnseg.inference.export_logits`: resample the logits, then arg-max or sigmoid and region
-painting, as nnU-Net) and written as
-``run_dir/validation/<case><file_ending>`` (``.npy`` when the store holds no source geometry). Every file is
+export (:func:`nnseg.inference.export_logits` with the plan's ``resampling_fn_probabilities``: resample the
+logits, then arg-max or sigmoid and region painting, as nnU-Net) and written as
+``run_dir/validation/<case><file_ending>`` (``.npy`` when the store holds no source geometry) by the
+predictor's writer; with ``save_probabilities`` also ``<case>.npz`` (key ``probabilities``) and ``<case>.json``
+(its properties), the predictor's format, which ``nnseg ensemble`` and ``nnseg find-best`` read. Every file is
 written atomically. Then a summary: :func:`nnseg.evaluation.evaluate_folder` against ``reference_dir`` (the
 raw ``labelsTr``) when both exist, else the Dice per class computed in the preprocessed grid against the
 store's segmentation (``validation/summary_preprocessed.json``). Under DDP each rank predicts
@@ -27,8 +29,10 @@ from torch import nn
 from nnseg._atomic import atomic_write, atomic_write_json
 from nnseg.dataset import DatasetSpec
 from nnseg.inference import InferenceSettings, export_logits, predict_logits
-from nnseg.io import write_segmentation
-from nnseg.preprocessing import CaseProperties, PreprocessedStore
+from nnseg.inference._export import write_outputs
+from nnseg.planning import ConfigurationPlan
+from nnseg.preprocessing import PROBABILITY_RESAMPLER, PreprocessedCase, PreprocessedStore
+from nnseg.preprocessing._resampling import Resampler, resampler_from_plan
 from nnseg.training._ddp import DistributedContext
 from nnseg.training._loss import full_resolution
 from nnseg.training._pseudo_dice import ConfusionCounts, confusion_counts
@@ -62,6 +66,8 @@ def validate_cases(
     mirror_axes: Sequence[int] | None,
     reference_dir: Path | None = None,
     distributed: DistributedContext | None = None,
+    plan: ConfigurationPlan | None = None,
+    save_probabilities: bool = False,
 ) -> dict[str, Any]:
     """Predict, export and score the validation cases; returns the summary (identical on every rank).
 
@@ -76,6 +82,9 @@ def validate_cases(
         mirror_axes: Test-time mirroring axes (None: none).
         reference_dir: The raw dataset's ``labelsTr`` for :func:`nnseg.evaluation.evaluate_folder`.
         distributed: The DDP context (None: single process).
+        plan: The configuration; its ``resampling_fn_probabilities`` maps the logits back, as the predictor
+            does (None: the default probability resampling).
+        save_probabilities: Also write ``<case>.npz`` and ``<case>.json`` (nnU-Net's ``--npz``).
     """
     ctx = distributed or DistributedContext()
     model = FullResolution(network).eval()
@@ -84,6 +93,7 @@ def validate_cases(
     out_dir.mkdir(parents=True, exist_ok=True)
     axes = tuple(mirror_axes or ())
     settings = InferenceSettings(use_mirroring=bool(axes), mirror_axes=axes or None, device=device)
+    resampler = _plan_resampler(plan)
     for case_id in list(case_ids)[ctx.rank :: ctx.world_size]:
         case = store.read_case(case_id)
         with torch.no_grad():
@@ -96,7 +106,7 @@ def validate_cases(
             counts.add(*one)
             per_case[case_id] = ConfusionCounts([int(v) for v in one[0]], [int(v) for v in one[1]],
                                                 [int(v) for v in one[2]]).dice_per_class()  # fmt: skip
-        _export(logits.numpy(), case.properties, spec, out_dir / case_id)
+        _export(logits.numpy(), case, spec, out_dir / case_id, resampler, save_probabilities)
     return _summarise(counts, per_case, out_dir, spec, reference_dir, ctx)
 
 
@@ -104,11 +114,23 @@ def _region_target(labels: torch.Tensor, spec: DatasetSpec) -> torch.Tensor:
     return torch.cat([torch.isin(labels, torch.tensor(region)) for region in spec.foreground_regions]).to(torch.uint8)
 
 
-def _export(logits: np.ndarray, properties: CaseProperties, spec: DatasetSpec, stem: Path) -> None:
-    seg = export_logits(logits, properties, spec).segmentation  # the predictor's export, the same numbers
-    if properties.geometry is not None:
-        write_segmentation(seg, stem.with_name(stem.name + spec.file_ending), properties.geometry)
-    else:
+def _plan_resampler(plan: ConfigurationPlan | None) -> Resampler:
+    if plan is None:
+        return PROBABILITY_RESAMPLER
+    return resampler_from_plan(plan.resampling_fn_probabilities, plan.resampling_fn_probabilities_kwargs,
+                               where=f"configuration {plan.name!r}, resampling_fn_probabilities")  # fmt: skip
+
+
+def _export(
+    logits: np.ndarray, case: PreprocessedCase, spec: DatasetSpec, stem: Path, resampler: Resampler, npz: bool
+) -> None:
+    # the predictor's export and writer: the same numbers and files
+    result = export_logits(logits, case.properties, spec, resampler=resampler, with_probabilities=npz)
+    if case.properties.geometry is not None or npz:
+        write_outputs(result, case, stem.with_name(stem.name + spec.file_ending))
+    if case.properties.geometry is None:
+        seg = result.segmentation
+
         def save(tmp: Path) -> None:
             with tmp.open("wb") as handle:  # a handle: np.save would append ".npy" to the temporary name
                 np.save(handle, seg[0])

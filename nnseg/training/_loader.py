@@ -204,6 +204,7 @@ class ValidationLoader:
         seed: Seed of the fixed sequence.
         batch_size: Overrides ``plan.batch_size``.
         oversample_foreground_percent: As for training.
+        probabilistic_oversampling: As for training (nnU-Net uses the training setting for validation too).
         deep_supervision: One target per network output.
         num_workers: Worker processes (0: in this process).
         prefetch: Batches each worker prepares ahead.
@@ -227,6 +228,7 @@ class ValidationLoader:
         seed: int = 0,
         batch_size: int | None = None,
         oversample_foreground_percent: float = 0.33,
+        probabilistic_oversampling: bool = False,
         deep_supervision: bool = True,
         num_workers: int = 1,
         prefetch: int = 2,
@@ -243,6 +245,7 @@ class ValidationLoader:
         )
         self.sampler = PatchSampler(plan.patch_size, batch_size=plan.batch_size if batch_size is None else batch_size,
                                     oversample_foreground_percent=oversample_foreground_percent,
+                                    probabilistic_oversampling=probabilistic_oversampling,
                                     has_ignore_label=spec.ignore_label is not None)  # fmt: skip
         self.factory = BatchFactory(store, case_ids, self.sampler, targets, seed=seed, augment=False)
         self.num_batches = int(num_batches)

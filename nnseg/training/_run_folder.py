@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 # Config fields that may differ between a checkpoint and the resuming run without changing the result.
 RESUMABLE_CONFIG_CHANGES = frozenset(
     {"num_loader_workers", "checkpoint_every_epochs", "keep_checkpoints", "compile", "cudnn_benchmark",
-     "final_validation"}
+     "final_validation", "save_probabilities", "validate_with_best", "pretrained_weights"}
 )
 
 
@@ -199,8 +199,8 @@ class RunFolder:
         for key in ("plan", "dataset_spec", "split", "config"):
             before, now = _json_form((saved or {}).get(key)), described.get(key)
             if key == "config":
-                before = {k: v for k, v in (before or {}).items() if k not in RESUMABLE_CONFIG_CHANGES}
-                now = {k: v for k, v in (now or {}).items() if k not in RESUMABLE_CONFIG_CHANGES}
+                before = {k: v for k, v in _with_config_defaults(before).items() if k not in RESUMABLE_CONFIG_CHANGES}
+                now = {k: v for k, v in _with_config_defaults(now).items() if k not in RESUMABLE_CONFIG_CHANGES}
             different += _differences(key, before, now)
         if different:
             raise CheckpointError(
@@ -276,6 +276,22 @@ class RunFolder:
         periodic = sorted(self.root.glob("checkpoint_epoch_*.pt"))
         for path in periodic[: max(len(periodic) - keep, 0)]:
             path.unlink(missing_ok=True)
+
+
+def _with_config_defaults(config: Any) -> dict[str, Any]:
+    """A saved config with the fields added after it was written at their defaults (they did not exist then)."""
+    import dataclasses
+
+    from nnseg.training._config import TrainerConfig
+
+    if not isinstance(config, dict):
+        return {}
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainerConfig) if f.name not in _OLDER_DEFAULTS}
+    return _json_form({**defaults, **_OLDER_DEFAULTS, **config})
+
+
+# Fields whose default changed: a description without the field was written when the old default applied.
+_OLDER_DEFAULTS: dict[str, Any] = {"replay_validation_batches": True}
 
 
 def _json_form(value: Any) -> Any:

@@ -19,7 +19,7 @@ import numpy as np
 from nnseg._atomic import atomic_write_json
 from nnseg.errors import ConfigError
 
-__all__ = ["Split", "kfold_splits", "write_splits_file"]
+__all__ = ["Split", "kfold_splits", "split_for_fold", "write_splits_file"]
 
 DEFAULT_NUM_FOLDS = 5
 DEFAULT_SPLIT_SEED = 12345
@@ -77,15 +77,7 @@ class Split:
             ConfigError: If the file is unreadable, malformed, or has no such fold.
         """
         path = Path(path)
-        try:
-            entries = json.loads(path.read_text())
-        except (OSError, ValueError) as err:
-            raise ConfigError(f"cannot read the splits file {path}: {err}; expected nnU-Net's splits_final.json.") from err
-        if not isinstance(entries, list) or not all(_is_split_entry(e) for e in entries):
-            raise ConfigError(
-                f"{path}: expected a JSON list of {{\"train\": [...], \"val\": [...]}} objects (nnU-Net's "
-                "splits_final.json)."
-            )
+        entries = _read_entries(path)
         if not 0 <= fold < len(entries):
             raise ConfigError(f"{path} holds {len(entries)} fold(s) (0..{len(entries) - 1}); got fold {fold}.")
         entry = entries[fold]
@@ -147,12 +139,74 @@ def write_splits_file(path: str | os.PathLike[str], splits: Sequence[Split]) -> 
     atomic_write_json(Path(path), [{"train": list(s.train), "val": list(s.val)} for s in splits])
 
 
+def split_for_fold(
+    case_ids: Iterable[str], fold: Fold, splits_file: str | os.PathLike[str], *, write: bool = True
+) -> Split:
+    """Fold ``fold`` as nnU-Net's ``do_split`` chooses it, reading or creating ``splits_file``.
+
+    ``"all"`` trains and validates on every case. Otherwise the folds come from ``splits_file`` (nnU-Net's
+    ``splits_final.json``: nnseg's ``WORK/splits_final.json`` and nnU-Net's preprocessed folder hold the same
+    file); a missing file is created with nnU-Net's 5 folds over ``case_ids`` (when ``write``). A fold beyond
+    the file's gets nnU-Net's seeded random 80:20 split.
+
+    Args:
+        case_ids: The available cases (the preprocessed store's).
+        fold: ``0, 1, ...`` or ``"all"``.
+        splits_file: Where the splits live.
+        write: Create the file when it is missing (False on DDP ranks other than 0).
+
+    Raises:
+        ConfigError: If the file is malformed, or names cases that ``case_ids`` lacks (naming the file and the
+            cases), or ``fold`` is invalid.
+    """
+    ids = sorted(set(case_ids))
+    path = Path(splits_file)
+    if fold == "all":
+        return Split.kfold(ids, "all")
+    if isinstance(fold, bool) or not isinstance(fold, int | np.integer) or fold < 0:
+        raise ConfigError(f"split: fold must be 'all' or an integer >= 0; got {fold!r}.")
+    if not path.is_file():
+        splits = kfold_splits(ids)
+        if write:
+            write_splits_file(path, splits)
+        return splits[int(fold)] if fold < len(splits) else _random_split(ids, int(fold), DEFAULT_SPLIT_SEED)
+    count = len(_read_entries(path))
+    split = Split.from_splits_file(path, int(fold)) if fold < count else _random_split(ids, int(fold), DEFAULT_SPLIT_SEED)
+    check_split_cases(split, ids, path)
+    return split
+
+
+def check_split_cases(split: Split, available: Iterable[str], path: Path) -> None:
+    """Raise a ConfigError naming ``path`` and every case of ``split`` missing from ``available``."""
+    missing = sorted({*split.train, *split.val} - set(available))
+    if missing:
+        shown = ", ".join(repr(c) for c in missing[:10]) + (" ..." if len(missing) > 10 else "")
+        raise ConfigError(
+            f"the splits file {path} names {len(missing)} case(s) (fold {split.fold}) that the preprocessed store "
+            f"lacks: {shown}. Fix the file, delete it to get nnU-Net's folds over the store's cases, or preprocess "
+            "those cases."
+        )
+
+
 def _random_split(ids: list[str], fold: int, seed: int) -> Split:
     """nnU-Net's fallback for a fold beyond the k folds: a seeded random 80:20 split."""
     rng = np.random.RandomState(seed + fold)
     train_idx = rng.choice(len(ids), int(len(ids) * 0.8), replace=False)
     chosen = set(train_idx.tolist())
     return Split(tuple(ids[i] for i in train_idx), tuple(c for i, c in enumerate(ids) if i not in chosen), fold)
+
+
+def _read_entries(path: Path) -> list[dict[str, Any]]:
+    try:
+        entries = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"cannot read the splits file {path}: {err}; expected nnU-Net's splits_final.json.") from err
+    if not isinstance(entries, list) or not all(_is_split_entry(e) for e in entries):
+        raise ConfigError(
+            f"{path}: expected a JSON list of {{\"train\": [...], \"val\": [...]}} objects (nnU-Net's "
+            "splits_final.json)."
+        )
+    return entries
 
 
 def _is_split_entry(entry: Any) -> bool:

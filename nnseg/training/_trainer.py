@@ -24,25 +24,26 @@ from nnseg.dataset import DatasetSpec
 from nnseg.network import build_network
 from nnseg.planning import ConfigurationPlan
 from nnseg.preprocessing import PreprocessedStore
-from nnseg.training._augmentation import AugmentationConfig, deep_supervision_scales
+from nnseg.training._augmentation import deep_supervision_scales
 from nnseg.training._batches import Batch
 from nnseg.training._callbacks import Callback, MetricsLog, ProgressBar, ProgressPlot
 from nnseg.training._config import TrainerConfig
 from nnseg.training._ddp import GLOBAL_RNG_LOCK, DistributedContext, rank_batch_sizes, rank_oversampling
-from nnseg.training._final_validation import validate_cases
 from nnseg.training._loader import TrainingLoader, ValidationLoader
 from nnseg.training._loss import DeepSupervisionLoss, DiceBCELoss, DiceCELoss, deep_supervision_weights, full_resolution
+from nnseg.training._pretrained import load_pretrained_weights
 from nnseg.training._pseudo_dice import ConfusionCounts, confusion_counts
 from nnseg.training._resume import TrainingParts, capture_checkpoint, restore_checkpoint
 from nnseg.training._run_folder import RunFolder, check_store, cudnn_benchmark, describe_run, resolve_device
 from nnseg.training._split import Split
+from nnseg.training._trainer_validation import FinalValidation
 
 __all__ = ["Trainer"]
 
 logger = logging.getLogger(__name__)
 
 
-class Trainer:
+class Trainer(FinalValidation):
     """Train one configuration on one split.
 
     Args:
@@ -144,7 +145,9 @@ class Trainer:
         return ValidationLoader(self.store, self.split.val, self.plan, self.spec,
                                 num_batches=self.config.val_iterations_per_epoch,
                                 seed=self.distributed.seed(self.config.seed + 1),
-                                num_workers=min(self.config.num_loader_workers, 1), **self._loader_options())  # fmt: skip
+                                num_workers=min(self.config.num_loader_workers, 1),
+                                resample_each_epoch=not self.config.replay_validation_batches,
+                                **self._loader_options())  # fmt: skip
 
     def _loader_options(self) -> dict[str, Any]:
         """This rank's share of the global batch and of its forced-foreground samples, and the target options."""
@@ -152,6 +155,7 @@ class Trainer:
         return {"batch_size": rank_batch_sizes(size, ctx.world_size)[ctx.rank],
                 "oversample_foreground_percent": rank_oversampling(size, ctx.world_size,
                                                                    self.config.oversample_foreground)[ctx.rank],
+                "probabilistic_oversampling": self.config.probabilistic_oversampling,
                 "deep_supervision": self.config.deep_supervision, "pin_memory": self.device.type == "cuda"}  # fmt: skip
 
     def training_step(self, batch: Batch) -> float:
@@ -231,6 +235,8 @@ class Trainer:
         check_store(self.store, self.plan, self.spec)
         self.split.check_cases(self.store.case_ids(), f"the store {self.store.root}")
         self._setup()
+        if c.pretrained_weights is not None and not folder.latest_path.is_file():  # a resume loads its checkpoint
+            load_pretrained_weights(self.network, c.pretrained_weights)
         resumed = folder.start(self.describe())
         if resumed is not None:
             self.restore(resumed)
@@ -240,40 +246,12 @@ class Trainer:
             self._run_epochs(folder)
             folder.save_final(self.checkpoint)
             if c.final_validation:
-                self.validate(folder.root, reference_dir=reference_dir)
+                self._validate_saved(folder, reference_dir)  # FinalValidation
             self._notify("on_fit_end", folder.root)
         except BaseException as error:
             self._notify("on_fit_error", error, safe=True)  # never hides ``error``
             raise
         self.distributed.barrier()
-        return folder.final_path
-
-    def validate(self, run_dir: str | Path, *, reference_dir: str | Path | None = None) -> dict[str, Any]:
-        """Full-case validation of the split's validation cases with the current weights (returns the summary).
-
-        Writes ``run_dir/validation/<case><file_ending>`` and a summary (see :func:`validate_cases`).
-        """
-        if not self.split.val:
-            return {}
-        mirror = AugmentationConfig.for_plan(self.plan, self.spec, deep_supervision=False).mirror_axes
-        self.validation_summary = validate_cases(
-            self.network, self.store, self.split.val, patch_size=self.plan.patch_size, spec=self.spec,
-            out_dir=Path(run_dir) / "validation", device=self.device, mirror_axes=mirror,
-            reference_dir=None if reference_dir is None else Path(reference_dir), distributed=self.distributed,
-        )  # fmt: skip
-        self.network.train()
-        return self.validation_summary
-
-    def _finish_trained(self, folder: RunFolder, reference_dir: str | Path | None) -> Path:
-        checkpoint = folder.load(folder.final_path)
-        folder.check_compatible(checkpoint.description(), self.describe())
-        folder.remove_latest()  # left behind when the process died between the final checkpoint and its removal
-        if self.config.final_validation and not (folder.root / "validation" / "summary_preprocessed.json").is_file():
-            self._setup()
-            self.network.load_state_dict(checkpoint.network_weights)
-            self.validate(folder.root, reference_dir=reference_dir)
-        else:
-            logger.info("%s is already trained to the end; nothing to do", folder.final_path)
         return folder.final_path
 
     def _notify(self, hook: str, *args: Any, safe: bool = False) -> None:
@@ -287,7 +265,8 @@ class Trainer:
                 logger.exception("%s.%s failed", type(callback).__name__, hook)
 
     def _setup(self) -> None:
-        self.network = (self._network_override or self.build_network()).to(self.device)
+        network = self._network_override or self.build_network()
+        self.network = self.distributed.sync_batchnorm(network, self.device).to(self.device)
         self.loss = self._loss_override or self.build_loss()
         self.optimizer = self.build_optimizer(self.network)
         self.lr_at = self.build_lr_schedule()

@@ -81,3 +81,22 @@ def test_folds_equal_nnunets(ids: list[str]) -> None:
     assert [{"train": list(s.train), "val": list(s.val)} for s in ours] == [
         {"train": list(r["train"]), "val": list(r["val"])} for r in reference
     ]
+
+
+def test_split_for_fold_creates_reads_and_falls_back_as_nnunet(tmp_path: Path) -> None:
+    from nnseg.training._split import _random_split, split_for_fold
+
+    ids = [f"c{i}" for i in range(7)]
+    path = tmp_path / "splits_final.json"
+    assert split_for_fold(ids, 2, path, write=False) == kfold_splits(ids)[2]
+    assert not path.exists()
+    assert split_for_fold(ids, 2, path) == kfold_splits(ids)[2]
+    assert json.loads(path.read_text())[2]["val"] == list(kfold_splits(ids)[2].val)
+    path.write_text(json.dumps([{"train": ["c0", "c1"], "val": ["c2"]}]))
+    assert split_for_fold(ids, 0, path) == Split(("c0", "c1"), ("c2",), 0)  # the file wins over computed folds
+    beyond = split_for_fold(ids, 1, path)  # past the file's folds: nnU-Net's seeded 80:20 split
+    assert beyond == _random_split(ids, 1, 12345)
+    assert (len(beyond.train), len(beyond.val)) == (5, 2)
+    assert split_for_fold(ids, "all", path).val == tuple(ids)
+    with pytest.raises(ConfigError, match=r"splits_final.json names 1 case\(s\) \(fold 0\) .* lacks: 'c2'"):
+        split_for_fold(["c0", "c1", "c3"], 0, path)
