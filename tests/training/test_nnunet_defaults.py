@@ -9,13 +9,12 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from training_data_helpers import make_plan, make_spec, threshold_case, write_store
+from training_data_helpers import trainer_setup
 
 from nnseg.errors import CheckpointError, ConfigError
 from nnseg.training._callbacks import Callback, MetricsLog
 from nnseg.training._config import TrainerConfig
 from nnseg.training._pretrained import is_segmentation_head
-from nnseg.training._split import Split
 from nnseg.training._trainer import Trainer
 
 CONFIG = TrainerConfig(iterations_per_epoch=2, num_epochs=3, val_iterations_per_epoch=1, num_loader_workers=0, seed=3,
@@ -24,11 +23,7 @@ CONFIG = TrainerConfig(iterations_per_epoch=2, num_epochs=3, val_iterations_per_
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    plan, spec = make_plan(), make_spec()
-    shapes = [(20, 24, 28), (24, 20, 22), (18, 26, 20), (17, 30, 30), (20, 20, 20)]
-    cases = {f"case_{i}": threshold_case(shape, seed=i) for i, shape in enumerate(shapes)}
-    store = write_store(tmp_path_factory.mktemp("store"), plan, spec, cases)
-    return {"plan": plan, "spec": spec, "store": store, "split": Split(("case_0", "case_1", "case_2"), ("case_4",), 0)}
+    return trainer_setup(tmp_path_factory.mktemp("store"), ("case_0", "case_1", "case_2"))
 
 
 def _trainer(setup: dict[str, Any], config: TrainerConfig = CONFIG, **kwargs: Any) -> Trainer:

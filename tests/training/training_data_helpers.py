@@ -15,6 +15,7 @@ from nnseg.preprocessing._case import CaseProperties, PreprocessedCase
 from nnseg.preprocessing._locations import location_classes, sample_class_locations
 from nnseg.preprocessing._store import PreprocessedStore
 from nnseg.testing import make_plans_json
+from nnseg.training._split import Split
 
 INTENSITY = {"mean": 0.0, "median": 0.0, "std": 1.0, "min": -3.0, "max": 3.0,
              "percentile_99_5": 2.5, "percentile_00_5": -2.5}  # fmt: skip
@@ -65,3 +66,12 @@ def write_store(
         locations = None if seg is None else sample_class_locations(seg, location_classes(spec))
         store.write_case(PreprocessedCase(case_id, data, seg, properties, locations))
     return store
+
+
+def trainer_setup(folder: Path, train: Sequence[str]) -> dict[str, Any]:
+    """Plan, spec, a store of five threshold cases and a split training on ``train`` and validating on case_4."""
+    plan, spec = make_plan(), make_spec()
+    shapes = [(20, 24, 28), (24, 20, 22), (18, 26, 20), (17, 30, 30), (20, 20, 20)]
+    cases = {f"case_{i}": threshold_case(shape, seed=i) for i, shape in enumerate(shapes)}
+    store = write_store(folder, plan, spec, cases)
+    return {"plan": plan, "spec": spec, "store": store, "split": Split(tuple(train), ("case_4",), 0)}
