@@ -30,6 +30,8 @@ SUBCOMMAND_MODULES = (
     "nnseg.cli._demo",
     "nnseg.cli._predict",
     "nnseg.cli._evaluate",
+    "nnseg.cli._overlay",
+    "nnseg.cli._report",
 )
 
 

@@ -23,6 +23,7 @@ from nnseg.testing._synthetic_case import (
     MIN_EXTENT,
     channel_names,
     check_int,
+    check_lesion_scale,
     check_modality,
     check_shape,
     label_names,
@@ -56,6 +57,7 @@ class _Settings:
     two_d: bool
     spacing_jitter: float
     file_ending: str
+    lesion_scale: float = 1.0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -71,6 +73,8 @@ class _Settings:
             "seed": self.seed,
             "two_d": self.two_d,
             "spacing_jitter": self.spacing_jitter,
+            # recorded only when set, so datasets written before the option existed keep their dataset.json
+            **({"lesion_scale": self.lesion_scale} if self.lesion_scale != 1.0 else {}),
         }
 
     def case_id(self, index: int) -> str:
@@ -94,6 +98,7 @@ def make_synthetic_dataset(
     file_ending: str = ".nii.gz",
     spacing_jitter: float = 0.0,
     overwrite: bool = False,
+    lesion_scale: float = 1.0,
 ) -> Path:
     """Write a synthetic dataset in the nnU-Net v2 raw layout and return its folder.
 
@@ -134,6 +139,8 @@ def make_synthetic_dataset(
         spacing_jitter: If > 0, each case's spacing is ``spacing`` times a factor in
             ``[1 - spacing_jitter, 1 + spacing_jitter]``, rounded to 4 decimals (below 0.5).
         overwrite: Replace the image and label files of a folder that holds something else.
+        lesion_scale: Factor on the lesion's semi-axes in [0.5, 2.5] (see :func:`make_synthetic_case`);
+            the demo uses 1.8 so that the lesion is learnt within its CPU budget.
 
     Returns:
         The dataset folder ``out_dir/dataset_name``.
@@ -145,7 +152,7 @@ def make_synthetic_dataset(
     settings = _validate(
         num_cases=num_cases, shape=shape, spacing=spacing, modality=modality, num_channels=num_channels,
         num_classes=num_classes, seed=seed, num_test_cases=num_test_cases, two_d=two_d,
-        file_ending=file_ending, spacing_jitter=spacing_jitter,
+        file_ending=file_ending, spacing_jitter=spacing_jitter, lesion_scale=lesion_scale,
     )
     folder = Path(out_dir) / _check_dataset_name(dataset_name)
     spec = DatasetSpec(
@@ -198,6 +205,7 @@ def _validate(*, shape: Any, spacing: Any, two_d: Any, spacing_jitter: Any, **va
         two_d=two_d,
         spacing_jitter=float(spacing_jitter),
         file_ending=ending,
+        lesion_scale=check_lesion_scale(CALLER, values["lesion_scale"]),
     )
 
 
@@ -292,7 +300,7 @@ def _write_case(folder: Path, settings: _Settings, index: int) -> None:
     shape, geometry = _case_geometry(settings, index)
     image, label = make_synthetic_case(
         shape, modality=settings.modality, num_channels=settings.num_channels,
-        num_classes=settings.num_classes, seed=(settings.seed, index),
+        num_classes=settings.num_classes, seed=(settings.seed, index), lesion_scale=settings.lesion_scale,
     )
     suffix = "Tr" if index < settings.num_cases else "Ts"
     case_id = settings.case_id(index)
