@@ -7,5 +7,6 @@ self-contained HTML page.
 """
 
 from nnseg.presentation._overlay import Overlay, overlay_arrays, overlay_case, write_overlays
+from nnseg.presentation._report import write_report
 
-__all__ = ["Overlay", "overlay_arrays", "overlay_case", "write_overlays"]
+__all__ = ["Overlay", "overlay_arrays", "overlay_case", "write_overlays", "write_report"]

@@ -15,7 +15,7 @@ from nnseg.errors import ConfigError, DatasetError
 from nnseg.io import ImageGeometry, read_image, read_segmentation
 from nnseg.presentation._render import Panel, check_slice, foreground_slice, png_bytes, render_panels
 
-__all__ = ["Overlay", "find_dataset_spec", "overlay_arrays", "overlay_case", "write_overlays"]
+__all__ = ["Overlay", "find_dataset_spec", "find_image_file", "overlay_arrays", "overlay_case", "write_overlays"]
 
 PathLike = str | os.PathLike[str]
 
@@ -184,7 +184,8 @@ def _resolve(folder: PathLike, sub: str) -> Path:
     return folder / sub if (folder / "dataset.json").is_file() and (folder / sub).is_dir() else folder
 
 
-def _image_file(images: Path, case_id: str, channel: int) -> Path:
+def find_image_file(images: Path, case_id: str, channel: int) -> Path:
+    """The file ``images/<case_id>_<channel:04d><ending>``; DatasetError naming the fix if there is none."""
     prefix = f"{case_id}_{channel:04d}"
     found = sorted(p for p in images.glob(f"{prefix}.*") if _readable(p) and _case_of(p) == prefix)
     if not found:
@@ -248,7 +249,7 @@ def write_overlays(
                 raise DatasetError(f"overlay: no reference label map for case {case_id!r} in {reference_dir}; "
                                    "expected <case><ending>. Pass the matching labelsTr/labelsTs folder.")  # fmt: skip
         picture = overlay_case(
-            _image_file(image_dir, case_id, channel), files[case_id], reference_file=reference_file, spec=spec,
+            find_image_file(image_dir, case_id, channel), files[case_id], reference_file=reference_file, spec=spec,
             channel=channel, slice_index=slice_index, case_id=case_id,
         )  # fmt: skip
         written.append(picture.save(out / f"{case_id}.png"))
