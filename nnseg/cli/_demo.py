@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nnseg._atomic import atomic_write_json
 from nnseg.workspace import Workspace
 
 __all__ = ["register"]
@@ -46,11 +47,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.set_defaults(handler=run_demo)
 
 
-def _step(title: str, action: Callable[[], str]) -> None:
+def _step(title: str, action: Callable[[], str], timings: dict[str, float] | None = None) -> None:
     print(f"==> {title}", flush=True)
     start = time.perf_counter()
     where = action()
-    print(f"    done in {time.perf_counter() - start:.1f} s: {where}", flush=True)
+    seconds = time.perf_counter() - start
+    if timings is not None:
+        timings[title.split(" (")[0]] = round(seconds, 2)
+    print(f"    done in {seconds:.1f} s: {where}", flush=True)
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -69,6 +73,7 @@ def run_demo(args: argparse.Namespace) -> int:
     raw_dir = root / "raw" / DEMO_DATASET
     workspace = Workspace(root / "work")
     state: dict[str, Any] = {}
+    timings: dict[str, float] = {}
 
     def synthesise() -> str:
         if not (raw_dir / "dataset.json").is_file():
@@ -114,11 +119,11 @@ def run_demo(args: argparse.Namespace) -> int:
         state["store"] = store
         return f"{len(store.case_ids())} cases in {store_dir}"
 
-    _step("generate the synthetic dataset", synthesise)
-    _step("verify the dataset", verify)
-    _step("extract the fingerprint", fingerprint)
-    _step("plan (default nnU-Net planner)", plan)
-    _step(f"preprocess ({CONFIGURATION}; resumes if interrupted)", preprocess)
+    _step("generate the synthetic dataset", synthesise, timings)
+    _step("verify the dataset", verify, timings)
+    _step("extract the fingerprint", fingerprint, timings)
+    _step("plan (default nnU-Net planner)", plan, timings)
+    _step(f"preprocess ({CONFIGURATION}; resumes if interrupted)", preprocess, timings)
     steps = args.steps if args.steps is not None else (4 if args.small else DEFAULT_STEPS)
     run_dir = workspace.run_dir(state["plans"].plans_name, CONFIGURATION, "demo", "all")
 
@@ -149,10 +154,19 @@ def run_demo(args: argparse.Namespace) -> int:
             print(f"    {line}")
         return str(root / "predictions" / "summary.json")
 
-    _step(f"train {CONFIGURATION} for {steps} steps (fold 'all'; resumes exactly if interrupted)", train)
-    _step("predict the held-out test cases (imagesTs)", predict)
-    _step("evaluate against labelsTs", evaluate)
-    print(f"All outputs are under {root.resolve()}")
+    _step(f"train {CONFIGURATION} for {steps} steps (fold 'all'; resumes exactly if interrupted)", train, timings)
+    _step("predict the held-out test cases (imagesTs)", predict, timings)
+    _step("evaluate against labelsTs", evaluate, timings)
+    atomic_write_json(workspace.root / "timings.json", timings)
+
+    def report() -> str:
+        from nnseg.presentation import write_report
+
+        summary = root / "predictions" / "summary.json"
+        return str(write_report(workspace.root, root / "report.html", evaluations=[("test cases (imagesTs)", summary)]))
+
+    _step("write the report (open it in a browser)", report)
+    print(f"All outputs are under {root.resolve()}; the report is {(root / 'report.html').resolve()}")
     return 0
 
 
