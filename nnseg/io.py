@@ -108,7 +108,8 @@ def _check_ending(path: Path) -> None:
     if not any(path.name.endswith(ending) for ending in SUPPORTED_ENDINGS):
         raise ImageIOError(
             f"cannot handle {path}: unsupported file ending; expected one of "
-            f"{', '.join(SUPPORTED_ENDINGS)}. Convert the file, e.g. with SimpleITK, to NIfTI (.nii.gz)."
+            f"{', '.join(SUPPORTED_ENDINGS)} (2D also .png, .bmp, .tif; 3D .tif with a spacing sidecar). Convert the "
+            "file, e.g. with SimpleITK, to NIfTI (.nii.gz)."
         )
 
 
@@ -158,6 +159,8 @@ def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, ImageGeometry]
     Raises:
         ImageIOError: If the file is missing, empty, unreadable, not scalar, or not 2D/3D.
     """
+    if _image_formats.handles(path):  # PNG, BMP, TIFF: nnseg/_image_formats.py
+        return _image_formats.read_format_image(path)
     image = _read_itk(path)
     return _to_spatial_array(image, Path(path)), ImageGeometry.from_itk(image)
 
@@ -177,6 +180,8 @@ def read_images(paths: Sequence[str | os.PathLike[str]]) -> tuple[np.ndarray, Im
     """
     if not paths:
         raise ImageIOError("read_images got no paths; expected one file per channel, in channel order.")
+    if any(_image_formats.handles(p) for p in paths):  # a colour file holds several channels
+        return _image_formats.read_format_images(paths)
     arrays: list[np.ndarray] = []
     geometry: ImageGeometry | None = None
     for path in paths:
@@ -250,6 +255,8 @@ def _spatial_for_geometry(array: np.ndarray, geometry: ImageGeometry, path: Path
 
 def _write_itk(array: np.ndarray, path: str | os.PathLike[str], geometry: ImageGeometry) -> None:
     path = Path(path)
+    if _image_formats.handles(path):
+        return _image_formats.write_format_image(array, path, geometry)
     _check_ending(path)
     image = sitk.GetImageFromArray(_spatial_for_geometry(array, geometry, path))
     image.SetSpacing(geometry.itk_spacing)
@@ -304,3 +311,6 @@ def write_segmentation(seg: np.ndarray, path: str | os.PathLike[str], geometry: 
         )
     max_value = int(seg.max()) if seg.size else 0
     _write_itk(seg.astype(smallest_label_dtype(max_value), copy=False), path, geometry)
+
+
+from nnseg import _image_formats  # noqa: E402  (builds on ImageGeometry above)

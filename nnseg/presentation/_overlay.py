@@ -10,14 +10,16 @@ from pathlib import Path
 import numpy as np
 
 from nnseg._atomic import atomic_write_bytes
+from nnseg._image_formats import IMAGE_FORMAT_ENDINGS
 from nnseg.dataset import DatasetSpec
 from nnseg.errors import ConfigError, DatasetError
-from nnseg.io import ImageGeometry, read_image, read_segmentation
+from nnseg.io import SUPPORTED_ENDINGS, ImageGeometry, read_image, read_segmentation
 from nnseg.presentation._render import Panel, check_slice, foreground_slice, png_bytes, render_panels
 
 __all__ = ["Overlay", "find_dataset_spec", "find_image_file", "overlay_arrays", "overlay_case", "write_overlays"]
 
 PathLike = str | os.PathLike[str]
+ENDINGS = (*SUPPORTED_ENDINGS, *IMAGE_FORMAT_ENDINGS)
 
 
 @dataclass(frozen=True, eq=False)
@@ -155,16 +157,12 @@ def overlay_case(
 
 
 def _case_of(path: Path) -> str:
-    from nnseg.io import SUPPORTED_ENDINGS
-
-    ending = next((e for e in sorted(SUPPORTED_ENDINGS, key=len, reverse=True) if path.name.endswith(e)), path.suffix)
+    ending = next((e for e in sorted(ENDINGS, key=len, reverse=True) if path.name.endswith(e)), path.suffix)
     return path.name[: len(path.name) - len(ending)] if ending else path.name
 
 
 def _readable(path: Path) -> bool:
-    from nnseg.io import SUPPORTED_ENDINGS
-
-    return path.is_file() and not path.name.startswith(".") and path.name.endswith(SUPPORTED_ENDINGS)
+    return path.is_file() and not path.name.startswith(".") and path.name.endswith(ENDINGS)
 
 
 def find_dataset_spec(*folders: PathLike) -> DatasetSpec | None:

@@ -40,6 +40,8 @@ SHAPE_JITTER = 0.15
 """Each case's extent along each axis is the requested one times a factor in [1 - j, 1 + j]."""
 IMAGE_FOLDERS = ("imagesTr", "labelsTr", "imagesTs", "labelsTs")
 CALLER = "make_synthetic_dataset"
+PNG = ".png"
+"""A 2D natural-image dataset: 8-bit grey PNG files, spacing 1 (``two_d=True`` only)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +137,8 @@ def make_synthetic_dataset(
         two_d: Write 2D files of shape ``(y, x)``, using the last two entries of ``shape`` and ``spacing``
             (``shape`` and ``spacing`` may then also have two entries).
         dataset_name: Name of the dataset folder, normally ``DatasetNNN_Name``.
-        file_ending: One of ``.nii.gz``, ``.nii``, ``.nrrd``, ``.mha``.
+        file_ending: One of ``.nii.gz``, ``.nii``, ``.nrrd``, ``.mha``; with ``two_d`` also ``.png`` (8-bit
+            grey images, spacing 1, like a natural-image dataset).
         spacing_jitter: If > 0, each case's spacing is ``spacing`` times a factor in
             ``[1 - spacing_jitter, 1 + spacing_jitter]``, rounded to 4 decimals (below 0.5).
         overwrite: Replace the image and label files of a folder that holds something else.
@@ -191,8 +194,9 @@ def _validate(*, shape: Any, spacing: Any, two_d: Any, spacing_jitter: Any, **va
     if not _is_real(spacing_jitter) or not 0.0 <= spacing_jitter < 0.5:
         raise ConfigError(f"{CALLER}: spacing_jitter must be a number in [0, 0.5); got {spacing_jitter!r}.")
     ending = values["file_ending"]
-    if ending not in SUPPORTED_ENDINGS:
-        raise ConfigError(f"{CALLER}: file_ending must be one of {', '.join(SUPPORTED_ENDINGS)}; got {ending!r}.")
+    if ending not in SUPPORTED_ENDINGS and not (two_d and ending == PNG):
+        raise ConfigError(f"{CALLER}: file_ending must be one of {', '.join(SUPPORTED_ENDINGS)}; got {ending!r} "
+                          f"({PNG} is allowed with two_d=True).")  # fmt: skip
     return _Settings(
         num_cases=check_int(CALLER, "num_cases", values["num_cases"], 1),
         num_test_cases=check_int(CALLER, "num_test_cases", values["num_test_cases"], 0),
@@ -276,7 +280,7 @@ def _remove_image_files(folder: Path) -> None:
         if not sub.is_dir():
             continue
         for path in sub.iterdir():
-            if path.is_file() and path.name.endswith(SUPPORTED_ENDINGS):
+            if path.is_file() and path.name.endswith((*SUPPORTED_ENDINGS, PNG)):
                 path.unlink()
 
 
@@ -309,5 +313,12 @@ def _write_case(folder: Path, settings: _Settings, index: int) -> None:
     dtype = np.int16 if settings.modality == "ct" else np.float32
     for channel in range(settings.num_channels):
         path = folder / f"images{suffix}" / f"{case_id}_{channel:04d}{settings.file_ending}"
-        write_image(image[channel].astype(dtype), path, geometry)
+        pixels = _to_8_bit(image[channel], settings.modality) if settings.file_ending == PNG else image[channel]
+        write_image(pixels.astype(dtype) if settings.file_ending != PNG else pixels, path, geometry)
     write_segmentation(label, folder / f"labels{suffix}" / f"{case_id}{settings.file_ending}", geometry)
+
+
+def _to_8_bit(image: np.ndarray, modality: str) -> np.ndarray:
+    """Grey values 0..255 for a PNG: CT through a soft-tissue window, MR scaled by its 99.5th percentile."""
+    low, high = (-160.0, 240.0) if modality == "ct" else (0.0, float(np.percentile(image, 99.5)) or 1.0)
+    return np.clip(np.rint((image - low) / (high - low) * 255.0), 0, 255).astype(np.uint8)
