@@ -172,10 +172,10 @@ def write_format_image(array: np.ndarray, path: PathLike, geometry: ImageGeometr
     if _ending(path) in TIFF_ENDINGS:
         import tifffile
 
-        atomic_write(path, lambda tmp: tifffile.imwrite(tmp, array, compression="zlib"))
+        atomic_write(path, lambda tmp: tifffile.imwrite(tmp, array, compression="zlib", photometric="minisblack"))
         if array.ndim == 3:
-            atomic_write_json(_sidecar(path) or path.with_name(f"{path.name[: -len(_ending(path))]}.json"),
-                              {"spacing": list(geometry.spacing)})  # fmt: skip
+            case = re.sub(r"_\d{4}$", "", path.name[: -len(_ending(path))])
+            atomic_write_json(path.with_name(f"{case}.json"), {"spacing": list(geometry.spacing)})
         return
     if array.ndim != 2:
         raise ImageIOError(f"cannot write {path}: {_ending(path)} holds 2D images; got shape {array.shape}. "
