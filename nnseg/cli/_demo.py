@@ -21,7 +21,7 @@ __all__ = ["register"]
 
 DEMO_DATASET = "Dataset001_SyntheticCT"
 CONFIGURATION = "3d_fullres"
-DEFAULT_STEPS = 300
+DEFAULT_STEPS = 200
 LESION_SCALE = 1.8
 """The demo's lesion is 1.8 times the generator's default size, so a small CPU budget learns it too."""
 

@@ -104,7 +104,7 @@ def _worst_section(run: RunData) -> str:
     from nnseg.dataset import DatasetSpec
     from nnseg.presentation._overlay import find_image_file, overlay_case
 
-    parts = []
+    parts, names = [], _label_names(run)
     spec = DatasetSpec.from_dict(run.run["dataset_spec"]) if "dataset_spec" in run.run else None
     for evaluation in run.evaluations:
         for case_id, dice, prediction, reference in evaluation.worst(WORST_CASES):
@@ -114,7 +114,7 @@ def _worst_section(run: RunData) -> str:
             except (NnsegError, OSError) as err:  # a moved raw dataset must not cost the whole report
                 parts.append(f'<p class="note">{html.escape(case_id)}: no overlay ({html.escape(str(err))})</p>')
                 continue
-            text = ", ".join(f"{k}: {v:.3f}" for k, v in dice.items())
+            text = ", ".join(f"{names.get(k, k)} {v:.3f}" for k, v in dice.items())
             parts.append(f"<figure>{image_tag(picture.png(), case_id)}<figcaption>{html.escape(evaluation.title)}: "
                          f"{html.escape(case_id)} (Dice {html.escape(text)})</figcaption></figure>")  # fmt: skip
     body = "".join(parts) or '<p class="note">no evaluation with per-case results yet</p>'
