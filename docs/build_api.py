@@ -39,6 +39,7 @@ PUBLIC_MODULES = (
     "nnseg.training",
     "nnseg.inference",
     "nnseg.evaluation",
+    "nnseg.presentation",
     "nnseg.checkpoint",
     "nnseg.io",
     "nnseg.sharding",

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
 
+from nnseg import _image_formats
 from nnseg._atomic import atomic_write, space_problem, write_error
+from nnseg._geometry import ImageGeometry
 from nnseg._integrity import check_geometry, count_nonfinite, nonfinite_error, scan_nifti
 from nnseg.errors import ImageIOError
 
@@ -41,76 +42,12 @@ __all__ = [
 SUPPORTED_ENDINGS: tuple[str, ...] = (".nii.gz", ".nii", ".nrrd", ".mha")
 """File endings nnseg reads and writes."""
 
-PSEUDO_SPACING_FACTOR_2D = 999.0
-
-
-@dataclass(frozen=True, slots=True)
-class ImageGeometry:
-    """Where an image lies in physical space, as read from its file.
-
-    Args:
-        itk_spacing: Spacing in SimpleITK order (x, y[, z]), exactly as stored in the file.
-        itk_origin: Origin in SimpleITK order.
-        itk_direction: Direction cosine matrix, row-major, as SimpleITK returns it.
-    """
-
-    itk_spacing: tuple[float, ...]
-    itk_origin: tuple[float, ...]
-    itk_direction: tuple[float, ...]
-
-    @property
-    def ndim(self) -> int:
-        """Number of spatial dimensions of the file (2 or 3)."""
-        return len(self.itk_spacing)
-
-    @property
-    def spacing(self) -> tuple[float, float, float]:
-        """Spacing in array axis order ``(z, y, x)``; 2D files get a pseudo spacing on axis 0."""
-        reversed_spacing = tuple(float(s) for s in reversed(self.itk_spacing))
-        if self.ndim == 2:
-            return (PSEUDO_SPACING_FACTOR_2D * max(reversed_spacing), *reversed_spacing)  # type: ignore[return-value]
-        return reversed_spacing  # type: ignore[return-value]
-
-    def to_json(self) -> dict[str, list[float]]:
-        """Return a JSON-serialisable dict (exact float values)."""
-        return {
-            "itk_spacing": list(self.itk_spacing),
-            "itk_origin": list(self.itk_origin),
-            "itk_direction": list(self.itk_direction),
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ImageGeometry:
-        """Rebuild a geometry from :meth:`to_json` output."""
-        return cls(
-            itk_spacing=tuple(float(v) for v in data["itk_spacing"]),
-            itk_origin=tuple(float(v) for v in data["itk_origin"]),
-            itk_direction=tuple(float(v) for v in data["itk_direction"]),
-        )
-
-    @classmethod
-    def from_itk(cls, image: sitk.Image) -> ImageGeometry:
-        """Read the geometry of a SimpleITK image."""
-        return cls(
-            itk_spacing=tuple(float(v) for v in image.GetSpacing()),
-            itk_origin=tuple(float(v) for v in image.GetOrigin()),
-            itk_direction=tuple(float(v) for v in image.GetDirection()),
-        )
-
-    @classmethod
-    def identity(cls, spacing: Sequence[float]) -> ImageGeometry:
-        """Build a geometry with origin 0 and identity direction from an array-order spacing."""
-        itk_spacing = tuple(float(s) for s in reversed(tuple(spacing)))
-        ndim = len(itk_spacing)
-        direction = tuple(float(v) for v in np.eye(ndim).ravel())
-        return cls(itk_spacing=itk_spacing, itk_origin=(0.0,) * ndim, itk_direction=direction)
-
-
 def _check_ending(path: Path) -> None:
     if not any(path.name.endswith(ending) for ending in SUPPORTED_ENDINGS):
         raise ImageIOError(
             f"cannot handle {path}: unsupported file ending; expected one of "
-            f"{', '.join(SUPPORTED_ENDINGS)}. Convert the file, e.g. with SimpleITK, to NIfTI (.nii.gz)."
+            f"{', '.join(SUPPORTED_ENDINGS)} (2D also .png, .bmp, .tif; 3D .tif with a spacing sidecar). Convert the "
+            "file, e.g. with SimpleITK, to NIfTI (.nii.gz)."
         )
 
 
@@ -175,6 +112,8 @@ def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, ImageGeometry]
             values, has a spacing that is not finite and positive or a direction that is not orthonormal,
             or is not a scalar 2D/3D image.
     """
+    if _image_formats.handles(path):  # PNG, BMP, TIFF: nnseg/_image_formats.py
+        return _image_formats.read_format_image(path)
     image = _read_itk(path)
     return _to_spatial_array(image, Path(path)), ImageGeometry.from_itk(image)
 
@@ -194,6 +133,8 @@ def read_images(paths: Sequence[str | os.PathLike[str]]) -> tuple[np.ndarray, Im
     """
     if not paths:
         raise ImageIOError("read_images got no paths; expected one file per channel, in channel order.")
+    if any(_image_formats.handles(p) for p in paths):  # a colour file holds several channels
+        return _image_formats.read_format_images(paths)
     arrays: list[np.ndarray] = []
     geometry: ImageGeometry | None = None
     for path in paths:
@@ -282,6 +223,8 @@ def _verify_written(path: Path, ending: str) -> Callable[[Path], None]:
 
 def _write_itk(array: np.ndarray, path: str | os.PathLike[str], geometry: ImageGeometry) -> None:
     path = Path(path)
+    if _image_formats.handles(path):
+        return _image_formats.write_format_image(array, path, geometry)
     _check_ending(path)
     image = sitk.GetImageFromArray(_spatial_for_geometry(array, geometry, path))
     image.SetSpacing(geometry.itk_spacing)
@@ -340,3 +283,4 @@ def write_segmentation(seg: np.ndarray, path: str | os.PathLike[str], geometry: 
         )
     max_value = int(seg.max()) if seg.size else 0
     _write_itk(seg.astype(smallest_label_dtype(max_value), copy=False), path, geometry)
+

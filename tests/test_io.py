@@ -127,7 +127,7 @@ def test_missing_empty_and_corrupt_files(tmp_path: Path) -> None:
                        r"the file is complete and not corrupt\."):
         read_image(tmp_path / "bad.mha")
     with pytest.raises(ImageIOError, match=r"unsupported file ending; expected one of \.nii\.gz, \.nii, \.nrrd, \.mha"):
-        read_image(tmp_path / "x.png")
+        read_image(tmp_path / "x.gif")
     with pytest.raises(OSError):  # ImageIOError is an OSError
         read_image(tmp_path / "nope.nii")
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nnseg._atomic import atomic_write_json
 from nnseg.workspace import Workspace
 
 __all__ = ["register"]
@@ -21,6 +22,8 @@ __all__ = ["register"]
 DEMO_DATASET = "Dataset001_SyntheticCT"
 CONFIGURATION = "3d_fullres"
 DEFAULT_STEPS = 200
+LESION_SCALE = 1.8
+"""The demo's lesion is 1.8 times the generator's default size, so a small CPU budget learns it too."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -36,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data (default 0)")
     parser.add_argument("--small", action="store_true", help="tiny images and budgets (a smoke test in seconds)")
     parser.add_argument("--steps", type=int, default=None, metavar="N",
-                        help="training steps (default 200; 4 with --small)")  # fmt: skip
+                        help=f"training steps (default {DEFAULT_STEPS}; 4 with --small)")  # fmt: skip
     parser.add_argument("--device", default="cpu", help="training and prediction device (default cpu)")
     parser.add_argument("--base-features", type=int, default=16, metavar="N",
                         help="features of the first network stage, doubled per stage (default 16, so the demo trains "
@@ -44,11 +47,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.set_defaults(handler=run_demo)
 
 
-def _step(title: str, action: Callable[[], str]) -> None:
+def _step(title: str, action: Callable[[], str], timings: dict[str, float] | None = None) -> None:
     print(f"==> {title}", flush=True)
     start = time.perf_counter()
     where = action()
-    print(f"    done in {time.perf_counter() - start:.1f} s: {where}", flush=True)
+    seconds = time.perf_counter() - start
+    if timings is not None:
+        timings[title.split(" (")[0]] = round(seconds, 2)
+    print(f"    done in {seconds:.1f} s: {where}", flush=True)
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -67,12 +73,14 @@ def run_demo(args: argparse.Namespace) -> int:
     raw_dir = root / "raw" / DEMO_DATASET
     workspace = Workspace(root / "work")
     state: dict[str, Any] = {}
+    timings: dict[str, float] = {}
 
     def synthesise() -> str:
         if not (raw_dir / "dataset.json").is_file():
             make_synthetic_dataset(
                 root / "raw", num_cases=args.num_cases, num_test_cases=4, shape=(16, 32, 32) if args.small else (32, 48, 48),
                 spacing=(2.5, 0.8, 0.8), modality="ct", num_classes=3, seed=args.seed, dataset_name=DEMO_DATASET,
+                lesion_scale=LESION_SCALE,
             )
         return str(raw_dir)
 
@@ -111,11 +119,11 @@ def run_demo(args: argparse.Namespace) -> int:
         state["store"] = store
         return f"{len(store.case_ids())} cases in {store_dir}"
 
-    _step("generate the synthetic dataset", synthesise)
-    _step("verify the dataset", verify)
-    _step("extract the fingerprint", fingerprint)
-    _step("plan (default nnU-Net planner)", plan)
-    _step(f"preprocess ({CONFIGURATION}; resumes if interrupted)", preprocess)
+    _step("generate the synthetic dataset", synthesise, timings)
+    _step("verify the dataset", verify, timings)
+    _step("extract the fingerprint", fingerprint, timings)
+    _step("plan (default nnU-Net planner)", plan, timings)
+    _step(f"preprocess ({CONFIGURATION}; resumes if interrupted)", preprocess, timings)
     steps = args.steps if args.steps is not None else (4 if args.small else DEFAULT_STEPS)
     run_dir = workspace.run_dir(state["plans"].plans_name, CONFIGURATION, "demo", "all")
 
@@ -146,10 +154,19 @@ def run_demo(args: argparse.Namespace) -> int:
             print(f"    {line}")
         return str(root / "predictions" / "summary.json")
 
-    _step(f"train {CONFIGURATION} for {steps} steps (fold 'all'; resumes exactly if interrupted)", train)
-    _step("predict the held-out test cases (imagesTs)", predict)
-    _step("evaluate against labelsTs", evaluate)
-    print(f"All outputs are under {root.resolve()}")
+    _step(f"train {CONFIGURATION} for {steps} steps (fold 'all'; resumes exactly if interrupted)", train, timings)
+    _step("predict the held-out test cases (imagesTs)", predict, timings)
+    _step("evaluate against labelsTs", evaluate, timings)
+    atomic_write_json(workspace.root / "timings.json", timings)
+
+    def report() -> str:
+        from nnseg.presentation import write_report
+
+        summary = root / "predictions" / "summary.json"
+        return str(write_report(workspace.root, root / "report.html", evaluations=[("test cases (imagesTs)", summary)]))
+
+    _step("write the report (open it in a browser)", report)
+    print(f"All outputs are under {root.resolve()}; the report is {(root / 'report.html').resolve()}")
     return 0
 
 

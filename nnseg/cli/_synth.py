@@ -21,6 +21,7 @@ _KEYWORDS = {
     "name": "dataset_name",
     "file_ending": "file_ending",
     "spacing_jitter": "spacing_jitter",
+    "lesion_scale": "lesion_scale",
 }
 
 
@@ -42,8 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--seed", type=int, help="seed; the same seed gives the same files (default 0)")
     parser.add_argument("--two-d", action="store_true", help="write 2D cases (the last two entries of shape/spacing)")
     parser.add_argument("--name", help="dataset folder name (default Dataset001_Synthetic)")
-    parser.add_argument("--file-ending", help="image file ending: .nii.gz (default), .nii, .nrrd or .mha")
+    parser.add_argument("--file-ending", help="image file ending: .nii.gz (default), .nii, .nrrd, .mha, or .png with --two-d")
     parser.add_argument("--spacing-jitter", type=float, help="relative per-case spacing variation (default 0)")
+    parser.add_argument("--lesion-scale", type=float, help="factor on the lesion's size, 0.5..2.5 (default 1)")
     parser.add_argument("--overwrite", action="store_true", help="replace the image files of an existing dataset")
     parser.set_defaults(handler=run_synth)
 

@@ -38,6 +38,8 @@ SUBCOMMAND_MODULES = (
     "nnseg.cli._crossval",
     "nnseg.cli._find_best",
     "nnseg.cli._model_zip",
+    "nnseg.cli._overlay",
+    "nnseg.cli._report",
 )
 
 

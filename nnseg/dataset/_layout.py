@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from nnseg._image_formats import IMAGE_FORMAT_ENDINGS
 from nnseg.dataset._case import Case, image_file_name, label_file_name, parse_image_file_name
 from nnseg.dataset._problem import Problem
 from nnseg.dataset._spec import DatasetSpec
@@ -63,9 +64,9 @@ def scan_folder(root: Path) -> tuple[DatasetSpec | None, list[Case], list[Case],
         log.error(None, root / "dataset.json", str(err))
         _require_folders(root, log, "<ending>")
         return None, [], [], log.problems
-    if spec.file_ending not in SUPPORTED_ENDINGS:
+    if spec.file_ending not in (*SUPPORTED_ENDINGS, *IMAGE_FORMAT_ENDINGS):
         log.error(None, root / "dataset.json", f"dataset.json: file_ending {spec.file_ending!r} is not supported; "
-                  f"expected one of {', '.join(SUPPORTED_ENDINGS)}. Convert the files (e.g. to .nii.gz with "
+                  f"expected one of {', '.join((*SUPPORTED_ENDINGS, *IMAGE_FORMAT_ENDINGS))}. Convert the files (e.g. to .nii.gz with "
                   "SimpleITK) and set file_ending accordingly.")
         _require_folders(root, log, spec.file_ending)
         return spec, [], [], log.problems  # listing files with an ending nnseg cannot read would only add noise

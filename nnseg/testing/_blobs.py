@@ -131,11 +131,14 @@ def _place(rng: np.random.Generator, relative_radii: np.ndarray, placed: list[tu
     return best
 
 
-def sample_layout(shape: Sequence[int], num_classes: int, rng: np.random.Generator) -> Layout:
+def sample_layout(
+    shape: Sequence[int], num_classes: int, rng: np.random.Generator, *, lesion_scale: float = 1.0
+) -> Layout:
     """Draw a body and ``num_classes - 1`` structures for an image of the given spatial shape.
 
     Label 1 is a large organ, label 2 (when ``num_classes >= 3``) a small lesion inside the organ, and
-    labels 3, 4, ... medium-sized structures elsewhere in the body.
+    labels 3, 4, ... medium-sized structures elsewhere in the body. ``lesion_scale`` multiplies the
+    lesion's semi-axes (the random draws stay the same, so 1.0 reproduces the default layout).
     """
     extent = np.asarray(shape, dtype=float)
     ndim = len(extent)
@@ -157,14 +160,14 @@ def sample_layout(shape: Sequence[int], num_classes: int, rng: np.random.Generat
         medium.append(in_body(_place(rng, relative, placed), relative))
     structures = [organ]
     if num_classes >= 3:
-        structures.append(_lesion_in(organ, body_radii, rng))
+        structures.append(_lesion_in(organ, body_radii, rng, lesion_scale))
     return Layout(body=body, structures=tuple(structures + medium))
 
 
-def _lesion_in(organ: Blob, body_radii: np.ndarray, rng: np.random.Generator) -> Blob:
-    """A small exact ellipsoid placed inside the organ."""
+def _lesion_in(organ: Blob, body_radii: np.ndarray, rng: np.random.Generator, scale: float = 1.0) -> Blob:
+    """A small exact ellipsoid placed inside the organ (``scale`` times the usual size)."""
     ndim = len(body_radii)
-    radii = np.maximum(rng.uniform(*LESION_RADIUS_RANGE, ndim) * body_radii, MIN_RADIUS_VOXELS)
+    radii = np.maximum(rng.uniform(*LESION_RADIUS_RANGE, ndim) * body_radii * scale, MIN_RADIUS_VOXELS)
     room = 0.85 - float((radii / organ.radii).max())
     center = organ.center + _random_in_ball(rng, ndim, room) * organ.radii
     return Blob(center=center, radii=radii)

@@ -23,6 +23,7 @@ from nnseg.testing._synthetic_case import (
     MAX_CLASSES,
     MIN_EXTENT,
     channel_names,
+    check_lesion_scale,
     check_modality,
     check_shape,
     label_names,
@@ -39,6 +40,8 @@ SHAPE_JITTER = 0.15
 """Each case's extent along each axis is the requested one times a factor in [1 - j, 1 + j]."""
 IMAGE_FOLDERS = ("imagesTr", "labelsTr", "imagesTs", "labelsTs")
 CALLER = "make_synthetic_dataset"
+PNG = ".png"
+"""A 2D natural-image dataset: 8-bit grey PNG files, spacing 1 (``two_d=True`` only)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,7 @@ class _Settings:
     two_d: bool
     spacing_jitter: float
     file_ending: str
+    lesion_scale: float = 1.0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -71,6 +75,8 @@ class _Settings:
             "seed": self.seed,
             "two_d": self.two_d,
             "spacing_jitter": self.spacing_jitter,
+            # recorded only when set, so datasets written before the option existed keep their dataset.json
+            **({"lesion_scale": self.lesion_scale} if self.lesion_scale != 1.0 else {}),
         }
 
     def case_id(self, index: int) -> str:
@@ -94,6 +100,7 @@ def make_synthetic_dataset(
     file_ending: str = ".nii.gz",
     spacing_jitter: float = 0.0,
     overwrite: bool = False,
+    lesion_scale: float = 1.0,
 ) -> Path:
     """Write a synthetic dataset in the nnU-Net v2 raw layout and return its folder.
 
@@ -130,10 +137,13 @@ def make_synthetic_dataset(
         two_d: Write 2D files of shape ``(y, x)``, using the last two entries of ``shape`` and ``spacing``
             (``shape`` and ``spacing`` may then also have two entries).
         dataset_name: Name of the dataset folder, normally ``DatasetNNN_Name``.
-        file_ending: One of ``.nii.gz``, ``.nii``, ``.nrrd``, ``.mha``.
+        file_ending: One of ``.nii.gz``, ``.nii``, ``.nrrd``, ``.mha``; with ``two_d`` also ``.png`` (8-bit
+            grey images, spacing 1, like a natural-image dataset).
         spacing_jitter: If > 0, each case's spacing is ``spacing`` times a factor in
             ``[1 - spacing_jitter, 1 + spacing_jitter]``, rounded to 4 decimals (below 0.5).
         overwrite: Replace the image and label files of a folder that holds something else.
+        lesion_scale: Factor on the lesion's semi-axes in [0.5, 2.5] (see :func:`make_synthetic_case`);
+            the demo uses 1.8 so that the lesion is learnt within its CPU budget.
 
     Returns:
         The dataset folder ``out_dir/dataset_name``.
@@ -145,7 +155,7 @@ def make_synthetic_dataset(
     settings = _validate(
         num_cases=num_cases, shape=shape, spacing=spacing, modality=modality, num_channels=num_channels,
         num_classes=num_classes, seed=seed, num_test_cases=num_test_cases, two_d=two_d,
-        file_ending=file_ending, spacing_jitter=spacing_jitter,
+        file_ending=file_ending, spacing_jitter=spacing_jitter, lesion_scale=lesion_scale,
     )
     folder = Path(out_dir) / _check_dataset_name(dataset_name)
     spec = DatasetSpec(
@@ -181,7 +191,9 @@ def _validate(*, shape: Any, spacing: Any, two_d: Any, spacing_jitter: Any, **va
     if not all(_is_real(s) and math.isfinite(s) and s > 0 for s in spacing):
         raise ConfigError(f"{CALLER}: every spacing must be a finite number > 0 (mm); got {tuple(spacing)!r}.")
     parse_number(CALLER, "spacing_jitter", spacing_jitter, low=0.0, high=0.5, high_open=True)
-    ending = parse_choice(CALLER, "file_ending", values["file_ending"], SUPPORTED_ENDINGS)
+    ending = values["file_ending"]
+    if not (two_d and ending == PNG):  # PNG only for 2D datasets
+        parse_choice(CALLER, "file_ending", ending, SUPPORTED_ENDINGS)
     return _Settings(
         num_cases=parse_int(CALLER, "num_cases", values["num_cases"], minimum=1),
         num_test_cases=parse_int(CALLER, "num_test_cases", values["num_test_cases"], minimum=0),
@@ -194,6 +206,7 @@ def _validate(*, shape: Any, spacing: Any, two_d: Any, spacing_jitter: Any, **va
         two_d=two_d,
         spacing_jitter=float(spacing_jitter),
         file_ending=ending,
+        lesion_scale=check_lesion_scale(CALLER, values["lesion_scale"]),
     )
 
 
@@ -264,7 +277,7 @@ def _remove_image_files(folder: Path) -> None:
         if not sub.is_dir():
             continue
         for path in sub.iterdir():
-            if path.is_file() and path.name.endswith(SUPPORTED_ENDINGS):
+            if path.is_file() and path.name.endswith((*SUPPORTED_ENDINGS, PNG)):
                 path.unlink()
 
 
@@ -288,7 +301,7 @@ def _write_case(folder: Path, settings: _Settings, index: int) -> None:
     shape, geometry = _case_geometry(settings, index)
     image, label = make_synthetic_case(
         shape, modality=settings.modality, num_channels=settings.num_channels,
-        num_classes=settings.num_classes, seed=(settings.seed, index),
+        num_classes=settings.num_classes, seed=(settings.seed, index), lesion_scale=settings.lesion_scale,
     )
     suffix = "Tr" if index < settings.num_cases else "Ts"
     case_id = settings.case_id(index)
@@ -297,5 +310,12 @@ def _write_case(folder: Path, settings: _Settings, index: int) -> None:
     dtype = np.int16 if settings.modality == "ct" else np.float32
     for channel in range(settings.num_channels):
         path = folder / f"images{suffix}" / f"{case_id}_{channel:04d}{settings.file_ending}"
-        write_image(image[channel].astype(dtype), path, geometry)
+        pixels = _to_8_bit(image[channel], settings.modality) if settings.file_ending == PNG else image[channel]
+        write_image(pixels.astype(dtype) if settings.file_ending != PNG else pixels, path, geometry)
     write_segmentation(label, folder / f"labels{suffix}" / f"{case_id}{settings.file_ending}", geometry)
+
+
+def _to_8_bit(image: np.ndarray, modality: str) -> np.ndarray:
+    """Grey values 0..255 for a PNG: CT through a soft-tissue window, MR scaled by its 99.5th percentile."""
+    low, high = (-160.0, 240.0) if modality == "ct" else (0.0, float(np.percentile(image, 99.5)) or 1.0)
+    return np.clip(np.rint((image - low) / (high - low) * 255.0), 0, 255).astype(np.uint8)

@@ -8,17 +8,26 @@ from typing import Any
 
 import numpy as np
 
-from nnseg._checks import parse_choice, parse_int
+from nnseg._checks import parse_choice, parse_int, parse_number
 from nnseg.errors import ConfigError
 from nnseg.testing._blobs import paint_labels, sample_layout
 
-__all__ = ["MAX_CLASSES", "MIN_EXTENT", "channel_names", "label_names", "make_synthetic_case"]
+__all__ = [
+    "MAX_CLASSES",
+    "MIN_EXTENT",
+    "channel_names",
+    "check_lesion_scale",
+    "label_names",
+    "make_synthetic_case",
+]
 
 MIN_EXTENT = 8
 """Smallest allowed number of voxels along a spatial axis."""
 MAX_CLASSES = 10
 """Largest ``num_classes`` (background included): more structures do not fit in the body."""
 LAYOUT_ATTEMPTS = 16
+LESION_SCALE_RANGE = (0.5, 2.5)
+"""Allowed factors on the lesion's size (larger ones would no longer fit inside the organ)."""
 
 AIR_HU = -1000.0
 TISSUE_HU = 40.0
@@ -74,6 +83,7 @@ def make_synthetic_case(
     num_channels: int = 1,
     num_classes: int = 3,
     seed: int | Sequence[int] = 0,
+    lesion_scale: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Generate one synthetic case in memory.
 
@@ -97,6 +107,9 @@ def make_synthetic_case(
         seed: Seed or sequence of ints for :func:`numpy.random.default_rng`; the same arguments always
             give the same arrays. Case ``i`` of :func:`make_synthetic_dataset` is this function applied to
             that case's shape with ``seed=(seed, i)``.
+        lesion_scale: Factor on the lesion's semi-axes, in [0.5, 2.5]; 1.0 (the default) gives the
+            small lesion described above, 1.8 one about six times its volume that a small network
+            learns within a few hundred training steps (the demo uses it).
 
     Returns:
         ``(image, label)``: ``image`` float32 of shape ``(c, z, y, x)`` and ``label`` uint8 of shape
@@ -115,7 +128,8 @@ def make_synthetic_case(
     for value in entropy:
         parse_int(caller, "seed", value, minimum=0)
     rng = np.random.default_rng(entropy)
-    body, labels = _draw_labels(spatial, num_classes, rng)
+    lesion_scale = check_lesion_scale(caller, lesion_scale)
+    body, labels = _draw_labels(spatial, num_classes, rng, lesion_scale)
     region = np.where(labels > 0, labels.astype(np.intp) + 1, body.astype(np.intp))
     make_channel = _ct_channel if modality == "ct" else _mr_channel
     image = np.stack([make_channel(region, c, num_classes, rng) for c in range(num_channels)])
@@ -124,10 +138,18 @@ def make_synthetic_case(
     return image, labels[None]
 
 
-def _draw_labels(shape: tuple[int, ...], num_classes: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def check_lesion_scale(caller: str, value: Any) -> float:
+    """Return ``value`` as a float if it is a number in [0.5, 2.5], else raise ConfigError."""
+    low, high = LESION_SCALE_RANGE
+    return parse_number(caller, "lesion_scale", value, low=low, high=high, default=1.0)
+
+
+def _draw_labels(
+    shape: tuple[int, ...], num_classes: int, rng: np.random.Generator, lesion_scale: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Draw layouts until every label is visible (almost always the first one)."""
     for _ in range(LAYOUT_ATTEMPTS):
-        body, labels = paint_labels(sample_layout(shape, num_classes, rng), shape)
+        body, labels = paint_labels(sample_layout(shape, num_classes, rng, lesion_scale=lesion_scale), shape)
         if np.bincount(labels.ravel(), minlength=num_classes).astype(bool).all():
             return body, labels
     raise ConfigError(

@@ -18,6 +18,7 @@ from nnseg.training._loader import TrainingLoader, ValidationLoader, iterate_bat
 from nnseg.training._loss import DeepSupervisionLoss, DiceBCELoss, DiceCELoss, SoftDiceLoss, deep_supervision_weights
 from nnseg.training._sampling import PatchSampler, SampledPatch, crop_and_pad, patch_bounds
 from nnseg.training._split import Split, kfold_splits, write_splits_file
+from nnseg.training._tensorboard import TensorBoardLogger
 from nnseg.training._trainer import Trainer
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "SoftDiceLoss",
     "Split",
     "TrainState",
+    "TensorBoardLogger",
     "Trainer",
     "TrainerConfig",
     "deep_supervision_weights",

@@ -160,8 +160,8 @@ def test_misnamed_image_file_is_an_error(raw: Any) -> None:
 
 def test_unsupported_file_ending(raw: Any) -> None:
     raw.build()
-    raw.write_json(3, file_ending=".png")
-    with pytest.raises(DatasetLayoutError, match=r"file_ending '\.png' is not supported; expected one of \.nii\.gz, "
+    raw.write_json(3, file_ending=".gif")
+    with pytest.raises(DatasetLayoutError, match=r"file_ending '\.gif' is not supported; expected one of \.nii\.gz, "
                        r"\.nii, \.nrrd, \.mha"):
         RawDataset.from_folder(raw.root)
 
