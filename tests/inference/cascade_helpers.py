@@ -39,8 +39,8 @@ def _weights(plans: dict[str, Any], dataset: dict[str, Any], configuration: str,
                             deep_supervision=False)  # fmt: skip
     state = {k: v.clone() for k, v in network.state_dict().items()}
     for key in state:
-        if "seg_layers" in key:  # larger logits, so that random weights predict every label somewhere
-            state[key] = torch.randn(state[key].shape) * (2.0 if key.endswith("weight") else 0.0)
+        if "seg_layers" in key:  # large logits (few near-ties, like a trained network), every label somewhere
+            state[key] = torch.randn(state[key].shape) * (8.0 if key.endswith("weight") else 0.0)
     first = "encoder.stages.0.0.convs.0.conv.weight"
     if plan.previous_stage and first in state:  # make the one-hot channels matter
         state[first][:, spec.num_channels:] *= 4.0
