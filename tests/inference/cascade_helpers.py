@@ -79,3 +79,24 @@ def make_nnunet_cascade(results: Path, *, labels: dict[str, Any] | None = None, 
     if with_lowres:
         write_model_folder(lowres, lowres_plans, dataset, "3d_lowres", seed=seed + 10)
     return cascade, lowres
+
+
+def make_nnseg_cascade_runs(runs: Path, *, seed: int = 0, run: str = "default", folds: tuple[int, ...] = (0,),
+                            with_lowres: bool = True) -> tuple[Path, Path]:  # fmt: skip
+    """``runs/nnUNetPlans__3d_cascade_fullres__<run>/fold_<k>`` and the lowres twin, each with ``checkpoint_final.pt``."""
+    from nnseg._train_state import TrainState
+    from nnseg.checkpoint import Checkpoint
+
+    plans_json, _ = cascade_plans()
+    plans, dataset = Plans.from_json(plans_json), dataset_dict()
+    roots = {name: runs / f"nnUNetPlans__{name}__{run}" for name in ("3d_cascade_fullres", "3d_lowres")}
+    for name, root in roots.items():
+        if name == "3d_lowres" and not with_lowres:
+            continue
+        for fold in folds:
+            Checkpoint(
+                _weights(plans_json, dataset, name, seed + fold + (10 if name == "3d_lowres" else 0)),
+                train_state=TrainState(step=10), plan=plans[name].to_json(standalone=True), plan_name=name,
+                dataset_spec=DatasetSpec.from_dict(dataset).to_dict(), config={}, split={},
+            ).save(root / f"fold_{fold}" / "checkpoint_final.pt")  # fmt: skip
+    return roots["3d_cascade_fullres"], roots["3d_lowres"]
