@@ -6,6 +6,9 @@ nnU-Net v2 trained model folder (``plans.json``, ``dataset.json``, ``fold_<k>/ch
 outputs are skipped on rerun, partial ones redone. ``nnseg predict --status -o OUT`` lists, per part, the cases
 done and missing and exits 0 only when the whole run is complete.
 
+A cascade model (nnU-Net's ``3d_cascade_fullres`` folder with its ``3d_lowres`` sibling, or an nnseg cascade
+run) predicts the lowres stage first into ``OUT/.previous_stage/``, or takes ``--prev-stage-predictions DIR``.
+
 ``-m`` given more than once (``-m RUN_A -m RUN_B``) predicts each model with probabilities into
 ``OUT/.members/<k>/`` and ensembles them into OUT in probability space, like ``nnseg ensemble``.
 Exit codes: 0 done, 1 failed cases, a failed write or a held lock, 2 bad input or usage, 130 / 143 stopped by
@@ -47,6 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                              "(default checkpoint_final.pth)")  # fmt: skip
     parser.add_argument("--plans", type=Path, default=None, metavar="PLANS_JSON",
                         help="plans file of an nnseg run whose checkpoints lack it")  # fmt: skip
+    parser.add_argument("--prev-stage-predictions", type=Path, default=None, metavar="DIR",
+                        help="cascade models: the previous stage's segmentations (<case><ending>, or nnU-Net's "
+                             "predicted_next_stage <case>.b2nd) instead of predicting the 3d_lowres stage first")  # fmt: skip
     parser.add_argument("--num-parts", type=int, default=1, metavar="N", help="split the cases into N parts")
     parser.add_argument("--part-id", type=int, default=0, metavar="K", help="predict part K only (0-based)")
     parser.add_argument("--no-tta", action="store_true", help="disable mirror test-time augmentation")
@@ -129,11 +135,14 @@ def run_predict(args: argparse.Namespace) -> int:
         raise ConfigError("nnseg predict needs -i IN and -m MODEL (or --status to only report on -o OUT).")
     shard = Shard(args.part_id, args.num_parts)
     if len(args.model) > 1:
+        if args.prev_stage_predictions is not None:
+            raise ConfigError("--prev-stage-predictions works with one cascade model (-m once), not with an ensemble.")
         return _predict_ensemble(args, shard)
     predictor = load_predictor(args)
     try:
         status = predictor.predict_folder(args.input, args.output, shard=shard, overwrite=args.overwrite,
-                                          num_workers=args.num_workers, progress=sys.stderr.isatty())  # fmt: skip
+                                          num_workers=args.num_workers, progress=sys.stderr.isatty(),
+                                          previous_stage_dir=args.prev_stage_predictions)  # fmt: skip
     except CasesFailedError as err:
         print(f"nnseg predict: {err}", file=sys.stderr)
         return 1
@@ -148,10 +157,15 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def _report_status(output: Path) -> int:
     from nnseg.inference import prediction_status
+    from nnseg.inference._cascade import PREVIOUS_STAGE_DIR
     from nnseg.inference._ensemble import MEMBERS_DIR, ensemble_status
 
     if (output / MEMBERS_DIR).is_dir():
         lines, complete = ensemble_status(output)
+    elif (output / PREVIOUS_STAGE_DIR).is_dir():  # a cascade: the lowres stage, then the cascade's outputs
+        first, last = prediction_status(output / PREVIOUS_STAGE_DIR), prediction_status(output)
+        lines = [f"previous stage: {line}" for line in first.summary()] + last.summary()
+        complete = last.is_complete
     else:
         status = prediction_status(output)
         lines, complete = status.summary(), status.is_complete

@@ -250,6 +250,12 @@ def check_members(predictors: Sequence[CasePredictor], names: Sequence[str]) -> 
                 "channels": spec.channel_names, "file ending": spec.file_ending,
                 "plans (dataset, plans name)": (plan.dataset_name, plan.plans_name)}  # fmt: skip
 
+    for member, name in zip(predictors, names):
+        if member.model.plan.previous_stage is not None:
+            raise EnsembleError(
+                f"-m {name} is a cascade stage ({member.model.plan.name!r}); cascades are not ensemble members of "
+                "`nnseg predict` yet. Predict it alone with --save-probabilities, then run `nnseg ensemble`."
+            )
     reference, seen = facts(first), {first.model.identity(): first_name}
     for member, name in zip(predictors[1:], names[1:]):
         for what, value in facts(member).items():

@@ -54,13 +54,21 @@ from nnseg.inference._parts import (
     record_case,
 )
 from nnseg.inference._stop import StopOnSignal, stopped_error
-from nnseg.preprocessing import PreprocessedCase, Preprocessor
+from nnseg.preprocessing import PreprocessedCase
 from nnseg.sharding import Shard
 
 __all__ = ["CasePredictor", "list_input_cases", "predict_folder"]
 
 logger = logging.getLogger(__name__)
 MAX_PENDING_EXPORTS = 2
+
+
+class CasePreprocessor(Protocol):
+    """Reads and preprocesses one case (:class:`~nnseg.preprocessing.Preprocessor` is one)."""
+
+    def preprocess_case(self, case: Case) -> PreprocessedCase:
+        """The network input of ``case`` with its properties."""
+        ...
 
 
 class CasePredictor(Protocol):
@@ -74,7 +82,7 @@ class CasePredictor(Protocol):
         ...
 
     @property
-    def preprocessor(self) -> Preprocessor:
+    def preprocessor(self) -> CasePreprocessor:
         """Preprocesses one case (shared by reader threads)."""
         ...
 

@@ -21,6 +21,7 @@ import torch
 from nnseg.checkpoint import Checkpoint, load_weights_only, strip_wrapper_prefixes
 from nnseg.dataset import DatasetSpec
 from nnseg.errors import CheckpointError, NnsegError
+from nnseg.inference._previous_stage import cascade_input_channels
 from nnseg.network import build_network
 from nnseg.planning import ConfigurationPlan, Plans
 
@@ -94,10 +95,12 @@ class TrainedModel:
     def build_network(self) -> torch.nn.Module:
         """The plan's network without deep supervision, on the CPU, with fold 0's weights, in eval mode.
 
+        A cascade stage's network (``plan.previous_stage`` set) takes one more input channel per foreground label.
+
         Raises:
             CheckpointError: If a fold's weights do not fit the network the plan describes.
         """
-        network = build_network(self.plan.architecture, num_input_channels=self.spec.num_channels,
+        network = build_network(self.plan.architecture, num_input_channels=cascade_input_channels(self.plan, self.spec),
                                 num_outputs=self.spec.num_segmentation_heads, deep_supervision=False, initialize=False)  # fmt: skip
         for source, state in zip(self.source or ("weights",) * len(self.weights), self.weights, strict=True):
             try:

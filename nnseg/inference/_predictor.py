@@ -18,14 +18,22 @@ import torch
 
 from nnseg.dataset import Case, DatasetSpec
 from nnseg.dataset._case import parse_image_file_name
-from nnseg.errors import ConfigError
+from nnseg.errors import ConfigError, PredictionError
+from nnseg.inference._cascade import (
+    check_stages,
+    nnunet_previous_stage_folder,
+    predict_cascade_folder,
+    run_previous_stage_dirs,
+)
 from nnseg.inference._export import ExportedPrediction, export_logits, write_outputs
 from nnseg.inference._folder import predict_folder
 from nnseg.inference._model import TrainedModel
 from nnseg.inference._optimize import optimize_for_inference
 from nnseg.inference._parts import PredictionStatus, prediction_status
+from nnseg.inference._previous_stage import preprocess_with_previous
 from nnseg.inference._settings import InferenceSettings, settings_from_legacy
 from nnseg.inference._sliding_window import predict_logits
+from nnseg.io import read_images
 from nnseg.planning import ConfigurationPlan, Plans
 from nnseg.preprocessing import PreprocessedCase, Preprocessor
 from nnseg.preprocessing._resampling import Resampler, resampler_from_plan
@@ -45,6 +53,9 @@ class Predictor:
         settings: Tile step, mirroring, accumulator, tile batch size, devices, probabilities (default:
             ``InferenceSettings()``, nnU-Net's choices with float32 blending). Nothing is moved to the device
             until the first prediction.
+        previous_stage: For a cascade stage (``plan.previous_stage`` set, e.g. ``3d_cascade_fullres``): the
+            predictor of its previous stage (``3d_lowres``), run first on each case. Without it, a cascade
+            predicts only with given previous-stage segmentations (``predict_folder(previous_stage_dir=...)``).
         **deprecated: The keyword arguments of nnseg 0.x (``device``, ``use_mirroring``, ``step_size``,
             ``use_gaussian``, ``batch_size``, ``accumulation_dtype``, ``amp``, ``accumulate_on_device``,
             ``optimize``); they still work for one release, with a DeprecationWarning.
@@ -54,8 +65,12 @@ class Predictor:
         >>> predictor.predict_folder("raw/imagesTs", "work/pred", shard=Shard(0, 5))
     """
 
-    def __init__(self, model: TrainedModel, *, settings: InferenceSettings | None = None, **deprecated: Any) -> None:
-        self.model = model
+    def __init__(self, model: TrainedModel, *, settings: InferenceSettings | None = None,
+                 previous_stage: Predictor | None = None, **deprecated: Any) -> None:  # fmt: skip
+        if previous_stage is not None:
+            check_stages(model, previous_stage.model)
+        self.model: TrainedModel = model
+        self.previous_stage = previous_stage
         self.settings = settings_from_legacy("Predictor", settings, deprecated, allowed=_OLD_KEYWORDS)
         self._network: torch.nn.Module | None = None
         self._runner: torch.nn.Module | None = None
@@ -75,7 +90,13 @@ class Predictor:
         are those of :class:`Predictor`.
         """
         settings = settings_from_legacy("Predictor.from_run", settings, deprecated, allowed=_OLD_KEYWORDS)
-        return cls(TrainedModel.from_run(run_dirs, checkpoint=checkpoint, plans=plans), settings=settings)
+        model = TrainedModel.from_run(run_dirs, checkpoint=checkpoint, plans=plans)
+        if model.plan.previous_stage is None:
+            return cls(model, settings=settings)
+        folders = [Path(run_dirs)] if isinstance(run_dirs, str | os.PathLike) else [Path(d) for d in run_dirs]
+        previous = cls.from_run(run_previous_stage_dirs(folders, model), checkpoint=checkpoint, plans=plans,
+                                settings=settings)  # fmt: skip
+        return cls(model, settings=settings, previous_stage=previous)
 
     @classmethod
     def from_nnunet_model_folder(
@@ -84,12 +105,17 @@ class Predictor:
     ) -> Predictor:  # fmt: skip
         """Predictor for an nnU-Net v2 trained model folder (``plans.json``, ``dataset.json``, ``fold_k/``).
 
-        ``settings`` and the deprecated keywords are those of :class:`Predictor`.
+        A ``3d_cascade_fullres`` folder gets its ``3d_lowres`` sibling folder as ``previous_stage`` (same
+        ``folds`` and ``checkpoint_name``). ``settings`` and the deprecated keywords are those of :class:`Predictor`.
         """
         settings = settings_from_legacy("Predictor.from_nnunet_model_folder", settings, deprecated,
                                         allowed=_OLD_KEYWORDS)  # fmt: skip
         model = TrainedModel.from_nnunet_model_folder(folder, folds=folds, checkpoint_name=checkpoint_name)
-        return cls(model, settings=settings)
+        if model.plan.previous_stage is None:
+            return cls(model, settings=settings)
+        previous = cls.from_nnunet_model_folder(nnunet_previous_stage_folder(Path(folder), model), folds=folds,
+                                                checkpoint_name=checkpoint_name, settings=settings)  # fmt: skip
+        return cls(model, settings=settings, previous_stage=previous)
 
     # ------------------------------------------------------------------------------------------ properties
     @property
@@ -161,15 +187,32 @@ class Predictor:
         return export_logits(logits, case.properties, self.spec, resampler=self._resampler,
                              with_probabilities=with_probabilities, resampling_dtype=dtype)  # fmt: skip
 
+    def _preprocess(self, images: np.ndarray, spacing: Sequence[float], previous: np.ndarray | None,
+                    **context: Any) -> PreprocessedCase:  # fmt: skip
+        if self.plan.previous_stage is None:
+            return self.preprocessor.preprocess(images, spacing, **context)
+        if previous is None:
+            if self.previous_stage is None:
+                raise PredictionError(
+                    f"{self.plan.name!r} is a cascade stage: give previous_segmentation (the {self.plan.previous_stage} "
+                    "prediction of the images), or build the predictor with previous_stage=<its predictor>."
+                )  # fmt: skip
+            previous = self.previous_stage.predict_array(images, spacing).segmentation
+        return preprocess_with_previous(self.preprocessor, images, spacing, previous, where="previous_segmentation", **context)
+
     def predict_array(
-        self, images: np.ndarray, spacing: Sequence[float], *, with_probabilities: bool = False
-    ) -> ExportedPrediction:
+        self, images: np.ndarray, spacing: Sequence[float], *, with_probabilities: bool = False,
+        previous_segmentation: np.ndarray | None = None,
+    ) -> ExportedPrediction:  # fmt: skip
         """Segment one case given as a ``(c, z, y, x)`` array with its spacing (array order).
+
+        A cascade stage predicts ``previous_segmentation`` (a label map on the grid of ``images``) with its
+        ``previous_stage`` first when it is not given.
 
         Returns:
             The label map (and probabilities) on the grid of ``images``.
         """
-        case = self.preprocessor.preprocess(images, spacing)
+        case = self._preprocess(np.asarray(images), spacing, previous_segmentation)
         return self.export(self.predict_logits(case.data), case, with_probabilities=with_probabilities)
 
     def predict_case(
@@ -185,7 +228,11 @@ class Predictor:
             paths = tuple(Path(p) for p in case)
             parsed = parse_image_file_name(paths[0].name, self.spec.file_ending) if paths else None
             case = Case(parsed[0] if parsed else "case", paths)
-        preprocessed = self.preprocessor.preprocess_case(case)
+        if self.plan.previous_stage is None:
+            preprocessed = self.preprocessor.preprocess_case(case)
+        else:
+            images, geometry = read_images(case.image_paths)
+            preprocessed = self._preprocess(images, geometry.spacing, None, geometry=geometry, case_id=case.case_id)
         result = self.export(self.predict_logits(preprocessed.data), preprocessed, with_probabilities=with_probabilities)
         if output_file is not None:
             write_outputs(result, preprocessed, Path(output_file))
@@ -194,13 +241,22 @@ class Predictor:
     def predict_folder(
         self, input_dir: str | os.PathLike[str], output_dir: str | os.PathLike[str], *, shard: Shard | None = None,
         overwrite: bool = False, save_probabilities: bool | None = None, num_workers: int = 1, progress: bool = True,
+        previous_stage_dir: str | os.PathLike[str] | None = None,
     ) -> PredictionStatus:  # fmt: skip
         """Predict every case of ``input_dir`` owned by ``shard`` into ``output_dir`` (resumable, atomic).
 
         ``save_probabilities`` None takes ``settings.save_probabilities``. See
-        :mod:`nnseg.inference._folder` for the rules; returns the run's status afterwards.
+        :mod:`nnseg.inference._folder` for the rules; returns the run's status afterwards. A cascade stage
+        first predicts its previous stage into ``<output_dir>/.previous_stage/``, or reads the previous-stage
+        segmentations from ``previous_stage_dir`` (see :mod:`nnseg.inference._cascade`).
         """
         probabilities = self.settings.save_probabilities if save_probabilities is None else save_probabilities
+        if self.plan.previous_stage is not None:
+            return predict_cascade_folder(self, input_dir, output_dir, shard=shard or Shard.whole(), overwrite=overwrite,
+                                          save_probabilities=probabilities, num_workers=num_workers, progress=progress,
+                                          previous_stage_dir=previous_stage_dir)  # fmt: skip
+        if previous_stage_dir is not None:
+            raise PredictionError(f"previous_stage_dir is for cascade stages; {self.plan.name!r} has no previous stage.")
         return predict_folder(self, input_dir, output_dir, shard=shard or Shard.whole(), overwrite=overwrite,
                               save_probabilities=probabilities, num_workers=num_workers, progress=progress)  # fmt: skip
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -86,3 +87,34 @@ def test_nnunet_numerics_are_recorded_in_the_manifest(tmp_path: Path, capsys: py
     assert manifest.settings["accumulator"] == "nnunet_float16"
     assert manifest.settings["mirror_axes"] == []
     assert manifest.owned_case_ids == ("case_0",)
+
+
+def test_cascade_models_predict_both_stages(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cascade_helpers import make_nnseg_cascade_runs, make_nnunet_cascade
+
+    cascade, lowres = make_nnunet_cascade(tmp_path / "results", seed=1)
+    write_images(tmp_path / "in", num_cases=2, shape=(5, 16, 16))
+    out = str(tmp_path / "out")
+    base = ["predict", "-i", str(tmp_path / "in"), "--no-tta"]
+    assert cli.main([*base, "-o", out, "-m", str(cascade), "--num-parts", "2", "--part-id", "0"]) == 0
+    assert cli.main(["predict", "--status", "-o", out]) == 1
+    report = capsys.readouterr().out
+    assert "previous stage: part 0 of 2: complete, 1/1 case(s) done" in report
+    assert "part 1 of 2: not started, 0/1 case(s) done; missing: case_1" in report
+    assert cli.main([*base, "-o", out, "-m", str(cascade), "--num-parts", "2", "--part-id", "1"]) == 0
+    assert cli.main(["predict", "--status", "-o", out]) == 0
+    given = [*base, "-o", str(tmp_path / "given"), "-m", str(cascade), "--prev-stage-predictions"]
+    assert cli.main([*given, str(tmp_path / "out" / ".previous_stage")]) == 0
+    (tmp_path / "few").mkdir()
+    assert cli.main([*given, str(tmp_path / "few")]) == 2
+    assert "lacks the previous-stage segmentation of 2 case(s): case_0, case_1" in _one_line_error(capsys)
+    runs, _ = make_nnseg_cascade_runs(tmp_path / "runs", seed=3)
+    assert cli.main([*base, "-o", str(tmp_path / "run_out"), "-m", str(runs)]) == 0
+    assert sorted(p.name for p in (tmp_path / "run_out" / ".previous_stage").glob("case_*")) == ["case_0.nii.gz", "case_1.nii.gz"]
+    lone, _ = make_nnseg_cascade_runs(tmp_path / "lone", seed=3, run="other", with_lowres=False)
+    assert cli.main([*base, "-o", str(tmp_path / "lone_out"), "-m", str(lone)]) == 2
+    assert "nnUNetPlans__3d_lowres__other/fold_0 does not exist; expected the run folders" in _one_line_error(capsys)
+    shutil.rmtree(lowres)
+    assert cli.main([*base, "-o", str(tmp_path / "out3"), "-m", str(cascade)]) == 2
+    assert "but its 3d_lowres model folder" in _one_line_error(capsys)
+    assert not (tmp_path / "out3").exists()
