@@ -11,6 +11,7 @@ saying which limit was hit, and leaves nothing behind.
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import tempfile
@@ -115,6 +116,7 @@ def atomic_write(
     os.close(fd)
     tmp_path = Path(tmp_name)
     try:
+        os.chmod(tmp_path, _new_file_mode())  # mkstemp makes 0600; give the file the mode open() would
         write(tmp_path)
         if not tmp_path.is_file():
             raise write_error(path, f"the writer left no file at {tmp_path.name}")
@@ -127,6 +129,22 @@ def atomic_write(
         raise write_error(path, f"{type(err).__name__}: {err}", cause_errno=err.errno) from err
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+@functools.cache
+def _new_file_mode() -> int:
+    """``0o666`` minus the process's umask: the mode ``open()`` gives a new file.
+
+    The umask is read from ``/proc/self/status`` where it exists; ``os.umask`` would have to set it to read
+    it, which would race with other threads creating files.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o644
 
 
 def _expect_size(path: Path, nbytes: int) -> Callable[[Path], None]:

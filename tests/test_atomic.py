@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 
 import pytest
@@ -29,3 +30,11 @@ def test_failed_write_keeps_old_file_and_leaves_no_temporary(tmp_path: Path) -> 
         atomic_write(target, explode)
     assert json.loads(target.read_text()) == {"old": True}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.json"]
+
+
+def test_written_files_get_the_mode_open_would_give(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.txt"
+    probe.write_text("x")  # created by open(): the process's umask applies
+    target = tmp_path / "atomic.json"
+    atomic_write_json(target, {"a": 1})
+    assert stat.S_IMODE(target.stat().st_mode) == stat.S_IMODE(probe.stat().st_mode)
