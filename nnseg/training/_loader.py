@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import sys
 from collections.abc import Generator, Iterable, Sequence
 
 import torch
@@ -36,11 +37,24 @@ class _Steps(Dataset[Batch]):
         self.factory = factory
 
     def __getitem__(self, step: int) -> Batch:
+        # in a worker the factory builds the batch in shared memory: the main process gets a handle, no copy
         return self.factory(step)
 
 
 def _worker_init(worker_id: int) -> None:
-    torch.set_num_threads(1)  # only inside our own worker processes
+    """Give each worker process one thread per numeric library (they run side by side, one per core).
+
+    Only ever runs inside worker processes nnseg started; environment variables are neither read nor set.
+    """
+    torch.set_num_threads(1)
+    itk = sys.modules.get("SimpleITK")  # never imported for this alone
+    if itk is not None:
+        itk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    try:
+        from threadpoolctl import threadpool_limits  # optional: numpy's / scipy's BLAS and OpenMP pools
+    except ImportError:
+        return
+    threadpool_limits(1)
 
 
 def iterate_batches(

@@ -57,3 +57,13 @@ def test_batches_match_their_pinned_hash(pin_store: tuple[object, object, object
     batches = [loader.batch(step) for step in (0, 1, 5, 17)]
     assert all(b.data.dtype == torch.float32 for b in batches)
     assert digest(batches) == PINNED[name]
+
+
+def test_batches_in_shared_memory_are_the_same(pin_store: tuple[object, object, object]) -> None:
+    store, plan, spec = pin_store
+    loader = TrainingLoader(store, store.case_ids(), plan, spec, seed=3, num_workers=0)  # type: ignore[arg-type, attr-defined]
+    plain, shared = loader.factory(4), loader.factory(4, shared_memory=True)
+    assert shared.data.is_shared()
+    assert all(t.is_shared() for t in shared.target)
+    assert not plain.data.is_shared()
+    assert digest([plain]) == digest([shared])
