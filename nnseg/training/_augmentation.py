@@ -269,7 +269,7 @@ def _downsample(target: torch.Tensor, scale: Sequence[float]) -> torch.Tensor:
         if isinstance(index, slice):
             out = out[(slice(None),) * axis + (index,)]
         else:
-            out = out.index_select(axis, index)
+            out = out.index_select(axis, index.to(out.device))
     return out.contiguous()
 
 
@@ -287,7 +287,7 @@ def make_targets(
         data[channel][outside] = 0.0
     seg = seg.clamp(min=0)  # a new tensor: the caller's labels keep their -1
     if config.regions is not None:
-        channels = [torch.isin(seg[0], torch.tensor(region, dtype=seg.dtype)) for region in config.regions]
+        channels = [torch.isin(seg[0], torch.tensor(region, dtype=seg.dtype, device=seg.device)) for region in config.regions]
         if config.ignore_label is not None:
             channels.append(seg[0] == config.ignore_label)
         seg = torch.stack(channels)

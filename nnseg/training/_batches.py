@@ -22,7 +22,7 @@ from nnseg._checks import parse_int
 from nnseg.errors import LoaderError, NnsegError
 from nnseg.preprocessing import PreprocessedStore
 from nnseg.training._augmentation import AugmentationConfig, augment_sample, make_targets
-from nnseg.training._sampling import PatchSampler
+from nnseg.training._sampling import PatchSampler, SampledPatch
 
 __all__ = ["Batch", "BatchFactory", "LoaderError", "check_training_cases"]
 
@@ -132,12 +132,16 @@ class BatchFactory:
             self._locations.popitem(last=False)
         return locations
 
+    def crop(self, case_id: str, force: bool, rng: np.random.Generator) -> SampledPatch:
+        """Cut one sample's (initial) patch: the first use of the sample's generator."""
+        return self.sampler.sample(self.store.read_patch, case_id, self._shape(case_id),
+                                   self._class_locations(case_id), force, rng)  # fmt: skip
+
     def sample(
         self, case_id: str, force: bool, rng: np.random.Generator
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """Cut, augment and convert one sample; returns the data and its targets."""
-        patch = self.sampler.sample(self.store.read_patch, case_id, self._shape(case_id),
-                                    self._class_locations(case_id), force, rng)  # fmt: skip
+        patch = self.crop(case_id, force, rng)
         if self.augment:
             data, seg = augment_sample(patch.data, patch.seg, self.sampler.patch_size, self.augmentation, rng)
         else:
@@ -174,8 +178,8 @@ class BatchFactory:
                 datas.append(data)
                 targets.append(target)
             try:
-                stacked = tuple(_stack([t[k] for t in targets], shared_memory) for k in range(len(targets[0])))
-                return Batch(_stack(datas, shared_memory), stacked, cases, int(step))
+                stacked = tuple(stack_tensors([t[k] for t in targets], shared_memory) for k in range(len(targets[0])))
+                return Batch(stack_tensors(datas, shared_memory), stacked, cases, int(step))
             except RuntimeError as err:
                 shapes = ", ".join(f"{case_id} {tuple(d.shape)}" for case_id, d in zip(cases, datas))
                 raise LoaderError(
@@ -184,7 +188,7 @@ class BatchFactory:
                 ) from err
 
 
-def _stack(tensors: list[torch.Tensor], shared_memory: bool) -> torch.Tensor:
+def stack_tensors(tensors: list[torch.Tensor], shared_memory: bool) -> torch.Tensor:
     """``torch.stack``, optionally into a fresh shared-memory tensor (same values either way)."""
     if not shared_memory or len({(t.shape, t.dtype) for t in tensors}) != 1:
         return torch.stack(tensors)  # mismatched shapes: torch.stack raises the error the caller explains
