@@ -35,6 +35,7 @@ import os
 import platform
 import tempfile
 import time
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,8 @@ from nnseg.preprocessing._case import CaseProperties, PreprocessedCase, parse_lo
 from nnseg.preprocessing._locations import location_classes, sample_class_locations
 from nnseg.preprocessing._store import PreprocessedStore
 from nnseg.testing import make_plans_json
-from nnseg.training import AugmentationConfig, TrainingLoader, augment_sample, make_targets
+from nnseg.training import AugmentationConfig, Batch, TrainingLoader, augment_sample, make_targets
+from nnseg.training._batches import stack_tensors
 
 SPEC = DatasetSpec(channel_names=("CT",), labels={"background": 0, "organ": 1, "lesion": 2}, num_training=4,
                    file_ending=".nii.gz")  # fmt: skip
@@ -85,9 +87,9 @@ def write_store(root: Path, plan: ConfigurationPlan, num_cases: int, shape: tupl
     return store
 
 
-def _tree_cpu_seconds() -> float:
-    """CPU seconds used so far by this process and its live worker processes (Linux /proc; else this process)."""
-    total = time.process_time()
+def _children_cpu_seconds() -> float:
+    """CPU seconds used so far by the live worker processes of this process (Linux /proc; else 0)."""
+    total = 0.0
     ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     for child in multiprocessing.active_children():
         try:
@@ -98,24 +100,36 @@ def _tree_cpu_seconds() -> float:
     return total
 
 
-def time_iterator(iterator: Any, warmup: int, steps: int) -> tuple[float, float]:
-    """Batches per second and CPU seconds per batch (all processes), after ``warmup`` untimed batches."""
+def time_iterator(iterator: Any, warmup: int, steps: int, workers: int = 0) -> dict[str, float]:
+    """Throughput and where the CPU goes, after ``warmup`` untimed batches.
+
+    Returns batches/s, CPU s per batch (all processes), the main process's CPU s per batch (receiving,
+    unpickling, device work) and the workers' idle fraction (1 - worker CPU / (workers x wall time)).
+    """
     for _ in range(warmup):
         next(iterator)
-    start, cpu = time.perf_counter(), _tree_cpu_seconds()
+    start, main, children = time.perf_counter(), time.process_time(), _children_cpu_seconds()
     for _ in range(steps):
         next(iterator)
-    return steps / (time.perf_counter() - start), (_tree_cpu_seconds() - cpu) / steps
+    wall = time.perf_counter() - start
+    main, children = time.process_time() - main, _children_cpu_seconds() - children
+    idle = 1.0 - children / (workers * wall) if workers else 0.0
+    return {"batches_per_s": steps / wall, "cpu_s_per_batch": (main + children) / steps,
+            "main_cpu_s_per_batch": main / steps, "worker_idle_fraction": max(0.0, idle)}  # fmt: skip
 
 
 def bench_nnseg(
-    store: PreprocessedStore, plan: ConfigurationPlan, workers: int, args: argparse.Namespace
-) -> tuple[float, float]:
-    """Batches/s of nnseg's TrainingLoader."""
-    loader = TrainingLoader(store, store.case_ids(), plan, SPEC, seed=0, num_workers=workers, prefetch=3)
+    store: PreprocessedStore, plan: ConfigurationPlan, workers: int, args: argparse.Namespace, device: str | None = None
+) -> dict[str, float]:
+    """Batches/s of nnseg's TrainingLoader (``device``: augmentation on that device, batches end there)."""
+    loader = TrainingLoader(store, store.case_ids(), plan, SPEC, seed=0, num_workers=workers, prefetch=3,
+                            augmentation_device=device, pin_memory=device is not None and device.startswith("cuda"))  # fmt: skip
     iterator = loader.iterate()
     try:
-        return time_iterator(iterator, args.warmup, args.steps)
+        result = time_iterator(iterator, args.warmup, args.steps, workers)
+        if device is not None and device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return result
     finally:
         iterator.close()
 
@@ -137,7 +151,7 @@ class _StoreAsNnunetDataset:
 
 def bench_nnunet(
     store: PreprocessedStore, plan: ConfigurationPlan, workers: int, args: argparse.Namespace
-) -> tuple[float, float]:
+) -> dict[str, float]:
     """Batches/s of nnU-Net v2's loader and default training transforms at the trainer's settings."""
     from batchgenerators.dataloading.nondet_multi_threaded_augmenter import NonDetMultiThreadedAugmenter
     from batchgenerators.dataloading.single_threaded_augmenter import SingleThreadedAugmenter
@@ -160,35 +174,50 @@ def bench_nnunet(
     else:
         generator = NonDetMultiThreadedAugmenter(loader, None, workers, max(6, workers // 2), None, False, 0.002)
     try:
-        return time_iterator(generator, args.warmup, args.steps)
+        return time_iterator(generator, args.warmup, args.steps, workers)
     finally:
         if workers:
             generator._finish()
 
 
 def stage_breakdown(store: PreprocessedStore, plan: ConfigurationPlan, samples: int) -> dict[str, float]:
-    """Milliseconds per sample of each stage of nnseg's pipeline, in this process, one thread."""
+    """CPU milliseconds per sample of each stage of nnseg's pipeline, in this process, one thread.
+
+    Per sample: read + crop, spatial transform, intensity transforms + mirroring, targets (-1 -> 0, deep-supervision
+    downsampling). Per batch (divided by the batch size): stacking into shared memory, and the hand-over to the
+    main process (pickling in the worker, unpickling in the main process: handles only, the data is not copied).
+    """
     loader = TrainingLoader(store, store.case_ids(), plan, SPEC, seed=0, num_workers=0)
     factory, config = loader.factory, loader.augmentation
     spatial_only = dataclasses.replace(config, p_noise=0, p_blur=0, p_brightness=0, p_contrast=0, p_low_resolution=0,
                                        p_gamma=0, p_gamma_inverted=0, p_mirror_per_axis=0)  # fmt: skip
-    totals = {"read + crop": 0.0, "spatial": 0.0, "spatial + intensity + mirror": 0.0, "targets": 0.0}
+    totals = {"read + crop": 0.0, "spatial": 0.0, "spatial + intensity + mirror": 0.0, "targets": 0.0,
+              "stack into shared memory": 0.0, "hand-over (pickle + unpickle)": 0.0}  # fmt: skip
     torch.set_num_threads(1)  # a benchmark script; matches the workers
+    clock = time.process_time  # CPU time: steadier than wall time on a shared machine
     for index in range(samples):
         rng = np.random.default_rng(index)
         case_id = factory.case_ids[index % len(factory.case_ids)]
-        start = time.perf_counter()
-        patch = factory.sampler.sample(store.read_patch, case_id, factory._shape(case_id),
-                                       store.read_class_locations(case_id), index % 3 == 2, rng)  # fmt: skip
-        totals["read + crop"] += time.perf_counter() - start
+        start = clock()
+        patch = factory.crop(case_id, index % 3 == 2, rng)
+        totals["read + crop"] += clock() - start
         for name, cfg in (("spatial", spatial_only), ("spatial + intensity + mirror", config)):
-            start = time.perf_counter()
+            start = clock()
             data, seg = augment_sample(patch.data, patch.seg, plan.patch_size, cfg, np.random.default_rng(index))
-            totals[name] += time.perf_counter() - start
-        start = time.perf_counter()
-        make_targets(data, seg, config)
-        totals["targets"] += time.perf_counter() - start
-    return {name: 1000 * value / samples for name, value in totals.items()}
+            totals[name] += clock() - start
+        start = clock()
+        data, targets = make_targets(data, seg, config)
+        totals["targets"] += clock() - start
+        start = clock()
+        batch = Batch(stack_tensors([data] * plan.batch_size, True),
+                      tuple(stack_tensors([t] * plan.batch_size, True) for t in targets), (case_id,), index)  # fmt: skip
+        totals["stack into shared memory"] += (clock() - start) / plan.batch_size
+        start = clock()
+        ForkingPickler.loads(bytes(ForkingPickler.dumps(batch)))
+        totals["hand-over (pickle + unpickle)"] += (clock() - start) / plan.batch_size
+    out = {name: 1000 * value / samples for name, value in totals.items()}
+    out["intensity + mirror"] = out.pop("spatial + intensity + mirror") - out["spatial"]
+    return out
 
 
 def main() -> None:
@@ -215,56 +244,66 @@ def main() -> None:
         have_nnunet = True
     except ImportError:
         have_nnunet = False
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])  # device-side augmentation targets
+    load_before = os.getloadavg()
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         store = write_store(Path(tmp) / "store", plan, args.cases, tuple(args.shape))
         for workers in args.workers:
-            runs: dict[str, list[tuple[float, float]]] = {"nnseg": [], "nnunetv2": []}
+            names = ["nnseg", *(["nnunetv2"] if have_nnunet else []), *(f"nnseg_aug_{d}" for d in devices)]
+            runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
             for repeat in range(args.repeats):  # alternate the order: A B, B A, ... (the machine's load drifts)
-                order = ["nnseg", "nnunetv2"] if repeat % 2 == 0 else ["nnunetv2", "nnseg"]
-                for name in order:
-                    if name == "nnseg":
-                        runs[name].append(bench_nnseg(store, plan, workers, args))
-                    elif have_nnunet:
+                for name in names if repeat % 2 == 0 else names[::-1]:
+                    if name == "nnunetv2":
                         runs[name].append(bench_nnunet(store, plan, workers, args))
+                    else:
+                        device = name.rsplit("_", 1)[1] if name.startswith("nnseg_aug_") else None
+                        runs[name].append(bench_nnseg(store, plan, workers, args, device))
             row: dict[str, Any] = {"workers": workers, "runs": runs}
             for name, values in runs.items():
-                if values:
-                    row[f"{name}_batches_per_s"] = max(v[0] for v in values)
-                    row[f"{name}_cpu_s_per_batch"] = min(v[1] for v in values)
+                best = max(values, key=lambda v: v["batches_per_s"])
+                row[name] = {**best, "cpu_s_per_batch": min(v["cpu_s_per_batch"] for v in values)}
+                row[f"{name}_batches_per_s"] = row[name]["batches_per_s"]  # the flat keys run_all.py reads
+                row[f"{name}_cpu_s_per_batch"] = row[name]["cpu_s_per_batch"]
             rows.append(row)
         stages = stage_breakdown(store, plan, args.stage_samples)
-    report(rows, stages, plan, args)
+    load = {"before": list(load_before), "after": list(os.getloadavg())}
+    report(rows, stages, plan, args, load)
 
 
-def report(rows: list[dict[str, Any]], stages: dict[str, float], plan: ConfigurationPlan, args: argparse.Namespace) -> None:
+def report(
+    rows: list[dict[str, Any]], stages: dict[str, float], plan: ConfigurationPlan, args: argparse.Namespace,
+    load: dict[str, list[float]],
+) -> None:  # fmt: skip
     """Print the tables and write the JSON file."""
     print(f"patch {plan.patch_size}, batch {plan.batch_size}, {args.cases} cases of ~{tuple(args.shape)}, "
-          f"{args.steps} timed batches after {args.warmup} warm-up, best of {args.repeats}")  # fmt: skip
-    print(f"{'workers':>7} | {'nnseg batches/s':>15} | {'nnunetv2 batches/s':>18} | {'ratio':>5} | "
-          f"{'nnseg CPU s/batch':>17} | {'nnunetv2 CPU s/batch':>20}")  # fmt: skip
+          f"{args.steps} timed batches after {args.warmup} warm-up, best of {args.repeats}; load average "
+          f"{load['before'][0]:.1f} before, {load['after'][0]:.1f} after")  # fmt: skip
+    print(f"{'workers':>7} | {'loader':<16} | {'batches/s':>9} | {'vs nnunetv2':>11} | {'CPU s/batch':>11} | "
+          f"{'vs nnunetv2':>11} | {'main CPU s/batch':>16} | {'worker idle':>11}")  # fmt: skip
     for row in rows:
-        theirs = row.get("nnunetv2_batches_per_s")
-        ratio = f"{row['nnseg_batches_per_s'] / theirs:5.2f}" if theirs else "  -  "
-        theirs_text = f"{theirs:18.2f}" if theirs else f"{'not installed':>18}"
-        theirs_cpu = row.get("nnunetv2_cpu_s_per_batch")
-        theirs_cpu_text = f"{theirs_cpu:20.2f}" if theirs_cpu is not None else f"{'-':>20}"
-        print(f"{row['workers']:>7} | {row['nnseg_batches_per_s']:15.2f} | {theirs_text} | {ratio} | "
-              f"{row['nnseg_cpu_s_per_batch']:17.2f} | {theirs_cpu_text}")  # fmt: skip
-    print("\nnnseg, one sample, one thread (ms):")
+        theirs = row.get("nnunetv2")
+        for name, value in row.items():
+            if name == "runs" or not isinstance(value, dict):
+                continue
+            speed = f"{value['batches_per_s'] / theirs['batches_per_s']:11.2f}" if theirs else f"{'-':>11}"
+            cpu = f"{value['cpu_s_per_batch'] / theirs['cpu_s_per_batch']:11.2f}" if theirs else f"{'-':>11}"
+            print(f"{row['workers']:>7} | {name:<16} | {value['batches_per_s']:9.2f} | {speed} | "
+                  f"{value['cpu_s_per_batch']:11.3f} | {cpu} | {value['main_cpu_s_per_batch']:16.3f} | "
+                  f"{value['worker_idle_fraction']:11.2f}")  # fmt: skip
+    print("\nnnseg, where one sample's CPU time goes (ms, one thread):")
     for name, value in stages.items():
-        print(f"  {name:<30} {value:8.1f}")
+        print(f"  {name:<32} {value:8.1f}")
     result = {"machine": {"platform": platform.platform(), "python": platform.python_version(),
-                          "torch": torch.__version__, "cpus": os.cpu_count()},
+                          "torch": torch.__version__, "cpus": os.cpu_count(), "load_average": load},
               "settings": {"patch_size": list(plan.patch_size), "batch_size": plan.batch_size, "cases": args.cases,
                            "shape": list(args.shape), "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats},
-              "throughput": rows, "stage_ms_per_sample": stages}  # fmt: skip
+              "throughput": rows, "stage_cpu_ms_per_sample": stages}  # fmt: skip
     args.output.parent.mkdir(parents=True, exist_ok=True)
     partial = args.output.with_name(args.output.name + ".partial")
     partial.write_text(json.dumps(result, indent=2) + "\n")
     os.replace(partial, args.output)  # atomic: a reader never sees half a file
     print(f"\nwrote {args.output}")
-
 
 if __name__ == "__main__":
     main()

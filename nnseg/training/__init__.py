@@ -7,6 +7,7 @@ Example:
 """
 
 from nnseg.checkpoint import Checkpoint, TrainState
+from nnseg.training._augment_device import CropFactory, CroppedBatch, DeviceAugmenter
 from nnseg.training._augment_spatial import initial_patch_size
 from nnseg.training._augmentation import AugmentationConfig, augment_sample, deep_supervision_scales, make_targets
 from nnseg.training._batches import Batch, BatchFactory, LoaderError, check_training_cases
@@ -47,6 +48,9 @@ __all__ = [
     "AugmentationConfig",
     "Batch",
     "BatchFactory",
+    "CropFactory",
+    "CroppedBatch",
+    "DeviceAugmenter",
     "LoaderError",
     "PatchSampler",
     "SampledPatch",

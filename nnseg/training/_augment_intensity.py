@@ -31,15 +31,19 @@ def background_contrast_factor(rng: np.random.Generator, low: float, high: float
     return float(rng.uniform(low, high))
 
 
-def _torch_generator(rng: np.random.Generator) -> torch.Generator:
-    return torch.Generator().manual_seed(int(rng.integers(0, 2**63 - 1)))
+def _torch_generator(rng: np.random.Generator, device: torch.device) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(int(rng.integers(0, 2**63 - 1)))
 
 
 def gaussian_noise(x: torch.Tensor, rng: np.random.Generator, std_range: Sequence[float]) -> torch.Tensor:
-    """Add zero-mean noise; one standard deviation U(std_range) for all channels, independent noise."""
+    """Add zero-mean noise; one standard deviation U(std_range) for all channels, independent noise.
+
+    The noise comes from a torch generator on ``x``'s device seeded from ``rng`` (the same numbers on the CPU).
+    """
     std = float(rng.uniform(std_range[0], std_range[1]))
     if std > 0:
-        x += torch.randn(x.shape, generator=_torch_generator(rng), dtype=x.dtype) * std
+        generator = _torch_generator(rng, x.device)
+        x += torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device) * std
     return x
 
 
@@ -48,11 +52,17 @@ def _blur_axis(x: torch.Tensor, axis: int, sigma: float) -> torch.Tensor:
     radius = max(1, int(3.0 * sigma + 0.5))
     offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
     kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel = (kernel / kernel.sum()).view(1, 1, -1)
+    kernel = (kernel / kernel.sum()).view(1, 1, -1).to(x.device)
     moved = x.movedim(axis, -1)
     rows = moved.reshape(-1, 1, moved.shape[-1])
     mode = "reflect" if moved.shape[-1] > radius else "replicate"
-    out = F.conv1d(F.pad(rows, (radius, radius), mode=mode), kernel)
+    padded = F.pad(rows, (radius, radius), mode=mode)
+    # A chain of fused multiply-adds over shifted views: bit-identical to F.conv1d(padded, kernel) (a test pins
+    # it) and ~20x faster, because conv1d with one channel and many short rows takes a slow path on CPU.
+    size = rows.shape[-1]
+    out = padded[..., :size] * kernel[0, 0, 0]
+    for tap in range(1, 2 * radius + 1):
+        out.addcmul_(padded[..., tap : tap + size], kernel[0, 0, tap])
     return out.reshape(moved.shape).movedim(-1, axis)
 
 

@@ -71,8 +71,10 @@ def initial_patch_size(
     return tuple(result)
 
 
-def _grid(in_shape: Sequence[int], out_shape: Sequence[int], matrix: np.ndarray, centre: np.ndarray) -> torch.Tensor:
-    """The ``grid_sample`` grid (``(1, *out, ndim)``, last axis in x, y, z order) of an affine map.
+def affine_theta(
+    in_shape: Sequence[int], out_shape: Sequence[int], matrix: np.ndarray, centre: np.ndarray
+) -> torch.Tensor:
+    """The ``affine_grid`` matrix (``(1, ndim, ndim + 1)``, x, y, z order) of an affine map.
 
     Output voxel ``j`` (centred: ``c = j - (out - 1) / 2``) reads input voxel ``matrix @ c + centre``.
     """
@@ -82,6 +84,12 @@ def _grid(in_shape: Sequence[int], out_shape: Sequence[int], matrix: np.ndarray,
     theta = torch.zeros(1, len(in_shape), len(in_shape) + 1)
     theta[0, :, :-1] = torch.as_tensor(linear[::-1, ::-1].copy(), dtype=torch.float32)  # x, y, z order
     theta[0, :, -1] = torch.as_tensor(shift[::-1].copy(), dtype=torch.float32)
+    return theta
+
+
+def _grid(in_shape: Sequence[int], out_shape: Sequence[int], matrix: np.ndarray, centre: np.ndarray) -> torch.Tensor:
+    """The ``grid_sample`` grid (``(1, *out, ndim)``, last axis in x, y, z order) of an affine map."""
+    theta = affine_theta(in_shape, out_shape, matrix, centre)
     return F.affine_grid(theta, [1, 1, *(int(o) for o in out_shape)], align_corners=False)
 
 

@@ -12,6 +12,7 @@ input and that generator. Switch a transform off with ``dataclasses.replace(conf
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -242,12 +243,34 @@ def augment_sample(
     return x.contiguous(), s.contiguous()
 
 
+@functools.lru_cache(maxsize=256)
+def _nearest_exact_index(size_in: int, size_out: int) -> slice | torch.Tensor:
+    """The input index of each output position of ``F.interpolate(..., mode="nearest-exact")`` along one axis.
+
+    Taken from torch itself (interpolating an ``arange``), so the selection is exactly torch's; a slice when
+    the indices are evenly spaced (the usual stride-2 case), which makes the selection a view.
+    """
+    positions = torch.arange(size_in, dtype=torch.float32)[None, None]
+    index = F.interpolate(positions, size=size_out, mode="nearest-exact")[0, 0].to(torch.int64)
+    steps = torch.unique(index[1:] - index[:-1])
+    if size_out == 1 or (len(steps) == 1 and int(steps[0]) > 0):
+        step = 1 if size_out == 1 else int(steps[0])
+        return slice(int(index[0]), int(index[-1]) + 1, step)
+    return index
+
+
 def _downsample(target: torch.Tensor, scale: Sequence[float]) -> torch.Tensor:
+    """Nearest-exact zoom of an integer or bool ``(k, *spatial)`` map, by indexing (no float round trip)."""
     if all(v == 1.0 for v in scale):
         return target
-    size = [max(1, round(n * v)) for n, v in zip(target.shape[1:], scale)]
-    out = F.interpolate(target[None].to(torch.float32), size=size, mode="nearest-exact")[0]
-    return out.to(target.dtype)
+    out = target
+    for axis, (n, v) in enumerate(zip(target.shape[1:], scale), start=1):
+        index = _nearest_exact_index(int(n), max(1, round(n * v)))
+        if isinstance(index, slice):
+            out = out[(slice(None),) * axis + (index,)]
+        else:
+            out = out.index_select(axis, index.to(out.device))
+    return out.contiguous()
 
 
 def make_targets(
@@ -262,10 +285,9 @@ def make_targets(
     outside = seg[0] < 0
     for channel in config.mask_channels:
         data[channel][outside] = 0.0
-    seg = seg.clone()
-    seg[seg < 0] = 0
+    seg = seg.clamp(min=0)  # a new tensor: the caller's labels keep their -1
     if config.regions is not None:
-        channels = [torch.isin(seg[0], torch.tensor(region, dtype=seg.dtype)) for region in config.regions]
+        channels = [torch.isin(seg[0], torch.tensor(region, dtype=seg.dtype, device=seg.device)) for region in config.regions]
         if config.ignore_label is not None:
             channels.append(seg[0] == config.ignore_label)
         seg = torch.stack(channels)

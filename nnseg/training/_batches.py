@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.utils.data import get_worker_info
 
 from nnseg._checks import parse_int
 from nnseg.errors import LoaderError, NnsegError
 from nnseg.preprocessing import PreprocessedStore
 from nnseg.training._augmentation import AugmentationConfig, augment_sample, make_targets
-from nnseg.training._sampling import PatchSampler
+from nnseg.training._sampling import PatchSampler, SampledPatch
 
 __all__ = ["Batch", "BatchFactory", "LoaderError", "check_training_cases"]
+
+_LOCATION_CACHE_CASES = 64  # class locations are small (<= 10k voxels per class); 64 cases bound the memory
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +104,7 @@ class BatchFactory:
         self.seed = parse_int("BatchFactory", "seed", seed, minimum=0)
         self.augment = bool(augment)
         self._shapes: dict[str, tuple[int, ...]] = {}
+        self._locations: OrderedDict[str, Mapping[str, np.ndarray] | None] = OrderedDict()
 
     def rngs(self, step: int) -> tuple[np.random.Generator, list[np.random.Generator]]:
         """The batch-level generator and one generator per sample for ``step``.
@@ -116,25 +121,48 @@ class BatchFactory:
             self._shapes[case_id] = tuple(self.store.read_properties(case_id).shape_after_resampling)
         return self._shapes[case_id]
 
+    def _class_locations(self, case_id: str) -> Mapping[str, np.ndarray] | None:
+        """The case's class locations, from a small per-process cache (they are re-read for every sample else)."""
+        if case_id in self._locations:
+            self._locations.move_to_end(case_id)
+            return self._locations[case_id]
+        locations = self.store.read_class_locations(case_id)
+        self._locations[case_id] = locations
+        if len(self._locations) > _LOCATION_CACHE_CASES:
+            self._locations.popitem(last=False)
+        return locations
+
+    def crop(self, case_id: str, force: bool, rng: np.random.Generator) -> SampledPatch:
+        """Cut one sample's (initial) patch: the first use of the sample's generator."""
+        return self.sampler.sample(self.store.read_patch, case_id, self._shape(case_id),
+                                   self._class_locations(case_id), force, rng)  # fmt: skip
+
     def sample(
         self, case_id: str, force: bool, rng: np.random.Generator
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """Cut, augment and convert one sample; returns the data and its targets."""
-        patch = self.sampler.sample(self.store.read_patch, case_id, self._shape(case_id),
-                                    self.store.read_class_locations(case_id), force, rng)  # fmt: skip
+        patch = self.crop(case_id, force, rng)
         if self.augment:
             data, seg = augment_sample(patch.data, patch.seg, self.sampler.patch_size, self.augmentation, rng)
         else:
             data, seg = torch.from_numpy(patch.data.copy()), torch.from_numpy(patch.seg.copy())
         return make_targets(data, seg, self.augmentation)
 
-    def __call__(self, step: int) -> Batch:
+    def __call__(self, step: int, *, shared_memory: bool | None = None) -> Batch:
         """Return the batch of global step ``step``.
+
+        Args:
+            step: The global step.
+            shared_memory: Build the batch's tensors directly in shared memory, so handing the batch to another
+                process copies nothing. None (default): only inside a loader worker process. The values are
+                the same either way.
 
         Raises:
             LoaderError: If a sample fails; the message names the step, the sample and the case.
         """
         batch_rng, sample_rngs = self.rngs(step)
+        if shared_memory is None:
+            shared_memory = get_worker_info() is not None
         forced = self.sampler.forced_foreground(batch_rng)
         cases = self.sampler.choose_cases(self.case_ids, batch_rng)
         datas, targets = [], []
@@ -150,14 +178,22 @@ class BatchFactory:
                 datas.append(data)
                 targets.append(target)
             try:
-                stacked = tuple(torch.stack([t[k] for t in targets]) for k in range(len(targets[0])))
-                return Batch(torch.stack(datas), stacked, cases, int(step))
+                stacked = tuple(stack_tensors([t[k] for t in targets], shared_memory) for k in range(len(targets[0])))
+                return Batch(stack_tensors(datas, shared_memory), stacked, cases, int(step))
             except RuntimeError as err:
                 shapes = ", ".join(f"{case_id} {tuple(d.shape)}" for case_id, d in zip(cases, datas))
                 raise LoaderError(
                     f"step {step}: the samples do not stack into one batch ({shapes}); every case of a store must "
                     "have the same channels. Preprocess the odd case again or remove it from the split."
                 ) from err
+
+
+def stack_tensors(tensors: list[torch.Tensor], shared_memory: bool) -> torch.Tensor:
+    """``torch.stack``, optionally into a fresh shared-memory tensor (same values either way)."""
+    if not shared_memory or len({(t.shape, t.dtype) for t in tensors}) != 1:
+        return torch.stack(tensors)  # mismatched shapes: torch.stack raises the error the caller explains
+    out = torch.empty((len(tensors), *tensors[0].shape), dtype=tensors[0].dtype).share_memory_()
+    return torch.stack(tensors, out=out)
 
 
 def check_training_cases(store: PreprocessedStore, case_ids: Sequence[str], sampler: PatchSampler) -> None:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Generator, Iterable, Sequence
+import sys
+from collections.abc import Callable, Generator, Iterable, Sequence
+from typing import TypeVar
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -22,40 +24,57 @@ from nnseg.dataset import DatasetSpec
 from nnseg.errors import ConfigError
 from nnseg.planning import ConfigurationPlan
 from nnseg.preprocessing import PreprocessedStore
+from nnseg.training._augment_device import CropFactory, CroppedBatch, DeviceAugmenter
 from nnseg.training._augmentation import AugmentationConfig
 from nnseg.training._batches import Batch, BatchFactory, LoaderError, check_training_cases
 from nnseg.training._sampling import PatchSampler
 
 __all__ = ["TrainingLoader", "ValidationLoader", "iterate_batches"]
 
+T = TypeVar("T")
 
-class _Steps(Dataset[Batch]):
+
+class _Steps(Dataset[T]):
     """Map-style view of a factory: item ``s`` is the batch of step ``s``."""
 
-    def __init__(self, factory: BatchFactory) -> None:
+    def __init__(self, factory: Callable[[int], T]) -> None:
         self.factory = factory
 
-    def __getitem__(self, step: int) -> Batch:
+    def __getitem__(self, step: int) -> T:
+        # in a worker the factory builds the batch in shared memory: the main process gets a handle, no copy
         return self.factory(step)
 
 
 def _worker_init(worker_id: int) -> None:
-    torch.set_num_threads(1)  # only inside our own worker processes
+    """Give each worker process one thread per numeric library (they run side by side, one per core).
+
+    Only ever runs inside worker processes nnseg started; environment variables are neither read nor set.
+    """
+    torch.set_num_threads(1)
+    itk = sys.modules.get("SimpleITK")  # never imported for this alone
+    if itk is not None:
+        itk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    try:
+        from threadpoolctl import threadpool_limits  # optional: numpy's / scipy's BLAS and OpenMP pools
+    except ImportError:
+        return
+    threadpool_limits(1)
 
 
 def iterate_batches(
-    factory: BatchFactory,
+    factory: Callable[[int], T],
     steps: Iterable[int],
     *,
     num_workers: int = 0,
     prefetch: int = 2,
     pin_memory: bool = False,
     multiprocessing_context: str | None = None,
-) -> Generator[Batch, None, None]:
+) -> Generator[T, None, None]:
     """Yield ``factory(s)`` for every ``s`` in ``steps``, in order, computed by ``num_workers`` processes.
 
     Args:
-        factory: The batch function.
+        factory: The batch function (a :class:`BatchFactory`, or any picklable ``step -> batch`` callable whose
+            batches have a ``pin_memory`` method or are tensors).
         steps: The global steps (may be infinite, e.g. ``itertools.count(start)``).
         num_workers: Worker processes; 0 computes every batch in this process.
         prefetch: Batches each worker prepares ahead.
@@ -65,7 +84,7 @@ def iterate_batches(
     if num_workers == 0:
         for step in steps:
             batch = factory(step)
-            yield batch.pin_memory() if pin_memory and torch.cuda.is_available() else batch
+            yield batch.pin_memory() if pin_memory and torch.cuda.is_available() else batch  # type: ignore[attr-defined]
         return
     loader = DataLoader(
         _Steps(factory), batch_size=None, sampler=steps, num_workers=num_workers,  # type: ignore[arg-type]
@@ -112,6 +131,11 @@ class TrainingLoader:
         prefetch: Batches each worker prepares ahead.
         pin_memory: Page-locked batches for fast host-to-GPU copies (ignored without CUDA).
         multiprocessing_context: Start method of the workers (None: torch's default).
+        augmentation_device: Opt-in device-side augmentation (e.g. ``"cuda"``; any torch device): the workers
+            only crop and the rotation / scaling, intensity transforms, mirroring and targets run on that
+            device, which the batches then live on. The same crops and transform parameters as the CPU
+            pipeline for every step, not the same bits (see :class:`~nnseg.training.DeviceAugmenter`).
+            None (default): everything on the CPU in the workers.
 
     Example:
         >>> loader = TrainingLoader(store, split.train, plans["3d_fullres"], ds.spec, seed=0, num_workers=4)
@@ -136,6 +160,7 @@ class TrainingLoader:
         prefetch: int = 2,
         pin_memory: bool = False,
         multiprocessing_context: str | None = None,
+        augmentation_device: str | torch.device | None = None,
     ) -> None:
         _check_workers(num_workers, prefetch)
         self.augmentation = augmentation or AugmentationConfig.for_plan(plan, spec, deep_supervision=deep_supervision)
@@ -148,6 +173,8 @@ class TrainingLoader:
         self.factory = BatchFactory(store, case_ids, self.sampler, self.augmentation, seed=seed)
         self.num_workers, self.prefetch, self.pin_memory = int(num_workers), int(prefetch), bool(pin_memory)
         self.multiprocessing_context = multiprocessing_context
+        self.device_augmenter = None if augmentation_device is None else DeviceAugmenter(
+            self.augmentation, self.sampler.patch_size, augmentation_device)  # fmt: skip
         self._checked = False
 
     def check(self) -> None:
@@ -162,6 +189,8 @@ class TrainingLoader:
 
     def batch(self, step: int) -> Batch:
         """Return the batch of global step ``step``, computed in this process."""
+        if self.device_augmenter is not None:
+            return self.device_augmenter(CropFactory(self.factory)(step))
         return self.factory(step)
 
     def iterate(self, start_step: int = 0, num_steps: int | None = None) -> Generator[Batch, None, None]:
@@ -181,8 +210,20 @@ class TrainingLoader:
         self.check()
         stop = None if num_steps is None else int(start_step) + int(num_steps)
         steps: Iterable[int] = itertools.count(int(start_step)) if stop is None else range(int(start_step), stop)
-        return iterate_batches(self.factory, steps, num_workers=self.num_workers, prefetch=self.prefetch,
-                               pin_memory=self.pin_memory, multiprocessing_context=self.multiprocessing_context)  # fmt: skip
+        options = {"num_workers": self.num_workers, "prefetch": self.prefetch, "pin_memory": self.pin_memory,
+                   "multiprocessing_context": self.multiprocessing_context}  # fmt: skip
+        if self.device_augmenter is None:
+            return iterate_batches(self.factory, steps, **options)  # type: ignore[arg-type]
+        return _augmented(self.device_augmenter, iterate_batches(CropFactory(self.factory), steps, **options))  # type: ignore[arg-type]
+
+
+def _augmented(augmenter: DeviceAugmenter, crops: Generator[CroppedBatch, None, None]) -> Generator[Batch, None, None]:
+    """Augment each worker crop batch on the device, in step order; closing this closes the workers too."""
+    try:
+        for cropped in crops:
+            yield augmenter(cropped)
+    finally:
+        crops.close()
 
 
 class ValidationLoader:
