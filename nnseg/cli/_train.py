@@ -180,7 +180,7 @@ def _train(args: argparse.Namespace, device: str, *, is_main: bool) -> str:
     from nnseg.dataset import DatasetSpec
     from nnseg.planning import Plans
     from nnseg.preprocessing import PreprocessedStore, store_name
-    from nnseg.training._trainer import Trainer
+    from nnseg.training._cascade import trainer_for_run
     from nnseg.workspace import Workspace
 
     workspace = Workspace(args.work)
@@ -195,7 +195,8 @@ def _train(args: argparse.Namespace, device: str, *, is_main: bool) -> str:
     config = config_from_args(args)
     split = _split(args, workspace.splits_path, store.case_ids(), write=is_main and not args.val_only)
     labels = workspace.raw_dataset_dir() / "labelsTr" if workspace.manifest_path.is_file() else None
-    trainer = Trainer(plan, store, split, spec=spec, config=config, device=device)
+    trainer = trainer_for_run(workspace, args.plans, args.run_name, plan, store, split, spec=spec, config=config,
+                              device=device)  # cascade stages: nnseg.training._cascade  # fmt: skip
     run_dir = workspace.run_dir(args.plans, args.configuration, args.run_name, args.fold)
     if args.val_only:
         summary = trainer.validate_finished(run_dir, reference_dir=labels)

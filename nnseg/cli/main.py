@@ -30,6 +30,7 @@ SUBCOMMAND_MODULES = (
     "nnseg.cli._plan",
     "nnseg.cli._preprocess",
     "nnseg.cli._train",
+    "nnseg.cli._cascade_inputs",
     "nnseg.cli._demo",
     "nnseg.cli._predict",
     "nnseg.cli._evaluate",

@@ -69,9 +69,15 @@ def store_name(plan: ConfigurationPlan, spec: DatasetSpec) -> str:
     """A folder name that is the same exactly for plans with the same store key: ``<configuration>_<hash>``.
 
     Used by ``nnseg preprocess`` (``WORK/preprocessed/<store_name>/``): the default plans and ResEnc-L at the
-    same spacing land in one folder, and an edited plan lands in a new one instead of overwriting.
+    same spacing (and ``3d_cascade_fullres`` with ``3d_fullres``) share one folder; an edited plan gets a new one.
     """
-    return f"{plan.name}_{content_hash(store_fields(plan, spec))}"
+    return f"{_store_prefix(plan)}_{content_hash(store_fields(plan, spec))}"
+
+
+def _store_prefix(plan: ConfigurationPlan) -> str:
+    # a cascade stage preprocesses as its parent (nnU-Net shares data_identifier); the hash still decides
+    parents = [name for name in ("3d_fullres", "3d_lowres", "2d") if plan.data_identifier.endswith(f"_{name}")]
+    return parents[0] if plan.previous_stage is not None and parents else plan.name
 
 
 class PreprocessedStore:

@@ -194,7 +194,7 @@ def _spatial(
     angles, scale = _draw_spatial(config, len(out), rng)
     data, seg = spatial_transform(data, seg, out, angles, scale)
     if dummy:
-        data, seg = data.reshape(channels, slices, *out), seg.reshape(1, slices, *out)
+        data, seg = data.reshape(channels, slices, *out), seg.reshape(-1, slices, *out)  # -1: cascade labels
     return data, seg
 
 

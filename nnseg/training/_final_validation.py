@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,8 @@ def validate_cases(
     distributed: DistributedContext | None = None,
     plan: ConfigurationPlan | None = None,
     save_probabilities: bool = False,
+    read_case: Callable[[str], PreprocessedCase] | None = None,
+    after_case: Callable[[np.ndarray, PreprocessedCase], None] | None = None,
 ) -> dict[str, Any]:
     """Predict, export and score the validation cases; returns the summary (identical on every rank).
 
@@ -85,6 +87,8 @@ def validate_cases(
         plan: The configuration; its ``resampling_fn_probabilities`` maps the logits back, as the predictor
             does (None: the default probability resampling).
         save_probabilities: Also write ``<case>.npz`` and ``<case>.json`` (nnU-Net's ``--npz``).
+        read_case: Reads a case's network input (None: ``store.read_case``; the cascade appends its one-hot).
+        after_case: Called with each case's logits and the case (the lowres stage writes the next stage's input).
     """
     ctx = distributed or DistributedContext()
     model = FullResolution(network).eval()
@@ -95,7 +99,7 @@ def validate_cases(
     settings = InferenceSettings(use_mirroring=bool(axes), mirror_axes=axes or None, device=device)
     resampler = _plan_resampler(plan)
     for case_id in list(case_ids)[ctx.rank :: ctx.world_size]:
-        case = store.read_case(case_id)
+        case = (read_case or store.read_case)(case_id)
         with torch.no_grad():
             logits = predict_logits(model, case.data, patch_size, spec.num_segmentation_heads, settings)
         if case.seg is not None:
@@ -107,6 +111,8 @@ def validate_cases(
             per_case[case_id] = ConfusionCounts([int(v) for v in one[0]], [int(v) for v in one[1]],
                                                 [int(v) for v in one[2]]).dice_per_class()  # fmt: skip
         _export(logits.numpy(), case, spec, out_dir / case_id, resampler, save_probabilities)
+        if after_case is not None:
+            after_case(logits.numpy(), case)
     return _summarise(counts, per_case, out_dir, spec, reference_dir, ctx)
 
 

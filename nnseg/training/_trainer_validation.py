@@ -19,11 +19,12 @@ from nnseg.checkpoint import Checkpoint
 from nnseg.dataset import DatasetSpec
 from nnseg.errors import ConfigError
 from nnseg.planning import ConfigurationPlan
-from nnseg.preprocessing import PreprocessedStore
+from nnseg.preprocessing import PreprocessedCase, PreprocessedStore
 from nnseg.training._augmentation import AugmentationConfig
 from nnseg.training._config import TrainerConfig
 from nnseg.training._ddp import DistributedContext
 from nnseg.training._final_validation import validate_cases
+from nnseg.training._next_stage import NextStageTarget, write_next_stage
 from nnseg.training._run_folder import RunFolder
 from nnseg.training._split import Split
 
@@ -44,6 +45,8 @@ class FinalValidation:
     network: nn.Module
     distributed: DistributedContext
     validation_summary: dict[str, Any]
+    next_stage: NextStageTarget | None = None
+    """Set on a ``3d_lowres`` run with a next stage: its validation also writes the cascade's input there."""
 
     def describe(self) -> dict[str, Any]:
         """What this run is (``run.json``'s content); the trainer provides it."""
@@ -65,10 +68,20 @@ class FinalValidation:
             self.network, self.store, self.split.val, patch_size=self.plan.patch_size, spec=self.spec,
             out_dir=Path(run_dir) / "validation", device=self.device, mirror_axes=mirror,
             reference_dir=None if reference_dir is None else Path(reference_dir), distributed=self.distributed,
-            plan=self.plan, save_probabilities=self.config.save_probabilities,
+            plan=self.plan, save_probabilities=self.config.save_probabilities, read_case=self.read_validation_case,
+            after_case=self._write_next_stage if self.next_stage is not None else None,
         )  # fmt: skip
         self.network.train()
         return self.validation_summary
+
+    def read_validation_case(self, case_id: str) -> PreprocessedCase:
+        """The network input of a validation case (the cascade trainer appends the previous stage)."""
+        return self.store.read_case(case_id)
+
+    def _write_next_stage(self, logits: Any, case: PreprocessedCase) -> None:
+        if self.next_stage is not None:
+            write_next_stage(logits, case.case_id, case.properties, self.plan, self.spec, self.next_stage,
+                             self.split.fold)  # fmt: skip
 
     def validate_finished(self, run_dir: str | Path, *, reference_dir: str | Path | None = None) -> dict[str, Any]:
         """Rerun the final validation of a finished run without training (nnU-Net's ``--val``; CLI ``--val-only``).
