@@ -52,7 +52,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureF
     (ref / "y.nii.gz").unlink()
     assert cli.main(["postprocess", "determine", str(pred), str(ref), "-o", str(tmp_path / "pp.json")]) == 2
     err = capsys.readouterr().err
-    assert "PostprocessingError: 1 prediction(s)" in err
+    assert "PostprocessingError: cannot determine postprocessing: 1 prediction(s)" in err
     assert "y.nii.gz" in err
     assert not (tmp_path / "pp.json").exists()
     (tmp_path / "pp.json").write_text(json.dumps({"format_version": 1, "labels": ["1"], "steps": []}))
