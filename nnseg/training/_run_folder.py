@@ -9,6 +9,7 @@ run_dir/
   checkpoint_best.pt          best EMA of the validation pseudo-Dice
   checkpoint_final.pt         end of the schedule
   metrics.jsonl  progress.png (callbacks)
+  .train.lock                 while a process trains here (pid, host, start time; rank 0 under DDP)
 ```
 
 Every file is written atomically, so the folder is never left half-written.
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from nnseg._atomic import atomic_write_json
+from nnseg._lock import WorkLock
 from nnseg.checkpoint import Checkpoint
 from nnseg.errors import CheckpointError, ConfigError
 
@@ -153,6 +155,31 @@ class RunFolder:
         """``run.json``."""
         return self.root / "run.json"
 
+    @property
+    def lock_path(self) -> Path:
+        """``.train.lock``: held by the process training in this folder."""
+        return self.root / ".train.lock"
+
+    def lock(self) -> contextlib.AbstractContextManager[Any]:
+        """The folder's :class:`~nnseg._lock.WorkLock` on the main process (a no-op context on the others).
+
+        A second trainer of the same folder gets a ``LockError`` naming the first (pid, host, start time);
+        the lock of a dead process of this host is taken over with a logged note. A folder created for the lock
+        and left empty (a run refused before writing anything) is removed again.
+        """
+        return self._locked() if self.is_main else contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        created = not self.root.exists()
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            with WorkLock(self.lock_path, f"training in run folder {self.root}"):
+                yield
+        finally:
+            if created and not any(self.root.iterdir()):
+                self.root.rmdir()
+
     def load(self, path: Path) -> Checkpoint:
         """Load a checkpoint of this folder."""
         return Checkpoint.load(path)
@@ -243,6 +270,11 @@ class RunFolder:
             if self.keep_checkpoints > 1:
                 self._archive_latest(self.root / f"checkpoint_epoch_{epoch + 1:05d}.pt", state)
                 self._prune(self.keep_checkpoints)
+
+    def save_latest(self, checkpoint: Callable[[], Checkpoint]) -> None:
+        """Write ``checkpoint_latest.pt`` now (a stop between periodic checkpoints), on the main process."""
+        if self.is_main:
+            checkpoint().save(self.latest_path)
 
     def save(self, path: Path, checkpoint: Checkpoint) -> None:
         """Write ``checkpoint`` to ``path`` atomically (on the main process only)."""
