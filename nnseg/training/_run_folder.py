@@ -199,13 +199,26 @@ class RunFolder:
         """
         checkpoint = None
         if self.latest_path.is_file():
-            checkpoint = self.load(self.latest_path)
+            try:
+                checkpoint = self.load(self.latest_path)
+            except CheckpointError as err:
+                raise CheckpointError(f"cannot resume the run in {self.root}: {err} {self._fallback()}") from err
             self.check_compatible(checkpoint.description(), description)
         elif self.run_json_path.is_file():
             self._check_run_json(description)
         if self.is_main:
             atomic_write_json(self.run_json_path, dict(description))
         return checkpoint
+
+    def _fallback(self) -> str:
+        """How to go on without a damaged ``checkpoint_latest.pt``: an older periodic checkpoint, or from step 0."""
+        latest = self.latest_path.stat()
+        older = [p for p in sorted(self.root.glob("checkpoint_epoch_*.pt"), reverse=True)
+                 if not os.path.samestat(p.stat(), latest)]  # fmt: skip
+        if older:
+            return (f"To resume from the older state {older[0].name}, copy it over checkpoint_latest.pt "
+                    f"(cp {older[0]} {self.latest_path}); to start the run over, delete checkpoint_latest.pt.")
+        return f"No older checkpoint_epoch_*.pt exists: delete {self.latest_path} to start the run over from step 0."
 
     def check_compatible(
         self, saved: Mapping[str, Any] | None, description: Mapping[str, Any], *, what: str = "a checkpoint"
