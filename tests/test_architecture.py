@@ -204,6 +204,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("training",),
     ("selection",),
     ("testing",),
+    ("_verify_work",),
     ("cli", "__init__", "__main__"),
 )
 
