@@ -171,14 +171,16 @@ class RunFolder:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        created = not self.root.exists()
+        created = [p for p in (self.root, *self.root.parents) if not p.exists()]  # innermost first
         self.root.mkdir(parents=True, exist_ok=True)
         try:
             with WorkLock(self.lock_path, f"training in run folder {self.root}"):
                 yield
         finally:
-            if created and not any(self.root.iterdir()):
-                self.root.rmdir()
+            for folder in created:
+                if any(folder.iterdir()):
+                    break
+                folder.rmdir()
 
     def load(self, path: Path) -> Checkpoint:
         """Load a checkpoint of this folder."""
