@@ -13,6 +13,7 @@ from nnseg import errors
 from nnseg.dataset import Problem
 
 BUILTIN_OF = {
+    "TrainingStopped": RuntimeError,
     "ConfigError": ValueError,
     "ImageIOError": OSError,
     "DatasetError": ValueError,
