@@ -196,7 +196,7 @@ def _read(path: Path, map_location: str | torch.device) -> dict[str, Any]:
     try:
         content = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises RuntimeError, pickle.UnpicklingError, EOFError, zipfile errors...
-        if "Unsupported global" in str(err):  # a class or function to import: pickled objects
+        if _is_pickled_object(err):
             raise CheckpointError(
                 f"checkpoint {path} holds pickled Python objects that a safe load (weights_only=True) refuses; "
                 "nnseg never writes such files, so it was not written by nnseg (or was altered). It is not loaded: "
@@ -221,6 +221,12 @@ def _read(path: Path, map_location: str | torch.device) -> dict[str, Any]:
             f"{list(KNOWN_VERSIONS)}); refusing to load it. The file is damaged or not an nnseg checkpoint."
         )
     return content
+
+
+def _is_pickled_object(err: Exception) -> bool:
+    """Whether a safe load refused a class or function to import (pickled objects), not damaged bytes."""
+    text = str(err)
+    return "Unsupported global" in text or ("Weights only load failed" in text and "GLOBAL" in text)
 
 
 def _upgrade_v1(content: Mapping[str, Any], path: Path) -> dict[str, Any]:

@@ -38,6 +38,7 @@ __all__ = [
     "PreprocessingError",
     "PreprocessingWriteError",
     "StoreError",
+    "TrainingStopped",
     "WriteError",
     "UnknownCaseError",
 ]
@@ -192,3 +193,25 @@ class EnsembleError(NnsegError, ValueError):
 
 class SelectionError(NnsegError, ValueError):
     """Cross-validation results or find-best candidates cannot be gathered (missing, unfinished or mixed folds)."""
+
+
+class TrainingStopped(NnsegError, RuntimeError):
+    """Training stopped at a step boundary on a signal; ``checkpoint_latest.pt`` holds that step.
+
+    Running ``fit`` (or ``nnseg train``) on the same run folder again resumes from it, bitwise-identically to an
+    uninterrupted run.
+
+    Args:
+        message: What stopped, where, and how to continue.
+        signum: The signal that stopped the run.
+        step: The optimiser steps done (the step the checkpoint holds).
+
+    Attributes:
+        exit_code: ``128 + signum``, the shell's convention (130 for SIGINT, 143 for SIGTERM).
+    """
+
+    def __init__(self, message: str, signum: int, step: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.step = step
+        self.exit_code = 128 + signum

@@ -190,7 +190,8 @@ def test_clean_module_passes(tmp_path: Path) -> None:
 # CLI and the package root may import it. Runtime imports count wherever they are (module level, inside
 # functions, importlib.import_module("nnseg...")); imports under `if TYPE_CHECKING:` do not.
 BASE_LAYER = ("errors", "_checks", "_hashing", "_atomic", "_jsonfile", "_suggest", "_version", "_deprecation",
-              "_cropping", "_geometry", "_image_formats", "_integrity", "_lock", "_train_state", "io", "sharding", "network", "losses",
+              "_cropping", "_geometry", "_image_formats", "_integrity", "_lock", "_stop", "_train_state", "io",
+              "sharding", "network", "losses",
               "checkpoint", "model_zip", "workspace")  # fmt: skip
 LAYERS: tuple[tuple[str, ...], ...] = (
     BASE_LAYER,
@@ -205,6 +206,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("selection",),
     ("presentation",),
     ("testing",),
+    ("_verify_work",),
     ("cli", "__init__", "__main__"),
 )
 

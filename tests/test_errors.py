@@ -51,7 +51,7 @@ def test_all_lists_every_error() -> None:
     }
     assert set(errors.__all__) == defined
     assert defined == set(BUILTIN_OF) | {"NnsegError", "PreprocessingError", "CasesFailedError", "DatasetLayoutError",
-                                         "PredictionStopped"}
+                                         "PredictionStopped", "TrainingStopped"}
 
 
 def test_no_error_class_is_defined_outside_errors_py() -> None:

@@ -5,6 +5,9 @@ written by ``nnseg preprocess``; takes fold ``k`` from ``WORK/splits_final.json`
 created with nnU-Net's folds when missing; ``--splits-file`` overrides it); trains into
 ``WORK/runs/<plans>__<configuration>__<run_name>/fold_<k>/``. Running the same command again resumes exactly
 from the last checkpoint (or does nothing once finished); ``--val-only`` reruns the final validation.
+SIGTERM / SIGINT (a cluster's preemption, Ctrl-C) save ``checkpoint_latest.pt`` at the next step and exit with
+143 / 130; running the same command resumes bitwise-identically. A second ``nnseg train`` of the same run folder
+exits 1 naming the first (a ``LockError``), as does a failed checkpoint write (``WriteError``).
 
 Multi-GPU / multi-node: launch with ``torchrun --nproc-per-node N nnseg train ...`` (any ``torchrun`` options);
 this module reads torchrun's ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``, initialises the process group
@@ -16,11 +19,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from nnseg.errors import ConfigError
+from nnseg.errors import ConfigError, TrainingStopped
 
 if TYPE_CHECKING:
     from nnseg.training._config import TrainerConfig
@@ -168,6 +172,10 @@ def run_train(args: argparse.Namespace) -> int:
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo", rank=rank, world_size=world_size)
     try:
         done = _train(args, device, is_main=rank == 0)
+    except TrainingStopped as err:  # SIGINT 130, SIGTERM 143: the shell's convention for a stop by a signal
+        if rank == 0:
+            print(f"nnseg train: {err}", file=sys.stderr)
+        return err.exit_code
     finally:
         if world_size > 1:
             dist.destroy_process_group()

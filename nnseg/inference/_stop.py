@@ -9,20 +9,15 @@ elsewhere the run is not interruptible this way.
 
 from __future__ import annotations
 
-import logging
 import signal
-import threading
 from pathlib import Path
-from types import FrameType, TracebackType
-from typing import Any
 
+from nnseg._stop import STOP_SIGNALS
+from nnseg._stop import StopOnSignal as _StopOnSignal
 from nnseg.errors import PredictionStopped
 from nnseg.sharding import Shard
 
-__all__ = ["PredictionStopped", "StopOnSignal", "stopped_error"]
-
-logger = logging.getLogger(__name__)
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+__all__ = ["STOP_SIGNALS", "PredictionStopped", "StopOnSignal", "stopped_error"]
 
 
 def stopped_error(signum: int, shard: Shard, output_dir: Path) -> PredictionStopped:
@@ -35,32 +30,8 @@ def stopped_error(signum: int, shard: Shard, output_dir: Path) -> PredictionStop
     )
 
 
-class StopOnSignal:
-    """Context manager: ``signum`` is set when SIGINT or SIGTERM arrives; the previous handlers come back on exit."""
+class StopOnSignal(_StopOnSignal):
+    """:class:`nnseg._stop.StopOnSignal` for a folder run: the cases in flight are finished before the stop."""
 
     def __init__(self) -> None:
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> StopOnSignal:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS}
-        return self
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.signum is not None:  # a second signal: stop now
-            self._restore()
-            raise KeyboardInterrupt
-        self.signum = signum
-        logger.warning("%s received: finishing the cases in flight, then stopping (send it again to stop at once)",
-                       signal.Signals(signum).name)  # fmt: skip
-
-    def _restore(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous = {}
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._restore()
+        super().__init__("finishing the cases in flight")

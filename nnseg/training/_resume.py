@@ -35,8 +35,9 @@ class TrainingParts:
 
 
 def capture_checkpoint(
-    parts: TrainingParts, state: TrainState, *, lr: float, description: Mapping[str, Any]
-) -> Checkpoint:
+    parts: TrainingParts, state: TrainState, *, lr: float, description: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
+) -> Checkpoint:  # fmt: skip
     """A checkpoint of ``parts`` at ``state`` (the RNG states captured now).
 
     Args:
@@ -44,6 +45,7 @@ def capture_checkpoint(
         state: The run's progress.
         lr: The learning rate of the next step (the schedule's position).
         description: ``Trainer.describe()`` (plan, plan name, dataset spec, split, config, plans hash).
+        extra: Free-form plain values (a mid-epoch stop's running loss sum).
     """
     with GLOBAL_RNG_LOCK:
         rng_state = capture_rng_state()
@@ -52,6 +54,7 @@ def capture_checkpoint(
         train_state=dataclasses.replace(state, rng_state=rng_state), optimizer_state=parts.optimizer.state_dict(),
         scheduler_state={"next_step": state.step, "lr": lr}, grad_scaler_state=parts.grad_scaler.state_dict(),
         callback_states=tuple(c.state_dict() for c in parts.callbacks), world_size=parts.world_size,
+        extra=dict(extra or {}),
         **{key: description[key] for key in ("config", "plan", "plan_name", "dataset_spec", "split", "plans_hash")},
     )  # fmt: skip
 

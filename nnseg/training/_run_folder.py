@@ -9,6 +9,7 @@ run_dir/
   checkpoint_best.pt          best EMA of the validation pseudo-Dice
   checkpoint_final.pt         end of the schedule
   metrics.jsonl  progress.png (callbacks)
+  .train.lock                 while a process trains here (pid, host, start time; rank 0 under DDP)
 ```
 
 Every file is written atomically, so the folder is never left half-written.
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from nnseg._atomic import atomic_write_json
+from nnseg._lock import WorkLock
 from nnseg.checkpoint import Checkpoint
 from nnseg.errors import CheckpointError, ConfigError
 
@@ -153,6 +155,33 @@ class RunFolder:
         """``run.json``."""
         return self.root / "run.json"
 
+    @property
+    def lock_path(self) -> Path:
+        """``.train.lock``: held by the process training in this folder."""
+        return self.root / ".train.lock"
+
+    def lock(self) -> contextlib.AbstractContextManager[Any]:
+        """The folder's :class:`~nnseg._lock.WorkLock` on the main process (a no-op context on the others).
+
+        A second trainer of the same folder gets a ``LockError`` naming the first (pid, host, start time);
+        the lock of a dead process of this host is taken over with a logged note. A folder created for the lock
+        and left empty (a run refused before writing anything) is removed again.
+        """
+        return self._locked() if self.is_main else contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        created = [p for p in (self.root, *self.root.parents) if not p.exists()]  # innermost first
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            with WorkLock(self.lock_path, f"training in run folder {self.root}"):
+                yield
+        finally:
+            for folder in created:
+                if any(folder.iterdir()):
+                    break
+                folder.rmdir()
+
     def load(self, path: Path) -> Checkpoint:
         """Load a checkpoint of this folder."""
         return Checkpoint.load(path)
@@ -172,13 +201,26 @@ class RunFolder:
         """
         checkpoint = None
         if self.latest_path.is_file():
-            checkpoint = self.load(self.latest_path)
+            try:
+                checkpoint = self.load(self.latest_path)
+            except CheckpointError as err:
+                raise CheckpointError(f"cannot resume the run in {self.root}: {err} {self._fallback()}") from err
             self.check_compatible(checkpoint.description(), description)
         elif self.run_json_path.is_file():
             self._check_run_json(description)
         if self.is_main:
             atomic_write_json(self.run_json_path, dict(description))
         return checkpoint
+
+    def _fallback(self) -> str:
+        """How to go on without a damaged ``checkpoint_latest.pt``: an older periodic checkpoint, or from step 0."""
+        latest = self.latest_path.stat()
+        older = [p for p in sorted(self.root.glob("checkpoint_epoch_*.pt"), reverse=True)
+                 if not os.path.samestat(p.stat(), latest)]  # fmt: skip
+        if older:
+            return (f"To resume from the older state {older[0].name}, copy it over checkpoint_latest.pt "
+                    f"(cp {older[0]} {self.latest_path}); to start the run over, delete checkpoint_latest.pt.")
+        return f"No older checkpoint_epoch_*.pt exists: delete {self.latest_path} to start the run over from step 0."
 
     def check_compatible(
         self, saved: Mapping[str, Any] | None, description: Mapping[str, Any], *, what: str = "a checkpoint"
@@ -243,6 +285,11 @@ class RunFolder:
             if self.keep_checkpoints > 1:
                 self._archive_latest(self.root / f"checkpoint_epoch_{epoch + 1:05d}.pt", state)
                 self._prune(self.keep_checkpoints)
+
+    def save_latest(self, checkpoint: Callable[[], Checkpoint]) -> None:
+        """Write ``checkpoint_latest.pt`` now (a stop between periodic checkpoints), on the main process."""
+        if self.is_main:
+            checkpoint().save(self.latest_path)
 
     def save(self, path: Path, checkpoint: Checkpoint) -> None:
         """Write ``checkpoint`` to ``path`` atomically (on the main process only)."""

@@ -99,9 +99,21 @@ class Split:
         return {"fold": self.fold, "train": list(self.train), "val": list(self.val)}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Split:
-        """Inverse of :meth:`to_json`."""
-        return cls(tuple(data["train"]), tuple(data["val"]), data.get("fold"))
+    def from_json(cls, data: Any) -> Split:
+        """Inverse of :meth:`to_json`.
+
+        Raises:
+            ConfigError: If ``data`` is not ``{"train": [...], "val": [...], "fold": ...}`` with string case ids
+                and a fold that is None, ``"all"`` or an integer >= 0, or has no training case.
+        """
+        fold = data.get("fold") if isinstance(data, dict) else None
+        fold_ok = fold is None or fold == "all" or (isinstance(fold, int) and not isinstance(fold, bool) and fold >= 0)
+        if not _is_split_entry(data) or not fold_ok:
+            raise ConfigError(
+                f"a split must be {{\"train\": [case ids], \"val\": [case ids], \"fold\": null, \"all\" or an "
+                f"integer >= 0}}; got {_short(data)}. Rewrite it with Split.to_json() (or use a new run folder)."
+            )
+        return cls(tuple(data["train"]), tuple(data["val"]), fold)
 
 
 def kfold_splits(case_ids: Sequence[str], *, num_folds: int = DEFAULT_NUM_FOLDS, seed: int = DEFAULT_SPLIT_SEED) -> list[Split]:
@@ -216,3 +228,8 @@ def _is_split_entry(entry: Any) -> bool:
         and isinstance(entry.get("val"), list)
         and all(isinstance(c, str) for c in entry["train"] + entry["val"])
     )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

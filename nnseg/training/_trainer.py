@@ -29,6 +29,7 @@ from nnseg.training._batches import Batch
 from nnseg.training._callbacks import Callback, MetricsLog, ProgressBar, ProgressPlot
 from nnseg.training._config import TrainerConfig
 from nnseg.training._ddp import GLOBAL_RNG_LOCK, DistributedContext, rank_batch_sizes, rank_oversampling
+from nnseg.training._graceful import EpochLoss, SignalStop
 from nnseg.training._loader import TrainingLoader, ValidationLoader
 from nnseg.training._loss import DeepSupervisionLoss, DiceBCELoss, DiceCELoss, deep_supervision_weights, full_resolution
 from nnseg.training._pretrained import load_pretrained_weights
@@ -86,6 +87,7 @@ class Trainer(FinalValidation):
         self._network_override, self._loss_override = network, loss
         self.state = TrainState(seed=self.config.seed)
         self._stop_requested = False
+        self._epoch_loss = EpochLoss()  # the current epoch's losses so far (kept by a mid-epoch checkpoint)
         self.distributed = DistributedContext()
         self.validation_summary: dict[str, Any] = {}
 
@@ -190,7 +192,8 @@ class Trainer(FinalValidation):
 
     def checkpoint(self) -> Checkpoint:
         """The complete state of the run now (weights, optimiser, scaler, schedule, progress with RNG states)."""
-        return capture_checkpoint(self._parts(), self.state, lr=self.lr_at(self.step), description=self.describe())
+        return capture_checkpoint(self._parts(), self.state, lr=self.lr_at(self.step), description=self.describe(),
+                                  extra=self._epoch_loss.to_extra())  # fmt: skip
 
     def restore(self, checkpoint: Checkpoint) -> None:
         """Continue from ``checkpoint`` (once ``fit`` has built the network, optimiser and scaler).
@@ -200,6 +203,7 @@ class Trainer(FinalValidation):
             ConfigError: If it holds the state of another number of callbacks.
         """
         self.state = restore_checkpoint(self._parts(), checkpoint)
+        self._epoch_loss = EpochLoss.from_extra(checkpoint.extra, is_main=self.distributed.is_main)
 
     def _parts(self) -> TrainingParts:
         world_size = self.distributed.world_size
@@ -213,8 +217,10 @@ class Trainer(FinalValidation):
     def fit(self, run_dir: str | Path, *, reference_dir: str | Path | None = None) -> Path:
         """Train to the end of the schedule, resuming from ``run_dir``'s latest checkpoint if there is one.
 
-        Under DDP every rank calls ``fit`` with the same ``run_dir``; rank 0 writes the files and runs the
-        callbacks. If training raises, the callbacks' ``on_fit_error`` runs (closing the progress bar) first.
+        Under DDP every rank calls ``fit`` with the same ``run_dir``; rank 0 writes the files, runs the callbacks
+        and holds the folder's lock. If training raises, the callbacks' ``on_fit_error`` runs (closing the progress
+        bar) first. SIGINT / SIGTERM (from the main thread) stop at the next step boundary, after writing
+        ``checkpoint_latest.pt``; running ``fit`` again resumes bitwise-identically (a second signal stops at once).
 
         Args:
             run_dir: The run folder.
@@ -226,10 +232,18 @@ class Trainer(FinalValidation):
         Raises:
             CheckpointError: If ``run_dir`` holds a checkpoint of another plan, dataset or config, or a damaged one.
             ConfigError: If the split names cases the store lacks.
+            LockError: If another live process trains in ``run_dir`` (naming its pid, host and start time).
+            TrainingStopped: After SIGINT / SIGTERM, once ``checkpoint_latest.pt`` holds the last step done.
+            WriteError: If a checkpoint cannot be written (disk full, file-size limit); the previous one stays.
         """
         self.distributed = DistributedContext.current()
         c = self.config
         folder = RunFolder(Path(run_dir), c.checkpoint_every_epochs, c.keep_checkpoints, self.distributed.is_main)
+        with folder.lock():
+            return self._fit(folder, reference_dir)
+
+    def _fit(self, folder: RunFolder, reference_dir: str | Path | None) -> Path:
+        c = self.config
         if folder.final_path.is_file():
             return self._finish_trained(folder, reference_dir)
         check_store(self.store, self.plan, self.spec)
@@ -281,9 +295,13 @@ class Trainer(FinalValidation):
         total = self.config.total_steps
         batches: Iterator[Batch] = self.train_loader.iterate(start_step=self.step, num_steps=total - self.step)
         try:
-            with cudnn_benchmark(self.config.cudnn_benchmark, self.device):
+            with cudnn_benchmark(self.config.cudnn_benchmark, self.device), SignalStop(self.distributed) as stop:
                 while self.step < total and not self._stop_requested:
-                    metrics = self._run_epoch(batches)
+                    metrics = self._run_epoch(batches, stop)
+                    if metrics is None:  # a signal: save this step (with every rank's epoch losses), then stop
+                        self._epoch_loss = stop.gathered(self._epoch_loss)
+                        folder.save_latest(self.checkpoint)
+                        raise stop.error(folder.root, self.step, total)
                     self._notify("on_epoch_end", metrics)
                     self._stop_requested = self.distributed.any(self._stop_requested)
                     folder.after_epoch(self.checkpoint, epoch=metrics["epoch"], best=self.state.is_best,
@@ -291,23 +309,28 @@ class Trainer(FinalValidation):
         finally:
             getattr(batches, "close", lambda: None)()  # stops the loader's workers
 
-    def _run_epoch(self, batches: Iterator[Batch]) -> dict[str, Any]:
+    def _run_epoch(self, batches: Iterator[Batch], stop: SignalStop) -> dict[str, Any] | None:
+        """Train to the end of the epoch and validate; None when a signal stopped it at a step boundary."""
         c, epoch = self.config, self.state.epoch
         end = min((epoch + 1) * c.iterations_per_epoch, c.total_steps)
         self.network.train()
-        losses, start = [], time.perf_counter()
-        lr = self.lr_at(self.step)  # logged: the rate at the start of the epoch, as nnU-Net logs it
+        steps, start = 0, time.perf_counter()
+        lr = self.lr_at(epoch * c.iterations_per_epoch)  # logged: the rate at the epoch's start, as nnU-Net logs it
         while self.step < end:
+            batch = None if stop.requested() else stop.next_batch(batches)
+            if batch is None:
+                return None
             for group in self.optimizer.param_groups:
                 group["lr"] = self.lr_at(self.step)
-            losses.append(self.training_step(next(batches)))
+            loss = self.training_step(batch)
+            self._epoch_loss, steps = self._epoch_loss.add(loss), steps + 1
             self.state = self.state.advanced()
-            self._notify("on_step_end", self.step, losses[-1])
-        seconds_per_step = (time.perf_counter() - start) / max(len(losses), 1)
-        total, count = self.distributed.sum([sum(losses), len(losses)])
+            self._notify("on_step_end", self.step, loss)
+        seconds_per_step = (time.perf_counter() - start) / max(steps, 1)
+        epoch_loss, self._epoch_loss = stop.gathered(self._epoch_loss), EpochLoss()
         val_loss, counts = self._validate(epoch)
         self.state = self.state.end_epoch(counts.mean_dice(), c.ema_momentum)
-        return _epoch_metrics(self.state, total / count, val_loss, counts, lr=lr, seconds_per_step=seconds_per_step)
+        return _epoch_metrics(self.state, epoch_loss.mean, val_loss, counts, lr=lr, seconds_per_step=seconds_per_step)
 
     def _validate(self, epoch: int) -> tuple[float, ConfusionCounts]:
         counts = ConfusionCounts()

@@ -100,3 +100,29 @@ def test_split_for_fold_creates_reads_and_falls_back_as_nnunet(tmp_path: Path) -
     assert split_for_fold(ids, "all", path).val == tuple(ids)
     with pytest.raises(ConfigError, match=r"splits_final.json names 1 case\(s\) \(fold 0\) .* lacks: 'c2'"):
         split_for_fold(["c0", "c1", "c3"], 0, path)
+
+
+_JSONISH = st.recursive(st.none() | st.booleans() | st.integers(-2, 7) | st.text(max_size=4),
+                        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+                            st.sampled_from(["train", "val", "fold", "x"]), inner, max_size=4),
+                        max_leaves=12)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=_JSONISH | st.fixed_dictionaries({"train": st.lists(st.text(max_size=3), max_size=3),
+                                               "val": st.lists(st.text(max_size=3), max_size=3)},
+                                              optional={"fold": _JSONISH}))  # fmt: skip
+def test_fuzzed_split_json_gives_a_split_or_a_config_error(data: object) -> None:
+    try:
+        split = Split.from_json(data)  # type: ignore[arg-type]
+    except ConfigError:
+        return
+    assert Split.from_json(split.to_json()) == split
+
+
+@pytest.mark.parametrize("data", [{"val": []}, {"train": ["a"]}, ["a"], None, {"train": ["a"], "val": [1]},
+                                  {"train": ["a"], "val": [], "fold": -1}, {"train": ["a"], "val": [], "fold": True}])
+def test_malformed_split_json_is_a_config_error(data: object) -> None:
+    with pytest.raises(ConfigError, match=r"a split must be \{\"train\": \[case ids\], \"val\": \[case ids\], \"fold\": "
+                                          r"null, \"all\" or an integer >= 0\}; got .*Rewrite it with Split\.to_json"):
+        Split.from_json(data)  # type: ignore[arg-type]
