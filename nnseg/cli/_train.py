@@ -71,6 +71,7 @@ CONFIG_FLAGS = {
     "checkpoint_every_epochs": "--checkpoint-every", "keep_checkpoints": "--keep-checkpoints",
     "ema_momentum": "--ema-momentum", "final_validation": "--no-final-validation", "save_probabilities": "--npz",
     "validate_with_best": "--val-best", "pretrained_weights": "--pretrained-weights",
+    "augmentation_device": "--augmentation-device",
 }  # fmt: skip
 
 
@@ -108,6 +109,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     add("--val-best", action="store_true", help="the final validation uses checkpoint_best instead of the final one")
     add("--pretrained-weights", type=Path, default=None, metavar="CHECKPOINT",
         help="start a new run from an nnseg/nnU-Net checkpoint's weights (all but the segmentation heads)")
+    add("--augmentation-device", default=None, metavar="DEVICE",
+        help="augment on this device (e.g. cuda) from patches cropped by the workers (default: in the workers)")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainerConfig:
@@ -132,6 +135,7 @@ def config_from_args(args: argparse.Namespace) -> TrainerConfig:
         ema_momentum=args.ema_momentum, final_validation=not args.no_final_validation,
         save_probabilities=args.npz, validate_with_best=args.val_best,
         pretrained_weights=None if args.pretrained_weights is None else str(args.pretrained_weights),
+        augmentation_device=args.augmentation_device,
     )  # fmt: skip
 
 

@@ -61,6 +61,9 @@ class TrainerConfig:
         validate_with_best: The final validation uses ``checkpoint_best.pt`` (nnU-Net's ``--val_best``).
         pretrained_weights: An nnseg or nnU-Net checkpoint whose weights, except the segmentation heads, start
             a new run (fine-tuning; a resumed run loads its own checkpoint instead).
+        augmentation_device: Run the spatial and intensity augmentation on this torch device (e.g. ``"cuda"``)
+            from patches the loader workers crop on the CPU; None (default) augments in the workers. Same
+            distributions as the CPU pipeline, different bits (see docs/training-data.md).
     """
 
     iterations_per_epoch: int = 250
@@ -89,6 +92,7 @@ class TrainerConfig:
     save_probabilities: bool = False
     validate_with_best: bool = False
     pretrained_weights: str | None = None
+    augmentation_device: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("iterations_per_epoch", "num_epochs", "checkpoint_every_epochs", "keep_checkpoints"):
@@ -114,6 +118,8 @@ class TrainerConfig:
                     f"{self.pretrained_weights!r}. Pass e.g. 'runs/.../fold_0/checkpoint_final.pt'."
                 )
             object.__setattr__(self, "pretrained_weights", os.fspath(self.pretrained_weights))
+        if self.augmentation_device is not None:
+            object.__setattr__(self, "augmentation_device", _device_name("augmentation_device", self.augmentation_device))
 
     @property
     def total_steps(self) -> int:
@@ -191,3 +197,18 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainerConfig)}
 
 def _number(name: str, value: Any, **bounds: Any) -> None:
     parse_number(_OWNER, name, value, default=_DEFAULTS[name], **bounds)
+
+
+def _device_name(name: str, value: Any) -> str:
+    """``value`` as a torch device string, or a ConfigError naming the option."""
+    import torch
+
+    try:
+        if isinstance(value, bool) or not isinstance(value, str | torch.device):
+            raise TypeError(value)
+        return str(torch.device(value))
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(
+            f"{_OWNER}: {name} must be a torch device such as 'cpu' or 'cuda:0', or None; got {value!r}. Pass a "
+            "device name torch knows."
+        ) from None

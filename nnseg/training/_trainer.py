@@ -138,7 +138,7 @@ class Trainer(FinalValidation):
         """The step-deterministic training batch stream (this rank's share of the batch under DDP)."""
         return TrainingLoader(self.store, self.split.train, self.plan, self.spec,
                               seed=self.distributed.seed(self.config.seed), num_workers=self.config.num_loader_workers,
-                              **self._loader_options())  # fmt: skip
+                              augmentation_device=self.config.augmentation_device, **self._loader_options())  # fmt: skip
 
     def build_val_loader(self) -> ValidationLoader | None:
         """The validation batches (None when ``val_iterations_per_epoch`` is 0 or the split has no val cases)."""

@@ -124,6 +124,7 @@ NON_DEFAULTS: dict[str, tuple[list[str], object]] = {
     "ema_momentum": (["--ema-momentum", "0.5"], 0.5), "final_validation": (["--no-final-validation"], False),
     "save_probabilities": (["--npz"], True), "validate_with_best": (["--val-best"], True),
     "pretrained_weights": (["--pretrained-weights", "a/b.pt"], "a/b.pt"),
+    "augmentation_device": (["--augmentation-device", "cpu"], "cpu"),
 }  # fmt: skip
 
 

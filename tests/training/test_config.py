@@ -83,3 +83,11 @@ def test_amp_is_automatic_on_cuda_only() -> None:
 def test_invalid_values_are_rejected(field: str, value: Any, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         dataclasses.replace(TrainerConfig(), **{field: value})
+
+
+def test_augmentation_device_is_a_device_name_or_none() -> None:
+    assert TrainerConfig(augmentation_device="cpu").augmentation_device == "cpu"
+    assert TrainerConfig().augmentation_device is None
+    with pytest.raises(ConfigError, match=r"TrainerConfig: augmentation_device must be a torch device such as 'cpu' or "
+                                          r"'cuda:0', or None; got 'gpu0'\."):  # fmt: skip
+        TrainerConfig(augmentation_device="gpu0")

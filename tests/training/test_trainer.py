@@ -344,3 +344,10 @@ def test_a_split_without_validation_cases_trains_without_pseudo_dice(setup: dict
     metrics = json.loads((tmp_path / "run" / "metrics.jsonl").read_text())
     assert math.isnan(metrics["pseudo_dice"])
     assert math.isnan(metrics["val_loss"])
+
+
+def test_augmentation_device_reaches_the_training_loader(setup: dict[str, Any]) -> None:
+    on_device = _trainer(setup, dataclasses.replace(CONFIG, augmentation_device="cpu")).build_train_loader()
+    in_workers = _trainer(setup).build_train_loader()
+    assert on_device.device_augmenter is not None
+    assert in_workers.device_augmenter is None
