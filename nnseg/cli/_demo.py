@@ -58,116 +58,134 @@ def _step(title: str, action: Callable[[], str], timings: dict[str, float] | Non
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """Run every available stage; return the exit code."""
-    from nnseg.cli._plan import format_plan_table, memory_warnings
-    from nnseg.dataset import RawDataset
-    from nnseg.evaluation import evaluate_folder
-    from nnseg.fingerprint import extract_fingerprint
-    from nnseg.inference import InferenceSettings, Predictor
-    from nnseg.planning import Planner, attach_memory_reports
-    from nnseg.preprocessing import preprocess_dataset, store_name
-    from nnseg.testing import make_synthetic_dataset
-    from nnseg.training import Split, Trainer, TrainerConfig
+    """Run every stage in order, each saying where its output went; return the exit code."""
+    demo = _Demo(args)
+    steps = args.steps if args.steps is not None else (4 if args.small else DEFAULT_STEPS)
+    _step("generate the synthetic dataset", demo.synthesise, demo.timings)
+    _step("verify the dataset", demo.verify, demo.timings)
+    _step("extract the fingerprint", demo.fingerprint, demo.timings)
+    _step("plan (default nnU-Net planner)", demo.plan, demo.timings)
+    _step(f"preprocess ({CONFIGURATION}; resumes if interrupted)", demo.preprocess, demo.timings)
+    _step(f"train {CONFIGURATION} for {steps} steps (fold 'all'; resumes exactly if interrupted)",
+          lambda: demo.train(steps), demo.timings)  # fmt: skip
+    _step("predict the held-out test cases (imagesTs)", demo.predict, demo.timings)
+    _step("evaluate against labelsTs", demo.evaluate, demo.timings)
+    atomic_write_json(demo.workspace.root / "timings.json", demo.timings)
+    _step("write the report (open it in a browser)", demo.report)
+    print(f"All outputs are under {demo.root.resolve()}; the report is {(demo.root / 'report.html').resolve()}")
+    return 0
 
-    root: Path = args.work_dir
-    raw_dir = root / "raw" / DEMO_DATASET
-    workspace = Workspace(root / "work")
-    state: dict[str, Any] = {}
-    timings: dict[str, float] = {}
 
-    def synthesise() -> str:
-        if not (raw_dir / "dataset.json").is_file():
+class _Demo:
+    """The demo's stages; each returns where its output went (what the demo prints)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args, self.root = args, Path(args.work_dir)
+        self.raw_dir = self.root / "raw" / DEMO_DATASET
+        self.workspace = Workspace(self.root / "work")
+        self.timings: dict[str, float] = {}
+        self.state: dict[str, Any] = {}
+
+    @property
+    def run_dir(self) -> Path:
+        """The demo's run folder (fold 'all')."""
+        return self.workspace.run_dir(self.state["plans"].plans_name, CONFIGURATION, "demo", "all")
+
+    def synthesise(self) -> str:
+        from nnseg.testing import make_synthetic_dataset
+
+        if not (self.raw_dir / "dataset.json").is_file():
             make_synthetic_dataset(
-                root / "raw", num_cases=args.num_cases, num_test_cases=4, shape=(16, 32, 32) if args.small else (32, 48, 48),
-                spacing=(2.5, 0.8, 0.8), modality="ct", num_classes=3, seed=args.seed, dataset_name=DEMO_DATASET,
-                lesion_scale=LESION_SCALE,
-            )
-        return str(raw_dir)
+                self.root / "raw", num_cases=self.args.num_cases, num_test_cases=4,
+                shape=(16, 32, 32) if self.args.small else (32, 48, 48), spacing=(2.5, 0.8, 0.8), modality="ct",
+                num_classes=3, seed=self.args.seed, dataset_name=DEMO_DATASET, lesion_scale=LESION_SCALE,
+            )  # fmt: skip
+        return str(self.raw_dir)
 
-    def verify() -> str:
-        dataset = RawDataset.from_folder(raw_dir)
-        report = dataset.verify(num_workers=args.num_workers)
+    def verify(self) -> str:
+        from nnseg.dataset import RawDataset
+
+        dataset = RawDataset.from_folder(self.raw_dir)
+        report = dataset.verify(num_workers=self.args.num_workers)
         report.raise_for_errors()
-        state["dataset"] = dataset
+        self.state["dataset"] = dataset
         return f"{len(dataset)} training cases, {len(report.warnings)} warnings, no errors"
 
-    def fingerprint() -> str:
-        dataset = state["dataset"]
-        workspace.initialise(raw_dir)
-        dataset.spec.save(workspace.dataset_json_path)
-        fp = extract_fingerprint(
-            dataset, num_workers=args.num_workers, cache_dir=workspace.fingerprint_cache_dir
-        )
-        fp.save(workspace.fingerprint_path)
-        state["fingerprint"] = fp
-        return str(workspace.fingerprint_path)
+    def fingerprint(self) -> str:
+        from nnseg.fingerprint import extract_fingerprint
 
-    def plan() -> str:
-        dataset = state["dataset"]
-        plans = attach_memory_reports(Planner().plan(state["fingerprint"], dataset.spec), dataset.spec)
-        path = workspace.plans_path(plans.plans_name)
+        dataset = self.state["dataset"]
+        self.workspace.initialise(self.raw_dir)
+        dataset.spec.save(self.workspace.dataset_json_path)
+        fp = extract_fingerprint(dataset, num_workers=self.args.num_workers,
+                                 cache_dir=self.workspace.fingerprint_cache_dir)  # fmt: skip
+        fp.save(self.workspace.fingerprint_path)
+        self.state["fingerprint"] = fp
+        return str(self.workspace.fingerprint_path)
+
+    def plan(self) -> str:
+        from nnseg.cli._plan import format_plan_table, memory_warnings
+        from nnseg.planning import Planner, attach_memory_reports
+
+        spec = self.state["dataset"].spec
+        plans = attach_memory_reports(Planner().plan(self.state["fingerprint"], spec), spec)
+        path = self.workspace.plans_path(plans.plans_name)
         plans.save(path)
         for line in [*format_plan_table(plans).splitlines(), *memory_warnings(plans)]:
             print(f"    {line}")
-        state["plans"] = plans
+        self.state["plans"] = plans
         return str(path)
 
-    def preprocess() -> str:
-        dataset, plan = state["dataset"], state["plans"][CONFIGURATION]
-        store_dir = workspace.preprocessed_dir(store_name(plan, dataset.spec))
-        store = preprocess_dataset(dataset, plan, store_dir, num_workers=args.num_workers, progress=False)
-        state["store"] = store
+    def preprocess(self) -> str:
+        from nnseg.preprocessing import preprocess_dataset, store_name
+
+        dataset, plan = self.state["dataset"], self.state["plans"][CONFIGURATION]
+        store_dir = self.workspace.preprocessed_dir(store_name(plan, dataset.spec))
+        store = preprocess_dataset(dataset, plan, store_dir, num_workers=self.args.num_workers, progress=False)
+        self.state["store"] = store
         return f"{len(store.case_ids())} cases in {store_dir}"
 
-    _step("generate the synthetic dataset", synthesise, timings)
-    _step("verify the dataset", verify, timings)
-    _step("extract the fingerprint", fingerprint, timings)
-    _step("plan (default nnU-Net planner)", plan, timings)
-    _step(f"preprocess ({CONFIGURATION}; resumes if interrupted)", preprocess, timings)
-    steps = args.steps if args.steps is not None else (4 if args.small else DEFAULT_STEPS)
-    run_dir = workspace.run_dir(state["plans"].plans_name, CONFIGURATION, "demo", "all")
+    def train(self, steps: int) -> str:
+        from nnseg.training import Split, Trainer, TrainerConfig
 
-    def train() -> str:
         config = TrainerConfig.from_step_budget(
             steps, iterations_per_epoch=min(50, steps), val_iterations_per_epoch=2, num_loader_workers=1,
-            final_validation=False, seed=args.seed,
+            final_validation=False, seed=self.args.seed,
         )  # fmt: skip
-        store = state["store"]
-        split = Split.kfold(store.case_ids(), "all")
-        plan = _slim(state["plans"][CONFIGURATION], args.base_features)
-        trainer = Trainer(plan, store, split, spec=state["dataset"].spec, config=config, device=args.device)
+        store = self.state["store"]
+        plan = _slim(self.state["plans"][CONFIGURATION], self.args.base_features)
+        trainer = Trainer(plan, store, Split.kfold(store.case_ids(), "all"), spec=self.state["dataset"].spec,
+                          config=config, device=self.args.device)  # fmt: skip
         with warnings.catch_warnings():
             # the planned patch is padded up to what the pooling needs, so it exceeds these small images
             warnings.filterwarnings("ignore", message=".*smaller than the patch")
-            return str(trainer.fit(run_dir))
+            return str(trainer.fit(self.run_dir))
 
-    def predict() -> str:
-        predictor = Predictor.from_run(run_dir, settings=InferenceSettings(device=args.device, use_mirroring=False))
-        status = predictor.predict_folder(raw_dir / "imagesTs", root / "predictions", progress=False)
-        state["names"] = {str(v): k for k, v in state["dataset"].spec.labels.items()}
-        return f"complete={status.is_complete}: {root / 'predictions'}"
+    def predict(self) -> str:
+        from nnseg.inference import InferenceSettings, Predictor
 
-    def evaluate() -> str:
-        summary = evaluate_folder(root / "predictions", raw_dir / "labelsTs", state["dataset"].spec)
-        summary.save(root / "predictions" / "summary.json")
-        for line in _dice_table(summary, state["names"]):
+        settings = InferenceSettings(device=self.args.device, use_mirroring=False)
+        status = Predictor.from_run(self.run_dir, settings=settings).predict_folder(
+            self.raw_dir / "imagesTs", self.root / "predictions", progress=False)  # fmt: skip
+        return f"complete={status.is_complete}: {self.root / 'predictions'}"
+
+    def evaluate(self) -> str:
+        from nnseg.evaluation import evaluate_folder
+
+        spec = self.state["dataset"].spec
+        summary = evaluate_folder(self.root / "predictions", self.raw_dir / "labelsTs", spec)
+        summary.save(self.root / "predictions" / "summary.json")
+        names = {str(v): k for k, v in spec.labels.items()}
+        for line in _dice_table(summary, names):
             print(f"    {line}")
-        return str(root / "predictions" / "summary.json")
+        return str(self.root / "predictions" / "summary.json")
 
-    _step(f"train {CONFIGURATION} for {steps} steps (fold 'all'; resumes exactly if interrupted)", train, timings)
-    _step("predict the held-out test cases (imagesTs)", predict, timings)
-    _step("evaluate against labelsTs", evaluate, timings)
-    atomic_write_json(workspace.root / "timings.json", timings)
-
-    def report() -> str:
+    def report(self) -> str:
         from nnseg.presentation import write_report
 
-        summary = root / "predictions" / "summary.json"
-        return str(write_report(workspace.root, root / "report.html", evaluations=[("test cases (imagesTs)", summary)]))
-
-    _step("write the report (open it in a browser)", report)
-    print(f"All outputs are under {root.resolve()}; the report is {(root / 'report.html').resolve()}")
-    return 0
+        summary = self.root / "predictions" / "summary.json"
+        evaluations = [("test cases (imagesTs)", summary)]
+        return str(write_report(self.workspace.root, self.root / "report.html", evaluations=evaluations))
 
 
 def _dice_table(summary: Any, names: dict[str, str]) -> list[str]:
