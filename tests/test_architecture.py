@@ -365,7 +365,6 @@ MAX_TRAINER_LINES = 300
 KNOWN_OVERSIZED: set[str] = {
     "nnseg/testing/_synthetic.py:make_synthetic_dataset",
     "nnseg/fingerprint/_extract.py:extract_fingerprint",
-    "nnseg/preprocessing/_store.py:PreprocessedStore",
 }
 
 
