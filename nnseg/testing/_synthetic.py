@@ -191,7 +191,8 @@ def _validate(*, shape: Any, spacing: Any, two_d: Any, spacing_jitter: Any, rgb:
     parse_bool(CALLER, "rgb", rgb)
     if two_d and isinstance(shape, Sequence) and len(shape) == 3:
         shape = tuple(shape)[1:]  # 2D uses (y, x); the z entry is ignored
-        spacing = tuple(spacing)[1:] if isinstance(spacing, Sequence) and len(spacing) == 3 else spacing
+    if two_d and isinstance(spacing, Sequence) and len(spacing) == 3:
+        spacing = tuple(spacing)[1:]  # also the default spacing with a (y, x) shape
     spatial = check_shape(CALLER, shape, (2,) if two_d else (3,))
     if not isinstance(spacing, Sequence) or isinstance(spacing, str) or len(spacing) != len(shape):
         raise ConfigError(
