@@ -71,9 +71,10 @@ def scan_folder(root: Path) -> tuple[DatasetSpec | None, list[Case], list[Case],
         _require_folders(root, log, spec.file_ending)
         return spec, [], [], log.problems  # listing files with an ending nnseg cannot read would only add noise
     reader = spec.extra.get("overwrite_image_reader_writer")
-    if reader not in (None, "None", "SimpleITKIO"):
+    natural = ("NaturalImage2DIO", "Tiff3DIO") if spec.file_ending in IMAGE_FORMAT_ENDINGS else ()
+    if reader not in (None, "None", "SimpleITKIO", *natural):
         log.warn(None, root / "dataset.json", f"dataset.json: overwrite_image_reader_writer is {reader!r}; nnseg "
-                 "reads every file with SimpleITK and ignores this setting.")
+                 "reads every file with SimpleITK (PNG, BMP, TIFF with Pillow and tifffile) and ignores this setting.")
     if "dataset" in spec.extra:
         cases = _cases_from_dataset_key(root, spec, spec.extra["dataset"], log)
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -139,3 +140,16 @@ def test_the_dataset_key_may_list_one_colour_file(tmp_path: Path) -> None:
     dataset = RawDataset.from_folder(root)
     assert dataset["a"].image_paths == (root / "imagesTr/a_0000.png",)
     assert dataset.verify().ok
+
+
+def test_nnunet_natural_image_reader_setting_is_accepted_silently(tmp_path: Path) -> None:
+    root = _dataset(tmp_path / "Dataset128_Reader", {"a": (3,)})
+    spec = json.loads((root / "dataset.json").read_text())
+    (root / "dataset.json").write_text(json.dumps({**spec, "overwrite_image_reader_writer": "NaturalImage2DIO"}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert RawDataset.from_folder(root).layout_warnings == ()
+    (root / "dataset.json").write_text(json.dumps({**spec, "overwrite_image_reader_writer": "NibabelIO"}))
+    with pytest.warns(UserWarning, match=r"overwrite_image_reader_writer is 'NibabelIO'; nnseg reads every file "
+                      r"with SimpleITK \(PNG, BMP, TIFF with Pillow and tifffile\) and ignores this setting"):
+        RawDataset.from_folder(root)
