@@ -75,6 +75,8 @@ def test_rgb_dataset_from_synth_to_evaluation(tmp_path: Path, capsys: pytest.Cap
     predicted, _ = read_segmentation(out / "case_004.png")
     reference, _ = read_segmentation(raw / "labelsTs" / "case_004.png")
     assert predicted.shape == reference.shape == (1, 1, *reference.shape[2:])
+    assert cli.main(["overlay", str(raw / "imagesTs"), str(out), "-o", str(tmp_path / "overlays")]) == 0
+    assert (tmp_path / "overlays" / "case_004.png").is_file()  # the RGB image is shown as its mean colour
     summary = tmp_path / "summary.json"
     assert cli.main(["evaluate", str(out), str(raw / "labelsTs"), "-o", str(summary)]) == 0
     assert [case["reference_file"].endswith("case_004.png") for case in json.loads(summary.read_text())["metric_per_case"]] == [True]
