@@ -3,17 +3,36 @@
 Image files are named ``<case_id>_<XXXX><ending>`` where ``XXXX`` is the 4-digit channel index; label
 files are named ``<case_id><ending>``. The case id is everything before the last ``_XXXX``, so ids may
 themselves contain underscores and digits (``liver_0003_0000.nii.gz`` is channel 0 of ``liver_0003``).
+
+A case of a colour-format dataset (PNG, BMP, TIFF) may instead give every channel in one file
+``<case>_0000<ending>``, one channel per colour (nnU-Net's natural-image convention, e.g. an RGB photo for
+``channel_names`` R, G, B). The layout cannot tell such a file from a missing channel without reading it,
+so :func:`read_case_images` checks the colour count when the file is read.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from nnseg.errors import DatasetError
+import numpy as np
 
-__all__ = ["Case", "image_file_name", "label_file_name", "parse_image_file_name"]
+from nnseg._image_formats import IMAGE_FORMAT_ENDINGS
+from nnseg.errors import DatasetError
+from nnseg.io import ImageGeometry, read_images
+
+__all__ = [
+    "Case",
+    "channel_count_message",
+    "channel_files_fit",
+    "holds_all_channels",
+    "image_file_name",
+    "label_file_name",
+    "parse_image_file_name",
+    "read_case_images",
+]
 
 CHANNEL_DIGITS = 4
 """Width of the zero-padded channel index in image file names."""
@@ -52,7 +71,10 @@ class Case:
 
     @property
     def num_channels(self) -> int:
-        """Number of image files (one per channel)."""
+        """Number of image files: one per channel, or 1 for a colour file holding every channel.
+
+        See :func:`holds_all_channels`; the channels a colour file holds are known once it is read.
+        """
         return len(self.image_paths)
 
     @property
@@ -92,3 +114,77 @@ def parse_image_file_name(name: str, file_ending: str) -> tuple[str, int] | None
     if match is None:
         return None
     return match.group(1), int(match.group(2))
+
+
+def holds_all_channels(case: Case, num_channels: int) -> bool:
+    """Whether ``case`` gives its ``num_channels`` (> 1) channels in one colour file (PNG, BMP or TIFF).
+
+    Args:
+        case: The case.
+        num_channels: The channels dataset.json declares.
+    """
+    return num_channels > 1 and len(case.image_paths) == 1 and is_colour_format(case.image_paths[0].name)
+
+
+def is_colour_format(name: str) -> bool:
+    """Whether a file name has an ending whose files may hold several colours (PNG, BMP, TIFF)."""
+    return name.lower().endswith(IMAGE_FORMAT_ENDINGS)
+
+
+def channel_files_fit(case: Case, num_channels: int) -> bool:
+    """Whether ``case`` has one image file per channel, or one colour file holding every channel."""
+    return len(case.image_paths) == num_channels or holds_all_channels(case, num_channels)
+
+
+def channel_count_message(paths: Sequence[Path], found: int, channel_names: Sequence[str]) -> str:
+    """Say that the image files of a case hold ``found`` channels where dataset.json declares others.
+
+    Args:
+        paths: The image files as they should be named in the message.
+        found: The channels the files hold once read (a colour file gives one per colour).
+        channel_names: The channel names dataset.json declares.
+    """
+    expected = len(channel_names)
+    declared = f"dataset.json declares {expected} channel(s) {list(channel_names)}"
+    if len(paths) != 1:
+        names = [p.name for p in paths]
+        return (f"image files {names} hold {found} channels in total (a colour file gives one channel per colour) "
+                f"but {declared}; expected one grey file per channel. Convert the colour files to grey, e.g. "
+                "Image.open(p).convert('L') in Pillow, or fix 'channel_names' in dataset.json.")
+    if expected == 1:
+        want, fix = "a grey file", "Convert it to grey, e.g. Image.open(p).convert('L') in Pillow"
+    else:
+        want = f"one file with {expected} colours" + (" (RGB)" if expected == 3 else "")
+        fix = "Convert it, e.g. Image.open(p).convert('RGB') in Pillow" if expected == 3 else (
+            f"Give one grey file per channel (_0000 to _{expected - 1:04d}) instead")
+    return (f"{paths[0]} holds {found} colour channel(s) but {declared}; expected {want}. {fix}, or fix "
+            "'channel_names' in dataset.json.")
+
+
+def read_case_images(case: Case, channel_names: Sequence[str]) -> tuple[np.ndarray, ImageGeometry]:
+    """Read every channel of a case (:func:`nnseg.io.read_images`) and check it against dataset.json.
+
+    Args:
+        case: The case; one file per channel, or one colour file holding every channel.
+        channel_names: The channel names dataset.json declares.
+
+    Returns:
+        ``(images, geometry)``: float32 ``(c, z, y, x)`` with ``c == len(channel_names)``.
+
+    Raises:
+        DatasetError: If the case has the wrong number of image files, or they hold the wrong number of
+            channels (e.g. a grey file where dataset.json declares R, G and B).
+        ImageIOError: If a file cannot be read.
+    """
+    expected = len(channel_names)
+    if not channel_files_fit(case, expected):
+        raise DatasetError(
+            f"case {case.case_id!r}: {len(case.image_paths)} image file(s) "
+            f"({', '.join(p.name for p in case.image_paths)}) but dataset.json declares {expected} channel(s) "
+            f"{list(channel_names)}; expected files <case>_0000 ... <case>_{expected - 1:04d} (or, for PNG, BMP "
+            "and TIFF, one colour file <case>_0000 holding every channel)."
+        )
+    images, geometry = read_images(case.image_paths)
+    if images.shape[0] != expected:
+        raise DatasetError(f"case {case.case_id!r}: {channel_count_message(case.image_paths, images.shape[0], channel_names)}")
+    return images, geometry

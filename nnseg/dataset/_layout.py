@@ -71,9 +71,10 @@ def scan_folder(root: Path) -> tuple[DatasetSpec | None, list[Case], list[Case],
         _require_folders(root, log, spec.file_ending)
         return spec, [], [], log.problems  # listing files with an ending nnseg cannot read would only add noise
     reader = spec.extra.get("overwrite_image_reader_writer")
-    if reader not in (None, "None", "SimpleITKIO"):
+    natural = ("NaturalImage2DIO", "Tiff3DIO") if spec.file_ending in IMAGE_FORMAT_ENDINGS else ()
+    if reader not in (None, "None", "SimpleITKIO", *natural):
         log.warn(None, root / "dataset.json", f"dataset.json: overwrite_image_reader_writer is {reader!r}; nnseg "
-                 "reads every file with SimpleITK and ignores this setting.")
+                 "reads every file with SimpleITK (PNG, BMP, TIFF with Pillow and tifffile) and ignores this setting.")
     if "dataset" in spec.extra:
         cases = _cases_from_dataset_key(root, spec, spec.extra["dataset"], log)
     else:
@@ -117,7 +118,7 @@ def _list_files(folder: Path, spec: DatasetSpec, log: _Log) -> list[Path]:
 
 
 def _scan_images(folder: Path, spec: DatasetSpec, log: _Log) -> dict[str, tuple[Path, ...]]:
-    """Group the image files of ``folder`` by case; log misnamed files and incomplete cases."""
+    """Group the image files of ``folder`` by case; log misnamed files, incomplete cases and mixed forms."""
     ending, num_channels = spec.file_ending, spec.num_channels
     by_case: dict[str, dict[int, Path]] = {}
     for path in _list_files(folder, spec, log):
@@ -129,6 +130,15 @@ def _scan_images(folder: Path, spec: DatasetSpec, log: _Log) -> dict[str, tuple[
             continue
         case_id, channel = parsed
         by_case.setdefault(case_id, {})[channel] = path
+    # a colour format may give every channel in one file <case>_0000 (read, and counted, by verify)
+    one_file = sorted(cid for cid, ch in by_case.items() if set(ch) == {0}) if _colour_dataset(spec) else []
+    per_channel = sorted(cid for cid, ch in by_case.items() if len(ch) > 1)
+    if one_file and per_channel:
+        log.error(None, folder, f"{folder.name}/: {len(one_file)} case(s) give only <case>_0000{ending}, which must "
+                  f"then hold all {num_channels} channels as colours (e.g. {one_file[:3]}), but {len(per_channel)} "
+                  f"case(s) give one file per channel (e.g. {per_channel[:3]}); expected one form for every case. Add "
+                  f"the missing channel files (e.g. {image_file_name(one_file[0], 1, ending)}), or give every case as "
+                  "one colour file.")
     for case_id, channels in sorted(by_case.items()):
         expected = [image_file_name(case_id, c, ending) for c in range(num_channels)]
         for channel in sorted(c for c in channels if c >= num_channels):
@@ -137,12 +147,18 @@ def _scan_images(folder: Path, spec: DatasetSpec, log: _Log) -> dict[str, tuple[
                       f"{num_channels} channel(s) dataset.json declares {list(spec.channel_names)}; expected only "
                       f"{expected}. Remove the file or add the channel to 'channel_names'.")
         missing = [expected[c] for c in range(num_channels) if c not in channels]
-        if missing:
+        if missing and case_id not in one_file:
             found = [channels[c].name for c in sorted(channels)]
+            also = f" (or one colour file {expected[0]} holding every channel)" if _colour_dataset(spec) else ""
             log.error(case_id, folder / missing[0], f"case {case_id!r}: found {len(found)} of {num_channels} channel "
-                      f"file(s) in {folder.name}/ {found}; expected {expected}. Add the missing {missing}, or fix "
-                      "'channel_names' in dataset.json.")
+                      f"file(s) in {folder.name}/ {found}; expected {expected}{also}. Add the missing {missing}, or "
+                      "fix 'channel_names' in dataset.json.")
     return {cid: tuple(ch[c] for c in sorted(ch) if c < num_channels) for cid, ch in sorted(by_case.items())}
+
+
+def _colour_dataset(spec: DatasetSpec) -> bool:
+    """Whether a case may give all of several channels in one colour file ``<case>_0000``."""
+    return spec.num_channels > 1 and spec.file_ending in IMAGE_FORMAT_ENDINGS
 
 
 def _scan_labels(folder: Path, spec: DatasetSpec, log: _Log) -> dict[str, Path]:
@@ -205,10 +221,12 @@ def _cases_from_dataset_key(root: Path, spec: DatasetSpec, entries: Any, log: _L
                       "{\"images\": [one path per channel], \"label\": path}.")
             continue
         paths = [_entry_path(root, case_id, p, log) for p in (*images, label)]
-        if len(images) != spec.num_channels:
+        fits = len(images) == spec.num_channels or (len(images) == 1 and _colour_dataset(spec))
+        if not fits:
             log.error(case_id, json_path, f"case {case_id!r}: dataset.json 'dataset' lists {len(images)} image "
-                      f"file(s) {images}; expected one per channel: {spec.num_channels} channel(s) {list(spec.channel_names)}.")
-        if all(p is not None for p in paths) and len(images) == spec.num_channels:
+                      f"file(s) {images}; expected one per channel: {spec.num_channels} channel(s) {list(spec.channel_names)}"
+                      f"{' (or one colour file holding every channel)' if _colour_dataset(spec) else ''}.")
+        if all(p is not None for p in paths) and fits:
             cases.append(Case(case_id, tuple(p for p in paths[:-1] if p is not None), paths[-1]))
     _check_num_training(root, spec, len(entries), "the 'dataset' key lists", log)
     return cases

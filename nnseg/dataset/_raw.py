@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nnseg._suggest import close_matches
-from nnseg.dataset._case import Case
+from nnseg.dataset._case import Case, channel_files_fit
 from nnseg.dataset._layout import scan_folder
 from nnseg.dataset._problem import Problem
 from nnseg.dataset._spec import DatasetSpec
@@ -29,7 +29,8 @@ class RawDataset:
 
     Open a folder with :meth:`from_folder` or build a dataset in code with :meth:`from_cases`. The
     constructor only checks its arguments (it reads no file): training cases are sorted by id and must
-    each have a label, every case must have one image file per channel, ids must be unique, and
+    each have a label, every case must have one image file per channel (or one PNG, BMP or TIFF colour
+    file holding every channel, counted when :meth:`verify` reads it), ids must be unique, and
     ``spec.num_training`` must equal the number of training cases.
 
     Args:
@@ -80,7 +81,8 @@ class RawDataset:
         """Open a raw dataset folder in nnU-Net's layout and check the layout.
 
         The folder holds ``dataset.json``, ``imagesTr/<case>_<XXXX><ending>`` (one file per channel,
-        ``XXXX`` the 4-digit channel index), ``labelsTr/<case><ending>`` and optionally ``imagesTs/``
+        ``XXXX`` the 4-digit channel index; for PNG, BMP and TIFF, every case may instead give all its
+        channels in one colour file ``<case>_0000``), ``labelsTr/<case><ending>`` and optionally ``imagesTs/``
         (and ``labelsTs/``). A ``dataset`` key in ``dataset.json`` (nnU-Net's explicit file list) replaces
         ``imagesTr``/``labelsTr``. No image is read; call :meth:`verify` for that. Layout warnings (e.g.
         ignored files) are emitted with :func:`warnings.warn` and kept in ``layout_warnings``.
@@ -232,7 +234,7 @@ def verify_folder(
     if spec is None:
         return verify_cases((), (), root, problems, num_workers=num_workers, progress=progress)
     return verify_cases((*cases, *test_cases), spec.all_labels, root, problems, num_workers=num_workers,
-                        progress=progress)
+                        progress=progress, channel_names=spec.channel_names)
 
 
 def _all_cases(cases: object) -> bool:
@@ -261,11 +263,12 @@ def _check_cases(spec: DatasetSpec, cases: Sequence[object], kind: str) -> list[
         if not isinstance(case, Case):
             problems.append(f"expected Case objects; got {type(case).__name__} ({case!r}).")
             continue
-        if case.num_channels != spec.num_channels:
+        if not channel_files_fit(case, spec.num_channels):
             problems.append(
                 f"{kind} {case.case_id!r} has {case.num_channels} image file(s) "
                 f"({', '.join(p.name for p in case.image_paths)}) but the spec declares {spec.num_channels} "
-                f"channel(s) {list(spec.channel_names)}; expected one image file per channel."
+                f"channel(s) {list(spec.channel_names)}; expected one image file per channel (or one PNG, BMP or "
+                "TIFF colour file holding every channel)."
             )
         if case.case_id in seen:
             problems.append(f"{kind} id {case.case_id!r} appears more than once; expected unique case ids.")

@@ -23,10 +23,10 @@ import numpy as np
 
 from nnseg._atomic import atomic_write_json
 from nnseg._checks import parse_int
-from nnseg.dataset._case import Case
+from nnseg.dataset._case import Case, channel_count_message, is_colour_format
 from nnseg.dataset._problem import Problem, Severity
 from nnseg.errors import DatasetError, ImageIOError
-from nnseg.io import ImageGeometry, read_image
+from nnseg.io import ImageGeometry, read_image, read_images
 
 if TYPE_CHECKING:
     from nnseg.dataset._raw import RawDataset
@@ -163,9 +163,10 @@ class _Loaded:
     geometry: ImageGeometry
 
 
-def _read(log: _CaseLog, path: Path) -> tuple[np.ndarray, ImageGeometry] | None:
+def _read(log: _CaseLog, path: Path, *, colours: bool = False) -> tuple[np.ndarray, ImageGeometry] | None:
+    """Read one file; with ``colours``, as ``(c, z, y, x)`` with one channel per colour."""
     try:
-        return read_image(path)
+        return read_images([path]) if colours else read_image(path)
     except ImageIOError as err:
         # the reader's message names the file already; only the case is added
         text = str(err).replace(str(path), log.name(path))
@@ -226,29 +227,42 @@ def _check_label_values(log: _CaseLog, path: Path, array: np.ndarray, allowed: S
                 f"{list(allowed)}. Fix the label map or add the labels to 'labels' in dataset.json.")
 
 
-def verify_case(case: Case, allowed_labels: Sequence[int], root: Path | None = None) -> tuple[Problem, ...]:
+def verify_case(
+    case: Case, allowed_labels: Sequence[int], root: Path | None = None, channel_names: Sequence[str] | None = None
+) -> tuple[Problem, ...]:
     """Read every file of one case and return its problems.
 
     Args:
         case: The case; its label (if any) is checked too.
         allowed_labels: The label values dataset.json declares (``DatasetSpec.all_labels``).
         root: The dataset folder, used to name files relative to it in messages.
+        channel_names: The channels dataset.json declares. When given, PNG, BMP and TIFF files are read
+            with one channel per colour and the channels of the case are counted against them (so one
+            RGB file may give the channels R, G, B); when None, every image file must be single-channel.
 
     Returns:
         The problems, in file order (channels, then the label).
     """
     log = _CaseLog(case.case_id, root)
     ref: _Loaded | None = None
+    found, all_read = 0, True
     for path in case.image_paths:
-        loaded = _read(log, path)
+        colours = channel_names is not None and is_colour_format(path.name)
+        loaded = _read(log, path, colours=colours)
         if loaded is None:
+            all_read = False
             continue
         array, geometry = loaded  # the reader refused damaged files, NaN, bad spacings and directions
-        this = _Loaded(path, array.shape, geometry)
+        found += array.shape[0] if colours else 1
+        this = _Loaded(path, array.shape[1:] if colours else array.shape, geometry)
         if ref is None:
             ref = this
         else:
             _compare(log, ref, this)
+    if channel_names is not None and all_read and _colours_miscount(case, found, len(channel_names)):
+        names = [Path(log.name(p)) for p in case.image_paths]
+        log.problems.append(Problem(case.case_id, case.image_paths[0], "error",
+                                    f"case {case.case_id!r}: {channel_count_message(names, found, channel_names)}"))
     if case.label_path is not None:
         loaded = _read(log, case.label_path)
         if loaded is not None:
@@ -259,7 +273,13 @@ def verify_case(case: Case, allowed_labels: Sequence[int], root: Path | None = N
     return tuple(log.problems)
 
 
-def _verify_job(job: tuple[Case, tuple[int, ...], Path | None]) -> tuple[Problem, ...]:
+def _colours_miscount(case: Case, found: int, expected: int) -> bool:
+    """Whether colour files give the case another channel count than declared (missing files: the layout's job)."""
+    paths = case.image_paths
+    return any(is_colour_format(p.name) for p in paths) and found != expected and (len(paths) == 1 or found != len(paths))
+
+
+def _verify_job(job: tuple[Case, tuple[int, ...], Path | None, tuple[str, ...] | None]) -> tuple[Problem, ...]:
     return verify_case(*job)
 
 
@@ -281,7 +301,7 @@ def verify_dataset(dataset: RawDataset, *, num_workers: int = 1, progress: bool 
     """
     cases = (*dataset.cases, *dataset.test_cases)
     return verify_cases(cases, dataset.spec.all_labels, dataset.root, dataset.layout_warnings,
-                        num_workers=num_workers, progress=progress)
+                        num_workers=num_workers, progress=progress, channel_names=dataset.spec.channel_names)
 
 
 def verify_cases(
@@ -292,6 +312,7 @@ def verify_cases(
     *,
     num_workers: int = 1,
     progress: bool = False,
+    channel_names: Sequence[str] | None = None,
 ) -> VerificationReport:
     """Run :func:`verify_case` on ``cases`` and collect one report that starts with ``first``.
 
@@ -302,6 +323,7 @@ def verify_cases(
         first: Problems found before reading (layout problems); they open the report.
         num_workers: Worker processes; 0 or 1 checks the cases in this process.
         progress: Show a progress bar (tqdm, on stderr).
+        channel_names: The channels dataset.json declares, counted per case (see :func:`verify_case`).
 
     Raises:
         ConfigError: If ``num_workers`` is not a non-negative int.
@@ -309,7 +331,8 @@ def verify_cases(
     parse_int("verify", "num_workers", num_workers, minimum=0)
     from tqdm.auto import tqdm
 
-    jobs = [(case, tuple(allowed_labels), root) for case in cases]
+    names = None if channel_names is None else tuple(channel_names)
+    jobs = [(case, tuple(allowed_labels), root, names) for case in cases]
     results: list[tuple[Problem, ...]] = []
     with tqdm(total=len(jobs), desc="verify", unit="case", disable=not progress) as bar:
         if num_workers <= 1 or len(jobs) <= 1:

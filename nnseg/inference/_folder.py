@@ -3,7 +3,8 @@
 Rules:
 
 * the input cases are the ``<case>_<XXXX><ending>`` files of the input folder; a case without exactly the
-  channels of ``dataset.json`` fails (named at the end) while the others are predicted;
+  channels of ``dataset.json`` (or, for PNG, BMP and TIFF, one colour file ``<case>_0000`` holding them all)
+  fails (named at the end) while the others are predicted;
 * a part owns ``Shard(part_id, num_parts).select(sorted case ids)``, nnU-Net's ``-num_parts/-part_id``;
 * a part runs under a lock (``nnseg_parts/.part_K_of_N.lock``): a second process of the same part is refused
   with a :class:`~nnseg.errors.LockError` naming the first; a dead process's lock is taken over;
@@ -37,7 +38,7 @@ from tqdm.auto import tqdm
 
 from nnseg._lock import WorkLock
 from nnseg.dataset import Case, DatasetSpec
-from nnseg.dataset._case import parse_image_file_name
+from nnseg.dataset._case import is_colour_format, parse_image_file_name
 from nnseg.errors import WriteError
 from nnseg.inference._export import ExportedPrediction, write_outputs
 from nnseg.inference._model import TrainedModel
@@ -119,18 +120,23 @@ def _scan_inputs(input_dir: Path, spec: DatasetSpec) -> tuple[list[Case], dict[s
         )
     expected = set(range(spec.num_channels))
     broken = {}
+    # PNG, BMP, TIFF: one colour file <case>_0000 may hold every channel (counted when it is read)
+    one_file_ok = spec.num_channels > 1 and is_colour_format(spec.file_ending)
     for case, channels in sorted(files.items()):
         missing, extra = sorted(expected - set(channels)), sorted(set(channels) - expected)
-        if missing or extra:
+        if (missing or extra) and not (one_file_ok and set(channels) == {0}):
             broken[case] = (f"{'missing' if missing else 'extra'} channel file(s) {missing or extra}; the model expects "
                             f"exactly {spec.num_channels} channel(s) {list(spec.channel_names)} (_0000 to "
-                            f"_{spec.num_channels - 1:04d})")  # fmt: skip
+                            f"_{spec.num_channels - 1:04d}{', or one colour file _0000' if one_file_ok else ''})")  # fmt: skip
     good = [Case(case, tuple(files[case][c] for c in sorted(files[case]))) for case in sorted(files) if case not in broken]
     return good, broken
 
 
 def list_input_cases(input_dir: Path, spec: DatasetSpec) -> list[Case]:
-    """The cases of an input folder, sorted by id, each with one file per channel.
+    """The cases of an input folder, sorted by id, each with one file per channel (or one colour file).
+
+    With a PNG, BMP or TIFF model of several channels, a case may give all of them in one colour file
+    ``<case>_0000`` (e.g. an RGB photo); its colours are counted against the channels when it is read.
 
     Raises:
         PredictionError: If the folder is missing or empty, or a case lacks channels.

@@ -23,8 +23,9 @@ import numpy as np
 
 from nnseg._cropping import crop_to_nonzero
 from nnseg.dataset import Case, DatasetSpec
+from nnseg.dataset._case import channel_files_fit, read_case_images
 from nnseg.errors import DatasetError, NnsegError, PlansError
-from nnseg.io import ImageGeometry, read_images, read_segmentation
+from nnseg.io import ImageGeometry, read_segmentation
 from nnseg.planning import ConfigurationPlan
 from nnseg.preprocessing._case import CaseProperties, PreprocessedCase
 from nnseg.preprocessing._locations import location_classes, sample_class_locations
@@ -197,12 +198,12 @@ class Preprocessor:
             DatasetError: If the case has the wrong number of channel files or its arrays do not fit.
             ImageIOError: If a file cannot be read.
         """
-        if case.num_channels != self.num_channels:
+        if not channel_files_fit(case, self.num_channels):  # one colour file may hold every channel
             raise DatasetError(
                 f"case {case.case_id!r}: {case.num_channels} image file(s) but the plan expects {self.num_channels} "
                 f"channel(s) {list(self.spec.channel_names)}; expected files <case>_0000 ... "
                 f"<case>_{self.num_channels - 1:04d}."
             )
-        images, geometry = read_images(case.image_paths)
+        images, geometry = read_case_images(case, self.spec.channel_names)  # counts a colour file's channels
         seg = None if case.label_path is None else read_segmentation(case.label_path)[0]
         return self.preprocess(images, geometry.spacing, seg=seg, geometry=geometry, case_id=case.case_id)

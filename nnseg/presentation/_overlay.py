@@ -13,7 +13,7 @@ from nnseg._atomic import atomic_write_bytes
 from nnseg._image_formats import IMAGE_FORMAT_ENDINGS
 from nnseg.dataset import DatasetSpec
 from nnseg.errors import ConfigError, DatasetError
-from nnseg.io import SUPPORTED_ENDINGS, ImageGeometry, read_image, read_segmentation
+from nnseg.io import SUPPORTED_ENDINGS, ImageGeometry, read_image, read_images, read_segmentation
 from nnseg.presentation._render import Panel, check_slice, foreground_slice, png_bytes, render_panels
 
 __all__ = ["Overlay", "find_dataset_spec", "find_image_file", "overlay_arrays", "overlay_case", "write_overlays"]
@@ -143,7 +143,7 @@ def overlay_case(
         ConfigError: If ``slice_index`` is out of range.
     """
     image_file, labels_file = Path(image_file), Path(labels_file)
-    image, geometry = read_image(image_file)
+    image, geometry = _read_shown_image(image_file)
     labels, labels_geometry = read_segmentation(labels_file)
     _check_grid(image_file, image, geometry, labels_file, labels, labels_geometry)
     reference = None
@@ -154,6 +154,14 @@ def overlay_case(
         image, labels, reference, case_id=case_id or _case_of(labels_file), spacing=geometry.spacing,
         label_names=label_names_of(spec), ct=is_ct(spec, channel), slice_index=slice_index,
     )  # fmt: skip
+
+
+def _read_shown_image(path: Path) -> tuple[np.ndarray, ImageGeometry]:
+    """One channel ``(z, y, x)``; a colour file (e.g. an RGB photo holding every channel) shows its mean colour."""
+    if path.name.lower().endswith(IMAGE_FORMAT_ENDINGS):
+        images, geometry = read_images([path])
+        return images.mean(axis=0), geometry
+    return read_image(path)
 
 
 def _case_of(path: Path) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from nnseg._atomic import atomic_write
 from nnseg._checks import parse_bool, parse_choice, parse_int, parse_number
 from nnseg.dataset import DatasetSpec
 from nnseg.errors import ConfigError
@@ -42,6 +43,8 @@ IMAGE_FOLDERS = ("imagesTr", "labelsTr", "imagesTs", "labelsTs")
 CALLER = "make_synthetic_dataset"
 PNG = ".png"
 """A 2D natural-image dataset: 8-bit grey PNG files, spacing 1 (``two_d=True`` only)."""
+RGB_CHANNEL_NAMES = ("R", "G", "B")
+"""The channels of an RGB dataset, as in nnU-Net's natural-image examples (z-score normalised)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,7 @@ class _Settings:
     spacing_jitter: float
     file_ending: str
     lesion_scale: float = 1.0
+    rgb: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -77,6 +81,7 @@ class _Settings:
             "spacing_jitter": self.spacing_jitter,
             # recorded only when set, so datasets written before the option existed keep their dataset.json
             **({"lesion_scale": self.lesion_scale} if self.lesion_scale != 1.0 else {}),
+            **({"rgb": True} if self.rgb else {}),
         }
 
     def case_id(self, index: int) -> str:
@@ -101,6 +106,7 @@ def make_synthetic_dataset(
     spacing_jitter: float = 0.0,
     overwrite: bool = False,
     lesion_scale: float = 1.0,
+    rgb: bool = False,
 ) -> Path:
     """Write a synthetic dataset in the nnU-Net v2 raw layout and return its folder.
 
@@ -144,6 +150,9 @@ def make_synthetic_dataset(
         overwrite: Replace the image and label files of a folder that holds something else.
         lesion_scale: Factor on the lesion's semi-axes in [0.5, 2.5] (see :func:`make_synthetic_case`);
             the demo uses 1.8 so that the lesion is learnt within its CPU budget.
+        rgb: Write each case as one 8-bit RGB PNG ``<case>_0000.png`` holding the channels ``R``, ``G``,
+            ``B`` (three colours derived from the grey image; nnU-Net's natural-image convention). Needs
+            ``two_d``, ``file_ending=".png"`` and ``num_channels=1``.
 
     Returns:
         The dataset folder ``out_dir/dataset_name``.
@@ -155,11 +164,11 @@ def make_synthetic_dataset(
     settings = _validate(
         num_cases=num_cases, shape=shape, spacing=spacing, modality=modality, num_channels=num_channels,
         num_classes=num_classes, seed=seed, num_test_cases=num_test_cases, two_d=two_d,
-        file_ending=file_ending, spacing_jitter=spacing_jitter, lesion_scale=lesion_scale,
+        file_ending=file_ending, spacing_jitter=spacing_jitter, lesion_scale=lesion_scale, rgb=rgb,
     )
     folder = Path(out_dir) / _check_dataset_name(dataset_name)
     spec = DatasetSpec(
-        channel_names=channel_names(settings.modality, settings.num_channels),
+        channel_names=RGB_CHANNEL_NAMES if settings.rgb else channel_names(settings.modality, settings.num_channels),
         labels={name: value for value, name in enumerate(label_names(settings.num_classes))},
         num_training=settings.num_cases,
         file_ending=settings.file_ending,
@@ -177,11 +186,13 @@ def make_synthetic_dataset(
     return folder
 
 
-def _validate(*, shape: Any, spacing: Any, two_d: Any, spacing_jitter: Any, **values: Any) -> _Settings:
+def _validate(*, shape: Any, spacing: Any, two_d: Any, spacing_jitter: Any, rgb: Any, **values: Any) -> _Settings:
     parse_bool(CALLER, "two_d", two_d)
+    parse_bool(CALLER, "rgb", rgb)
     if two_d and isinstance(shape, Sequence) and len(shape) == 3:
         shape = tuple(shape)[1:]  # 2D uses (y, x); the z entry is ignored
-        spacing = tuple(spacing)[1:] if isinstance(spacing, Sequence) and len(spacing) == 3 else spacing
+    if two_d and isinstance(spacing, Sequence) and len(spacing) == 3:
+        spacing = tuple(spacing)[1:]  # also the default spacing with a (y, x) shape
     spatial = check_shape(CALLER, shape, (2,) if two_d else (3,))
     if not isinstance(spacing, Sequence) or isinstance(spacing, str) or len(spacing) != len(shape):
         raise ConfigError(
@@ -194,7 +205,7 @@ def _validate(*, shape: Any, spacing: Any, two_d: Any, spacing_jitter: Any, **va
     ending = values["file_ending"]
     if not (two_d and ending == PNG):  # PNG only for 2D datasets
         parse_choice(CALLER, "file_ending", ending, SUPPORTED_ENDINGS)
-    return _Settings(
+    settings = _Settings(
         num_cases=parse_int(CALLER, "num_cases", values["num_cases"], minimum=1),
         num_test_cases=parse_int(CALLER, "num_test_cases", values["num_test_cases"], minimum=0),
         shape=spatial,
@@ -207,7 +218,15 @@ def _validate(*, shape: Any, spacing: Any, two_d: Any, spacing_jitter: Any, **va
         spacing_jitter=float(spacing_jitter),
         file_ending=ending,
         lesion_scale=check_lesion_scale(CALLER, values["lesion_scale"]),
+        rgb=rgb,
     )
+    if rgb and not (two_d and settings.file_ending == PNG and settings.num_channels == 1):
+        raise ConfigError(
+            f"{CALLER}: rgb=True writes 2D RGB PNG files derived from one grey image; expected two_d=True, "
+            f"file_ending='.png' and num_channels=1, got two_d={two_d!r}, file_ending={settings.file_ending!r}, "
+            f"num_channels={settings.num_channels}. CLI: nnseg synth OUT --two-d --file-ending .png --rgb."
+        )
+    return settings
 
 
 def _is_real(value: Any) -> bool:
@@ -307,6 +326,10 @@ def _write_case(folder: Path, settings: _Settings, index: int) -> None:
     case_id = settings.case_id(index)
     for sub in (f"images{suffix}", f"labels{suffix}"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
+    if settings.rgb:
+        _write_rgb(_to_8_bit(image[0], settings.modality), folder / f"images{suffix}" / f"{case_id}_0000{PNG}")
+        write_segmentation(label, folder / f"labels{suffix}" / f"{case_id}{PNG}", geometry)
+        return
     dtype = np.int16 if settings.modality == "ct" else np.float32
     for channel in range(settings.num_channels):
         path = folder / f"images{suffix}" / f"{case_id}_{channel:04d}{settings.file_ending}"
@@ -319,3 +342,13 @@ def _to_8_bit(image: np.ndarray, modality: str) -> np.ndarray:
     """Grey values 0..255 for a PNG: CT through a soft-tissue window, MR scaled by its 99.5th percentile."""
     low, high = (-160.0, 240.0) if modality == "ct" else (0.0, float(np.percentile(image, 99.5)) or 1.0)
     return np.clip(np.rint((image - low) / (high - low) * 255.0), 0, 255).astype(np.uint8)
+
+
+def _write_rgb(grey: np.ndarray, path: Path) -> None:
+    """One RGB PNG whose three colours are distinct functions of the grey values (so no channel is redundant)."""
+    from PIL import Image
+
+    g = grey.reshape(grey.shape[-2:]).astype(np.float32)
+    colours = np.stack([g, 0.75 * g + 40.0, 255.0 - 0.6 * g], axis=-1)
+    image = Image.fromarray(np.clip(np.rint(colours), 0, 255).astype(np.uint8))
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
