@@ -353,6 +353,18 @@ def load_results(results_dir: Path, stages: list[str]) -> dict[str, dict[str, An
     return results
 
 
+HAND_WRITTEN_MARKER = "<!-- The sections below are hand-written"
+
+
+def hand_written_part(report: Path) -> str:
+    """The hand-written sections of an existing report (from :data:`HAND_WRITTEN_MARKER` on), kept on rewrite."""
+    if not report.is_file():
+        return ""
+    old = report.read_text()
+    start = old.find(HAND_WRITTEN_MARKER)
+    return "" if start < 0 else "\n" + old[start:]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks (or only rebuild the report) and write the report files."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
@@ -380,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     text = build_report(results, runs, machine(), quick=args.quick)
     for report in reports:
         report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(text)
+        report.write_text(text + hand_written_part(report))
         sys.stdout.write(f"wrote {report}\n")
     failed = [r["stage"] for r in runs if not r["ok"]]
     if failed:
