@@ -8,6 +8,7 @@ target instead, which gives the same cascade configurations on images a CPU trai
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -86,27 +87,45 @@ def _train_cascade(tmp_path: Path, raw: Path, work: Path, cascade_folds: tuple[s
         assert main(args) == 0
 
 
+def _run_instructions(work: Path, raw: Path, out: Path) -> None:
+    """Run find-best's nnseg commands on the test images (without mirroring, to stay fast)."""
+    for line in (work / "inference_instructions.txt").read_text().splitlines():
+        if not line.startswith("nnseg "):
+            continue
+        line = line.replace("INPUT_FOLDER", str(raw / "imagesTs")).replace("OUTPUT_FOLDER", str(out))
+        argv = shlex.split(line)[1:]
+        assert main([*argv, "--no-tta"] if argv[0] == "predict" else argv) == 0, line
+
+
 def test_tiny_cascade_from_raw_to_evaluated_predictions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    raw, work = _raw_to_plans(tmp_path, ["--num-cases", "4", "--num-test-cases", "2", "--shape", "64", "64", "64",
-                                         "--lesion-scale", "1.8"], ["--gpu-memory-gb", "0.1"])  # fmt: skip
+    raw, work = _raw_to_plans(tmp_path, ["--num-cases", "2", "--num-test-cases", "1", "--shape", "48", "48", "48",
+                                         "--lesion-scale", "1.8"], ["--gpu-memory-gb", "0.04"])  # fmt: skip
     assert set(CASCADE) <= set(_plans(work).configurations)
     _slim_plans(work)
-    _train_cascade(tmp_path, raw, work, ("0",))
+    _train_cascade(tmp_path, raw, work, ("0", "1"))
     run = work / "runs" / "nnUNetPlans__3d_cascade_fullres__nnseg"
     first = next(v for k, v in Checkpoint.load(run / "fold_0" / "checkpoint_final.pt").network_weights.items()
                  if k.endswith("conv.weight"))  # fmt: skip
     assert first.shape[:2] == (TINY_FEATURES, 1 + 2)  # the CT channel and one channel per foreground label
+
+    # find-best treats the cascade like any configuration: its cross-validation and the pairwise ensemble
+    assert main(["find-best", str(work), "-c", "3d_lowres", "3d_cascade_fullres", "-f", "0", "1"]) == 0
+    best = json.loads((work / "best.json").read_text())
+    assert [c["name"] for c in best["candidates"]] == ["3d_lowres", "3d_cascade_fullres",
+                                                       "ensemble___3d_lowres___3d_cascade_fullres"]  # fmt: skip
+    assert (run / "crossval_results_folds_0_1" / "summary.json").is_file()
+    _run_instructions(work, raw, tmp_path / "instructed")
+    assert (tmp_path / "instructed_PP" / "case_002.nii.gz").is_file()
     capsys.readouterr()
 
-    out = tmp_path / "pred"
-    assert main(["predict", "-i", str(raw / "imagesTs"), "-o", str(out), "-m", str(run), "-f", "0", "--no-tta"]) == 0
+    out = tmp_path / "pred"  # the cascade run alone: its lowres stage runs first, into OUT/.previous_stage
+    assert main(["predict", "-i", str(raw / "imagesTs"), "-o", str(out), "-m", str(run), "--no-tta"]) == 0
     spec = DatasetSpec.load(raw / "dataset.json")
-    for case_id in ("case_004", "case_005"):
-        seg, _ = read_segmentation(out / f"{case_id}.nii.gz")
-        reference, _ = read_segmentation(raw / "labelsTs" / f"{case_id}.nii.gz")
-        assert seg.shape == reference.shape
-        assert set(np.unique(seg)) <= set(spec.labels.values())
-        assert (out / ".previous_stage" / f"{case_id}.nii.gz").is_file()  # the lowres stage ran first
+    seg, _ = read_segmentation(out / "case_002.nii.gz")
+    reference, _ = read_segmentation(raw / "labelsTs" / "case_002.nii.gz")
+    assert seg.shape == reference.shape
+    assert set(np.unique(seg)) <= set(spec.labels.values())
+    assert (out / ".previous_stage" / "case_002.nii.gz").is_file()
     summary = tmp_path / "summary.json"
     assert main(["evaluate", str(out), str(raw / "labelsTs"), "-d", str(raw / "dataset.json"), "-o", str(summary)]) == 0
     assert set(json.loads(summary.read_text())["mean"]) == {"1", "2"}
