@@ -97,6 +97,7 @@ def _run_instructions(work: Path, raw: Path, out: Path) -> None:
         assert main([*argv, "--no-tta"] if argv[0] == "predict" else argv) == 0, line
 
 
+@pytest.mark.slow
 def test_tiny_cascade_from_raw_to_evaluated_predictions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     raw, work = _raw_to_plans(tmp_path, ["--num-cases", "2", "--num-test-cases", "1", "--shape", "48", "48", "48",
                                          "--lesion-scale", "1.8"], ["--gpu-memory-gb", "0.04"])  # fmt: skip
