@@ -311,8 +311,8 @@ def _remove_image_files(folder: Path) -> None:
 def _case_geometry(settings: _Settings, index: int) -> tuple[tuple[int, ...], ImageGeometry]:
     """Shape and geometry of case ``index``: jittered shape, optionally jittered spacing, an offset origin."""
     rng = np.random.default_rng(np.random.SeedSequence((settings.seed, index), spawn_key=(1,)))
-    jitter = LARGE_SHAPE_JITTER if settings.large else SHAPE_JITTER
-    factors = rng.uniform(1.0 - jitter, 1.0 + jitter, len(settings.shape))
+    shape_jitter = LARGE_SHAPE_JITTER if settings.large else SHAPE_JITTER
+    factors = rng.uniform(1.0 - shape_jitter, 1.0 + shape_jitter, len(settings.shape))
     shape = tuple(max(int(round(n * f)), MIN_EXTENT) for n, f in zip(settings.shape, factors))
     spacing = settings.spacing
     if settings.spacing_jitter > 0.0:
