@@ -219,18 +219,35 @@ def find_best(
 
 def instructions(best: BestConfiguration, workspace: Workspace, folds: tuple[int, ...], plans_name: str,
                  run_name: str) -> str:  # fmt: skip
-    """The shell commands that reproduce the winner on new images (INPUT_FOLDER, OUTPUT_FOLDER placeholders)."""
+    """The shell commands that reproduce the winner on new images (INPUT_FOLDER, OUTPUT_FOLDER placeholders).
+
+    A cascade member (a run whose plan names a ``previous_stage``) is preceded by the prediction of its
+    previous stage, which it then reads through ``--prev-stage-predictions`` (nnU-Net's instructions do the
+    same); a previous stage that is itself a member of the winning ensemble is predicted once.
+    """
     winner, root = best.winner, workspace.root
     fold_args = " ".join(str(f) for f in folds)
     ensemble = len(winner.members) > 1
     lines = [f"# nnseg find-best chose {winner.name} (cross-validation foreground-mean Dice {winner.score:.4f})", ""]
-    outputs = []
+
+    def output(configuration: str) -> str:
+        return f"OUTPUT_FOLDER_{configuration}" if ensemble or configuration not in winner.members else "OUTPUT_FOLDER"
+
+    def predict(configuration: str, extra: str = "") -> None:
+        run_root = workspace.run_dir(plans_name, configuration, run_name, 0).parent
+        probabilities = " --save-probabilities" if ensemble and configuration in winner.members else ""
+        lines.append(f"nnseg predict -i INPUT_FOLDER -o {output(configuration)} -m {run_root} -f {fold_args}"
+                     f"{probabilities}{extra}")  # fmt: skip
+        done.add(configuration)
+
+    done: set[str] = set()
     for member in winner.members:
-        run_root = workspace.run_dir(plans_name, member, run_name, 0).parent
-        output = f"OUTPUT_FOLDER_{member}" if ensemble else "OUTPUT_FOLDER"
-        outputs.append(output)
-        probabilities = " --save-probabilities" if ensemble else ""
-        lines.append(f"nnseg predict -i INPUT_FOLDER -o {output} -m {run_root} -f {fold_args}{probabilities}")
+        previous = _previous_stage(workspace.run_dir(plans_name, member, run_name, 0).parent, folds)
+        if previous is not None and previous not in done:
+            predict(previous)
+        if member not in done:
+            predict(member, f" --prev-stage-predictions {output(previous)}" if previous is not None else "")
+    outputs = [output(member) for member in winner.members]
     final = outputs[0]
     if ensemble:
         lines.append(f"nnseg ensemble -i {' '.join(outputs)} -o OUTPUT_FOLDER_ensemble -d {root / 'dataset.json'}")
@@ -238,3 +255,13 @@ def instructions(best: BestConfiguration, workspace: Workspace, folds: tuple[int
     lines.append(f"nnseg postprocess apply -i {final} -o OUTPUT_FOLDER_PP --pp {best.postprocessing_file} "
                  f"-d {root / 'dataset.json'}")  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def _previous_stage(run_root: Path, folds: tuple[int, ...]) -> str | None:
+    """The ``previous_stage`` of the plan a run trained with (from its first fold's ``run.json``), if any."""
+    try:
+        plan = json.loads((run_root / f"fold_{folds[0]}" / "run.json").read_text())["plan"]
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None  # hand-made or foreign runs: treated as plain configurations
+    previous = plan.get("previous_stage") if isinstance(plan, dict) else None
+    return previous if isinstance(previous, str) and previous else None
