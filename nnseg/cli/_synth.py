@@ -47,14 +47,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--file-ending", help="image file ending: .nii.gz (default), .nii, .nrrd, .mha, or .png with --two-d")
     parser.add_argument("--spacing-jitter", type=float, help="relative per-case spacing variation (default 0)")
     parser.add_argument("--lesion-scale", type=float, help="factor on the lesion's size, 0.5..2.5 (default 1)")
-<<<<<<< HEAD
     parser.add_argument("--rgb", action="store_true", default=None,
                         help="with --two-d --file-ending .png: one RGB file per case (channels R, G, B)")
-=======
     parser.add_argument("--large", action="store_true",
                         help="3D cases of about 256^3 voxels, large enough that `nnseg plan` keeps 3d_lowres and the "
                              "cascade (not with --shape or --two-d)")  # fmt: skip
->>>>>>> cfinish
     parser.add_argument("--overwrite", action="store_true", help="replace the image files of an existing dataset")
     parser.set_defaults(handler=run_synth)
 

@@ -43,16 +43,13 @@ IMAGE_FOLDERS = ("imagesTr", "labelsTr", "imagesTs", "labelsTs")
 CALLER = "make_synthetic_dataset"
 PNG = ".png"
 """A 2D natural-image dataset: 8-bit grey PNG files, spacing 1 (``two_d=True`` only)."""
-<<<<<<< HEAD
 RGB_CHANNEL_NAMES = ("R", "G", "B")
 """The channels of an RGB dataset, as in nnU-Net's natural-image examples (z-score normalised)."""
-=======
 LARGE_SHAPE = (256, 256, 256)
 """The shape of ``large=True``: the default planner (8 GB) keeps ``3d_lowres`` from a median of about 250^3."""
 LARGE_SHAPE_JITTER = 0.02
 """The smaller shape jitter of ``large=True``, so that no case falls below that median."""
 DEFAULT_SHAPE = (32, 48, 48)
->>>>>>> cfinish
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +68,8 @@ class _Settings:
     spacing_jitter: float
     file_ending: str
     lesion_scale: float = 1.0
-<<<<<<< HEAD
     rgb: bool = False
-=======
     large: bool = False
->>>>>>> cfinish
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -93,11 +87,8 @@ class _Settings:
             "spacing_jitter": self.spacing_jitter,
             # recorded only when set, so datasets written before the option existed keep their dataset.json
             **({"lesion_scale": self.lesion_scale} if self.lesion_scale != 1.0 else {}),
-<<<<<<< HEAD
             **({"rgb": True} if self.rgb else {}),
-=======
             **({"large": True} if self.large else {}),
->>>>>>> cfinish
         }
 
     def case_id(self, index: int) -> str:
@@ -122,11 +113,8 @@ def make_synthetic_dataset(
     spacing_jitter: float = 0.0,
     overwrite: bool = False,
     lesion_scale: float = 1.0,
-<<<<<<< HEAD
     rgb: bool = False,
-=======
     large: bool = False,
->>>>>>> cfinish
 ) -> Path:
     """Write a synthetic dataset in the nnU-Net v2 raw layout and return its folder.
 
@@ -170,16 +158,13 @@ def make_synthetic_dataset(
         overwrite: Replace the image and label files of a folder that holds something else.
         lesion_scale: Factor on the lesion's semi-axes in [0.5, 2.5] (see :func:`make_synthetic_case`);
             the demo uses 1.8 so that the lesion is learnt within its CPU budget.
-<<<<<<< HEAD
         rgb: Write each case as one 8-bit RGB PNG ``<case>_0000.png`` holding the channels ``R``, ``G``,
             ``B`` (three colours derived from the grey image; nnU-Net's natural-image convention). Needs
             ``two_d``, ``file_ending=".png"`` and ``num_channels=1``.
-=======
         large: Write 3D cases of about 256^3 voxels (shape jitter 2 %) instead of ``shape``: large enough
             against the patch that the default :class:`~nnseg.planning.Planner` plans ``3d_lowres`` and
             ``3d_cascade_fullres`` (with the default spacing and CT modality; MR's crop to the body makes
             its images smaller). Leave ``shape`` at its default; not with ``two_d``.
->>>>>>> cfinish
 
     Returns:
         The dataset folder ``out_dir/dataset_name``.
@@ -191,11 +176,7 @@ def make_synthetic_dataset(
     settings = _validate(
         num_cases=num_cases, shape=shape, spacing=spacing, modality=modality, num_channels=num_channels,
         num_classes=num_classes, seed=seed, num_test_cases=num_test_cases, two_d=two_d,
-<<<<<<< HEAD
-        file_ending=file_ending, spacing_jitter=spacing_jitter, lesion_scale=lesion_scale, rgb=rgb,
-=======
-        file_ending=file_ending, spacing_jitter=spacing_jitter, lesion_scale=lesion_scale, large=large,
->>>>>>> cfinish
+        file_ending=file_ending, spacing_jitter=spacing_jitter, lesion_scale=lesion_scale, rgb=rgb, large=large,
     )
     folder = Path(out_dir) / _check_dataset_name(dataset_name)
     spec = DatasetSpec(
@@ -217,16 +198,12 @@ def make_synthetic_dataset(
     return folder
 
 
-<<<<<<< HEAD
-def _validate(*, shape: Any, spacing: Any, two_d: Any, spacing_jitter: Any, rgb: Any, **values: Any) -> _Settings:
+def _validate(*, shape: Any, spacing: Any, two_d: Any, spacing_jitter: Any, rgb: Any, large: Any,
+              **values: Any) -> _Settings:
     parse_bool(CALLER, "two_d", two_d)
     parse_bool(CALLER, "rgb", rgb)
-=======
-def _validate(*, shape: Any, spacing: Any, two_d: Any, spacing_jitter: Any, large: Any, **values: Any) -> _Settings:
-    parse_bool(CALLER, "two_d", two_d)
     if parse_bool(CALLER, "large", large):
         shape = _large_shape(shape, two_d)
->>>>>>> cfinish
     if two_d and isinstance(shape, Sequence) and len(shape) == 3:
         shape = tuple(shape)[1:]  # 2D uses (y, x); the z entry is ignored
     if two_d and isinstance(spacing, Sequence) and len(spacing) == 3:
@@ -256,11 +233,8 @@ def _validate(*, shape: Any, spacing: Any, two_d: Any, spacing_jitter: Any, larg
         spacing_jitter=float(spacing_jitter),
         file_ending=ending,
         lesion_scale=check_lesion_scale(CALLER, values["lesion_scale"]),
-<<<<<<< HEAD
         rgb=rgb,
-=======
         large=large,
->>>>>>> cfinish
     )
     if rgb and not (two_d and settings.file_ending == PNG and settings.num_channels == 1):
         raise ConfigError(
