@@ -179,7 +179,18 @@ def make_synthetic_dataset(
         file_ending=file_ending, spacing_jitter=spacing_jitter, lesion_scale=lesion_scale, rgb=rgb, large=large,
     )
     folder = Path(out_dir) / _check_dataset_name(dataset_name)
-    spec = DatasetSpec(
+    spec = _dataset_spec(settings, dataset_name)
+    _prepare_folder(folder, spec, _expected_files(settings), overwrite=overwrite)
+    for index in range(settings.num_cases + settings.num_test_cases):
+        _write_case(folder, settings, index)
+    spec.save(folder / "dataset.json")
+    logger.info("wrote %d training and %d test cases to %s", settings.num_cases, settings.num_test_cases, folder)
+    return folder
+
+
+def _dataset_spec(settings: _Settings, dataset_name: str) -> DatasetSpec:
+    """The ``dataset.json`` of a generated dataset (it records the generator's settings)."""
+    return DatasetSpec(
         channel_names=RGB_CHANNEL_NAMES if settings.rgb else channel_names(settings.modality, settings.num_channels),
         labels={name: value for value, name in enumerate(label_names(settings.num_classes))},
         num_training=settings.num_cases,
@@ -190,12 +201,6 @@ def make_synthetic_dataset(
             "nnseg_synthetic": settings.to_json(),
         },
     )
-    _prepare_folder(folder, spec, _expected_files(settings), overwrite=overwrite)
-    for index in range(settings.num_cases + settings.num_test_cases):
-        _write_case(folder, settings, index)
-    spec.save(folder / "dataset.json")
-    logger.info("wrote %d training and %d test cases to %s", settings.num_cases, settings.num_test_cases, folder)
-    return folder
 
 
 def _validate(*, shape: Any, spacing: Any, two_d: Any, spacing_jitter: Any, rgb: Any, large: Any,
