@@ -47,6 +47,15 @@ class SampleBuffer:
             row[start : start + self.num_samples] = values
         self._filled[index] = True
 
+    def slot(self, index: int) -> list[np.ndarray]:
+        """The per-channel views case ``index`` may draw its samples into (then :meth:`mark` it)."""
+        start = index * self.num_samples
+        return [row[start : start + self.num_samples] for row in self._rows]
+
+    def mark(self, index: int) -> None:
+        """Record that case ``index`` filled its :meth:`slot`."""
+        self._filled[index] = True
+
     def channel(self, channel: int) -> np.ndarray:
         """Return the pooled samples of ``channel`` (a view; the buffer's row is compacted in place)."""
         row, end = self._rows[channel], 0

@@ -21,3 +21,25 @@ def test_dead_worker_is_reported_with_the_cases_in_flight() -> None:
     with pytest.raises(FingerprintError, match=r"a fingerprint worker process died \(often the out-of-memory killer\) "
                        r"while computing case\(s\) .*'x'.*rerun with fewer workers \(num_workers=2 now\)"):  # fmt: skip
         list(run_cases(os._exit, [3, 3], ["x", "y"], num_workers=2, progress=False))
+
+
+def test_caller_works_as_one_of_the_workers() -> None:
+    tasks = [float(v * v) for v in range(6)]
+    in_caller: list[int] = []
+
+    def local(index: int) -> float:
+        in_caller.append(index)
+        return math.sqrt(tasks[index])
+
+    results = dict(run_cases(math.sqrt, tasks, [str(v) for v in range(6)], num_workers=2, progress=False, local=local))
+    assert results == {v: float(v) for v in range(6)}
+    assert in_caller  # the helper is still starting when the caller takes its first case
+    assert in_caller[0] == 5  # the caller takes cases from the end, the helper from the front
+
+
+def test_one_worker_with_local_runs_everything_in_the_caller() -> None:
+    in_caller: list[int] = []
+    results = list(run_cases(os._exit, [3, 3], ["x", "y"], num_workers=1, progress=False,
+                             local=lambda index: in_caller.append(index) or index))  # fmt: skip
+    assert results == [(0, 0), (1, 1)]
+    assert in_caller == [0, 1]
