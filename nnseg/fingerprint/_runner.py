@@ -6,7 +6,9 @@ the outcome does not depend on the number of workers.
 
 With a ``local`` function and ``num_workers=N >= 2`` the calling process is one of the N workers: it
 computes cases itself while ``N - 1`` helpers start (a spawned helper spends about a second importing
-numpy and SimpleITK; on a small dataset that is as long as the whole work). Without ``local`` the caller
+numpy and SimpleITK; on a small dataset that is as long as the whole work). The helpers are started only
+after the caller's first case, and only if the rest would keep the caller alone busy for more than
+``MIN_HELPER_WORK_S`` (they would not pay for their start-up otherwise). Without ``local`` the caller
 only schedules, so a task that kills its process (the out-of-memory killer, ``os._exit``) never kills the
 caller.
 """
@@ -14,6 +16,7 @@ caller.
 from __future__ import annotations
 
 import multiprocessing
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -29,6 +32,8 @@ __all__ = ["run_cases"]
 TaskT = TypeVar("TaskT")
 ResultT = TypeVar("ResultT")
 IN_FLIGHT_PER_WORKER = 2
+MIN_HELPER_WORK_S = 2.0
+"""Seconds of remaining work (estimated from the caller's first case) below which no helper is started."""
 
 
 def run_cases(
@@ -66,7 +71,14 @@ def run_cases(
                 yield index, in_caller(index)
                 bar.update()
             return
-        items = _run_shared(function, tasks, names, helpers, local, num_workers)
+        queue = deque(range(len(tasks)))
+        if local is not None:
+            start, index = time.perf_counter(), queue.pop()
+            yield index, local(index)
+            bar.update()
+            if len(queue) * (time.perf_counter() - start) < MIN_HELPER_WORK_S:
+                helpers = 0
+        items = _run_shared(function, tasks, names, queue, helpers, local, num_workers)
         for item in items:
             yield item
             bar.update()
@@ -76,14 +88,19 @@ def _run_shared(
     function: Callable[[TaskT], ResultT],
     tasks: Sequence[TaskT],
     names: Sequence[str],
+    queue: deque[int],
     helpers: int,
     local: Callable[[int], ResultT] | None,
     num_workers: int,
 ) -> Iterator[tuple[int, ResultT]]:
     """Keep ``helpers`` processes busy and, with ``local``, compute a case here between two looks at them."""
+    if helpers <= 0 and local is not None:
+        while queue:
+            index = queue.pop()
+            yield index, local(index)
+        return
     pool = ProcessPoolExecutor(helpers, mp_context=multiprocessing.get_context("spawn"))
     pending: dict[Future[ResultT], int] = {}
-    queue = deque(range(len(tasks)))
     warm = False
     try:
         while queue or pending:

@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+import nnseg.fingerprint._runner as runner_module
 from nnseg.errors import FingerprintError
 from nnseg.fingerprint._runner import run_cases
 
@@ -23,7 +24,8 @@ def test_dead_worker_is_reported_with_the_cases_in_flight() -> None:
         list(run_cases(os._exit, [3, 3], ["x", "y"], num_workers=2, progress=False))
 
 
-def test_caller_works_as_one_of_the_workers() -> None:
+def test_caller_works_as_one_of_the_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner_module, "MIN_HELPER_WORK_S", 0.0)  # tiny tasks: start the helper anyway
     tasks = [float(v * v) for v in range(6)]
     in_caller: list[int] = []
 
@@ -33,8 +35,16 @@ def test_caller_works_as_one_of_the_workers() -> None:
 
     results = dict(run_cases(math.sqrt, tasks, [str(v) for v in range(6)], num_workers=2, progress=False, local=local))
     assert results == {v: float(v) for v in range(6)}
-    assert in_caller  # the helper is still starting when the caller takes its first case
     assert in_caller[0] == 5  # the caller takes cases from the end, the helper from the front
+    assert len(in_caller) < 6  # the helper computed some
+
+
+def test_no_helper_is_started_for_little_work() -> None:
+    in_caller: list[int] = []
+    results = dict(run_cases(os._exit, [3, 3, 3], ["x", "y", "z"], num_workers=2, progress=False,
+                             local=lambda index: in_caller.append(index) or index))  # fmt: skip
+    assert results == {0: 0, 1: 1, 2: 2}
+    assert in_caller == [2, 1, 0]
 
 
 def test_one_worker_with_local_runs_everything_in_the_caller() -> None:
