@@ -267,8 +267,9 @@ def extract_fingerprint(
 
     Args:
         dataset: The raw dataset (its training cases are used, in case-id order).
-        num_workers: Worker processes; 1 computes in this process. At most ``2 * num_workers`` cases are
-            in flight at any time.
+        num_workers: Workers; 1 computes in this process. With more, this process is one of them and up to
+            ``num_workers - 1`` helper processes take at most two cases each at a time (started only when
+            the remaining work outlasts their start-up).
         cache_dir: Folder for per-case results. Each finished case is stored atomically, so a killed run
             continues where it stopped. A cache made with other settings (``num_samples``, ``seed``, dataset
             content or case list) is refused with a :class:`FingerprintError`, never mixed.

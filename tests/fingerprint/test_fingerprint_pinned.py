@@ -12,6 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+import nnseg.fingerprint._runner as runner_module
 from nnseg.dataset import RawDataset
 from nnseg.fingerprint import extract_fingerprint
 from nnseg.testing import make_synthetic_dataset
@@ -28,10 +31,12 @@ DATASETS: dict[str, dict[str, Any]] = {
 }
 
 
-def compute_all(root: Path, *, num_workers: int = 1, cache: bool = False) -> dict[str, Any]:
-    """Return the fingerprint JSON of every pinned dataset, written under ``root``."""
+def compute_all(root: Path, *, num_workers: int = 1, cache: bool = False, names: Any = None) -> dict[str, Any]:
+    """Return the fingerprint JSON of the pinned datasets (all, or ``names``), written under ``root``."""
     out = {}
     for name, options in DATASETS.items():
+        if names is not None and name not in names:
+            continue
         options = dict(options)
         num_samples = options.pop("num_samples")
         folder = make_synthetic_dataset(root, dataset_name=name, **options)
@@ -54,6 +59,13 @@ def test_fingerprints_are_bit_identical_to_the_pinned_ones(tmp_path: Path) -> No
 def test_pinned_with_cache_and_two_workers(tmp_path: Path) -> None:
     got = json.loads(json.dumps(compute_all(tmp_path, num_workers=2, cache=True)))
     assert got == _pinned()
+
+
+def test_pinned_in_memory_with_a_helper_and_the_caller_drawing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner_module, "MIN_HELPER_WORK_S", 0.0)  # start the helper even for tiny cases
+    names = ("Dataset401_CT", "Dataset402_MR")
+    got = json.loads(json.dumps(compute_all(tmp_path, num_workers=2, names=names)))
+    assert got == {name: _pinned()[name] for name in names}
 
 
 if __name__ == "__main__":  # regenerate (only for an intended change of results)
