@@ -41,7 +41,7 @@ DEFAULT_SEED = 1234
 """Seed of the per-case random state (nnU-Net's)."""
 TOTAL_FOREGROUND_SAMPLES = 10e7
 """Foreground samples per channel over the whole dataset (nnU-Net's ``num_foreground_voxels_for_intensitystats``)."""
-_DRAW_CHUNK = 1 << 22
+_DRAW_CHUNK = 1 << 18  # small index arrays: reused heap memory instead of fresh pages per call
 
 
 def default_num_samples(num_cases: int) -> int:

@@ -66,6 +66,12 @@ def test_many_leaves_of_the_pairwise_sum(monkeypatch: pytest.MonkeyPatch) -> Non
     assert _same(pooled_statistics(integral), numpy_statistics(integral))
 
 
+@pytest.mark.parametrize("value", [5.0, -3.25, 0.0, -0.0])
+def test_one_value_everywhere(value: float) -> None:
+    samples = np.full(1001, value, dtype=np.float32)
+    assert _same(pooled_statistics(samples), numpy_statistics(samples))
+
+
 def test_other_dtypes_use_numpy() -> None:
     samples = np.arange(-50, 1000, dtype=np.int16)
     assert _same(pooled_statistics(samples), numpy_statistics(samples))
