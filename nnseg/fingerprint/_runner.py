@@ -8,7 +8,8 @@ With a ``local`` function and ``num_workers=N >= 2`` the calling process is one 
 computes cases itself while ``N - 1`` helpers start (a spawned helper spends about a second importing
 numpy and SimpleITK; on a small dataset that is as long as the whole work). The helpers are started only
 after the caller's first case, and only if the rest would keep the caller alone busy for more than
-``MIN_HELPER_WORK_S`` (they would not pay for their start-up otherwise). Without ``local`` the caller
+``MIN_HELPER_WORK_S`` (they would not pay for their start-up otherwise); when the caller runs out of cases
+before any helper has answered, it computes the helpers' cases too and ends them. Without ``local`` the caller
 only schedules, so a task that kills its process (the out-of-memory killer, ``os._exit``) never kills the
 caller.
 """
@@ -117,8 +118,17 @@ def _run_shared(
                 timeout = 0.0
             if not pending:
                 continue
-            finished, _ = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
+            finished, _ = wait(pending, timeout=timeout if queue or warm or local is None else 0.0,
+                               return_when=FIRST_COMPLETED)  # fmt: skip
             warm = warm or bool(finished)
+            if local is not None and not queue and not warm:
+                # nothing left here and no helper has answered (still starting): computing their cases now
+                # beats waiting for a start-up that can outlast the whole rest of the work
+                for index in sorted(pending.values()):
+                    yield index, local(index)
+                pending.clear()
+                _stop_helpers(pool)
+                return
             for future in sorted(finished, key=pending.__getitem__):
                 result = future.result()
                 yield pending.pop(future), result
@@ -131,3 +141,10 @@ def _run_shared(
         ) from err
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _stop_helpers(pool: ProcessPoolExecutor) -> None:
+    """End helper processes whose cases this process has computed instead (their results are not needed)."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in list((getattr(pool, "_processes", None) or {}).values()):  # CPython's pool keeps them there
+        process.terminate()

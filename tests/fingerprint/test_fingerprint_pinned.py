@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import nnseg.fingerprint._extract as extract_module
 import nnseg.fingerprint._runner as runner_module
 from nnseg.dataset import RawDataset
 from nnseg.fingerprint import extract_fingerprint
+from nnseg.fingerprint._pooling import SampleBuffer
 from nnseg.testing import make_synthetic_dataset
 
 PINNED = Path(__file__).parent / "data" / "pinned_fingerprints.json"
@@ -63,9 +66,24 @@ def test_pinned_with_cache_and_two_workers(tmp_path: Path) -> None:
 
 def test_pinned_in_memory_with_a_helper_and_the_caller_drawing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runner_module, "MIN_HELPER_WORK_S", 0.0)  # start the helper even for tiny cases
+    original = extract_module._fingerprint_files
+    from_helpers: list[str] = []
+
+    def slow_in_caller(task: Any, out: Any = None) -> Any:  # the spawned helper runs the original
+        time.sleep(1.0)  # longer than a helper's start-up, even on a busy machine
+        return original(task, out)
+
+    def counting_put(self: Any, index: int, samples: Any) -> None:
+        from_helpers.extend([str(index)] if samples.shape[1] else [])
+        original_put(self, index, samples)
+
+    original_put = SampleBuffer.put
+    monkeypatch.setattr(extract_module, "_fingerprint_files", slow_in_caller)
+    monkeypatch.setattr(SampleBuffer, "put", counting_put)
     names = ("Dataset401_CT", "Dataset402_MR")
     got = json.loads(json.dumps(compute_all(tmp_path, num_workers=2, names=names)))
     assert got == {name: _pinned()[name] for name in names}
+    assert from_helpers  # some cases came from the helper
 
 
 if __name__ == "__main__":  # regenerate (only for an intended change of results)
