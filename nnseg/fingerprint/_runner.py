@@ -8,8 +8,9 @@ With a ``local`` function and ``num_workers=N >= 2`` the calling process is one 
 computes cases itself while ``N - 1`` helpers start (a spawned helper spends about a second importing
 numpy and SimpleITK; on a small dataset that is as long as the whole work). The helpers are started only
 after the caller's first case, and only if the rest would keep the caller alone busy for more than
-``MIN_HELPER_WORK_S`` (they would not pay for their start-up otherwise); when the caller runs out of cases
-before any helper has answered, it computes the helpers' cases too and ends them. Without ``local`` the caller
+``MIN_HELPER_WORK_S`` (they would not pay for their start-up otherwise). When no case is left to hand out,
+the caller computes the helpers' unfinished cases itself instead of waiting (a helper may still be starting,
+or slow on a busy machine) and ends helpers whose results are no longer needed. Without ``local`` the caller
 only schedules, so a task that kills its process (the out-of-memory killer, ``os._exit``) never kills the
 caller.
 """
@@ -102,6 +103,7 @@ def _run_shared(
         return
     pool = ProcessPoolExecutor(helpers, mp_context=multiprocessing.get_context("spawn"))
     pending: dict[Future[ResultT], int] = {}
+    abandoned: list[Future[ResultT]] = []
     warm = False
     try:
         while queue or pending:
@@ -116,19 +118,18 @@ def _run_shared(
                 index = queue.pop()  # from the end: the helpers take the front
                 yield index, local(index)
                 timeout = 0.0
+            elif local is not None and (unfinished := [f for f in pending if not f.done()]):
+                # nothing left to hand out: compute a helper's unfinished case here (the last handed out,
+                # the least likely to be under way) instead of waiting for a busy or still starting helper
+                future = max(unfinished, key=pending.__getitem__)
+                index = pending.pop(future)
+                abandoned.append(future)
+                yield index, local(index)
+                timeout = 0.0
             if not pending:
                 continue
-            finished, _ = wait(pending, timeout=timeout if queue or warm or local is None else 0.0,
-                               return_when=FIRST_COMPLETED)  # fmt: skip
+            finished, _ = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
             warm = warm or bool(finished)
-            if local is not None and not queue and not warm:
-                # nothing left here and no helper has answered (still starting): computing their cases now
-                # beats waiting for a start-up that can outlast the whole rest of the work
-                for index in sorted(pending.values()):
-                    yield index, local(index)
-                pending.clear()
-                _stop_helpers(pool)
-                return
             for future in sorted(finished, key=pending.__getitem__):
                 result = future.result()
                 yield pending.pop(future), result
@@ -140,6 +141,8 @@ def _run_shared(
             "With a cache_dir, finished cases are kept."
         ) from err
     finally:
+        if any(not future.done() for future in abandoned):
+            _stop_helpers(pool)  # their results are not needed: this process computed those cases
         pool.shutdown(wait=True, cancel_futures=True)
 
 
