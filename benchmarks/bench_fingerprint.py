@@ -121,7 +121,7 @@ def stage_profile(raw: Path) -> dict[str, float]:
     samples = np.concatenate(pooled)
     del pooled
     start = time.perf_counter()
-    IntensityStats.from_samples(samples, overwrite_input=True)
+    IntensityStats.from_samples(samples)
     stats_s = time.perf_counter() - start
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import nnseg.fingerprint._extract"], check=True)

@@ -3,9 +3,10 @@
 SimpleITK's NIfTI reader is silent about three kinds of damage: a ``.nii.gz`` whose compressed stream
 ends early (or fails its CRC) and a ``.nii`` cut short are read with the missing voxels set to zero, and
 NaN or infinite stored values come back as 0. :func:`scan_nifti` reads the file's own bytes once, in
-chunks (the gzip CRC and length are checked on the way), and checks the stored values as they stream by.
-The pass costs one more decompression (Python's zlib; about 0.2 s for a 256^3 float32 ``.nii.gz`` on one
-core, see docs/reliability.md) and nothing extra for uncompressed integer files.
+chunks (the gzip CRC and length are checked on the way), and checks the stored values as they stream by;
+the writers use it to check what they wrote. :func:`read_nifti_values` makes the same checks while
+decompressing the file once and returns its stored values, so a reader needs no second decompression
+(:mod:`nnseg.io` takes only the header's geometry from SimpleITK).
 
 :func:`check_geometry` refuses spacings and directions no stage can use; :func:`sha256_file` is the
 checksum the preprocessed store records for its files.
@@ -20,7 +21,7 @@ import os
 import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -32,6 +33,7 @@ __all__ = [
     "check_spacing",
     "count_nonfinite",
     "nonfinite_error",
+    "read_nifti_values",
     "scan_nifti",
     "sha256_file",
 ]
@@ -85,8 +87,15 @@ def _damaged(path: Path, what: str) -> ImageIOError:
     )
 
 
-def _parse_header(head: bytes, path: Path) -> tuple[np.dtype, int, int] | None:
-    """``(stored dtype, data offset, data bytes)`` of a single-file NIfTI header, None for other layouts."""
+class _Layout(NamedTuple):
+    dtype: np.dtype
+    offset: int
+    nbytes: int
+    scaled: bool  # scl_slope / scl_inter change the stored values (SimpleITK then returns floats)
+
+
+def _parse_header(head: bytes, path: Path) -> _Layout | None:
+    """The stored dtype, data offset and size of a single-file NIfTI header, None for other layouts."""
     import nibabel as nib  # imported here: only NIfTI reads pay for it
 
     sizes = {int.from_bytes(head[:4], order) for order in ("little", "big")} if len(head) >= 4 else set()
@@ -103,10 +112,12 @@ def _parse_header(head: bytes, path: Path) -> tuple[np.dtype, int, int] | None:
             return None
         dtype, shape, offset = header.get_data_dtype(), header.get_data_shape(), int(header.get_data_offset())
         pixdim = [float(v) for v in header["pixdim"][1 : 1 + min(3, len(shape))]]
+        slope, inter = float(header["scl_slope"]), float(header["scl_inter"])
     except Exception as err:  # nibabel raises many kinds on a corrupt header
         raise _damaged(path, f"its NIfTI header cannot be parsed ({type(err).__name__}: {err})") from err
     check_spacing(pixdim, path)  # SimpleITK replaces a zero or non-finite pixdim by 1.0 without a word
-    return dtype, max(offset, needed), math.prod(int(s) for s in shape) * dtype.itemsize
+    nbytes = math.prod(int(s) for s in shape) * dtype.itemsize
+    return _Layout(dtype, max(offset, needed), nbytes, scaled=slope not in (0.0, 1.0) or inter != 0.0)
 
 
 class _FiniteCounter:
@@ -183,7 +194,7 @@ class _Scan:
         self.path = path
         self.check_finite = check_finite
         self.head = b""
-        self.parsed: tuple[np.dtype, int, int] | None = None
+        self.parsed: _Layout | None = None
         self.other_layout = False
         self.position = 0
         self.counter: _FiniteCounter | None = None
@@ -227,6 +238,50 @@ class _Scan:
             raise _damaged(self.path, f"it holds {got} of the {nbytes} data bytes its header announces")
         if self.counter is not None and (self.counter.nan or self.counter.inf):
             raise nonfinite_error(self.path, self.counter.nan, self.counter.inf)
+
+
+def _gunzip_all(raw: bytes) -> bytes:
+    """Decompress every gzip member of ``raw`` in one call each (see :func:`_gunzip_chunks` for the checks)."""
+    parts: list[bytes] = []
+    while True:
+        decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        parts.append(decompressor.decompress(raw))
+        if not decompressor.eof:
+            raise EOFError("the compressed stream ended before its end-of-stream marker")
+        raw = decompressor.unused_data
+        if not raw.strip(b"\x00"):  # zero padding after the last member is harmless
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def read_nifti_values(path: str | os.PathLike[str]) -> tuple[np.ndarray, bool] | None:
+    """Read a ``.nii``/``.nii.gz`` file once, refuse what :func:`scan_nifti` refuses, and return its values.
+
+    Returns:
+        ``(values, scaled)``: the stored values as a flat array in the file's dtype and byte order (read-only,
+        file order: x fastest) and whether the header scales them (``scl_slope``/``scl_inter``); None for a
+        file that is not a single-file NIfTI (a ``.hdr``/``.img`` pair, Analyze, or no NIfTI at all).
+
+    Raises:
+        ImageIOError: As :func:`scan_nifti` with ``check_finite=True``.
+    """
+    path = Path(path)
+    raw = path.read_bytes()
+    try:
+        data = _gunzip_all(raw) if raw[:2] == GZIP_MAGIC else raw
+    except (EOFError, zlib.error) as err:
+        raise _damaged(path, f"its compressed stream is broken ({err})") from err
+    del raw
+    layout = _parse_header(data[:NIFTI2_HEADER_BYTES], path)
+    if layout is None:
+        return None
+    if len(data) < layout.offset + layout.nbytes:
+        got = max(0, len(data) - layout.offset)
+        raise _damaged(path, f"it holds {got} of the {layout.nbytes} data bytes its header announces")
+    values = np.frombuffer(data, dtype=layout.dtype, count=layout.nbytes // layout.dtype.itemsize, offset=layout.offset)
+    nan, inf = count_nonfinite(values)
+    if nan or inf:
+        raise nonfinite_error(path, nan, inf)
+    return values, layout.scaled
 
 
 def check_spacing(spacing: Sequence[float], path: str | os.PathLike[str]) -> None:

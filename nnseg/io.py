@@ -25,7 +25,7 @@ import SimpleITK as sitk
 from nnseg import _image_formats
 from nnseg._atomic import atomic_write, space_problem, write_error
 from nnseg._geometry import ImageGeometry
-from nnseg._integrity import check_geometry, count_nonfinite, nonfinite_error, scan_nifti
+from nnseg._integrity import check_geometry, count_nonfinite, nonfinite_error, read_nifti_values, scan_nifti
 from nnseg.errors import ImageIOError
 
 __all__ = [
@@ -51,30 +51,75 @@ def _check_ending(path: Path) -> None:
         )
 
 
-def _read_itk(path: str | os.PathLike[str]) -> sitk.Image:
-    path = Path(path)
+def _check_file(path: Path) -> None:
     _check_ending(path)
     if not path.is_file():
         raise ImageIOError(f"image file {path} does not exist; expected a readable image file. Check the path.")
     if path.stat().st_size == 0:
         raise ImageIOError(f"image file {path} is empty (0 bytes); expected an image. Re-export or re-copy the file.")
-    if path.name.endswith((".nii", ".nii.gz")):
+
+
+def _sitk_error(path: Path, err: RuntimeError) -> ImageIOError:
+    reason = str(err).strip().splitlines()[-1] if str(err).strip() else "unknown reason"
+    if "Refusing to change spacing" in str(err):  # ITK's refusal of a zero or NaN spacing in the header
+        return ImageIOError(
+            f"image file {path} has a zero or non-finite spacing (SimpleITK: {reason}); expected finite "
+            "spacings > 0 mm. Fix the header (e.g. SimpleITK's SetSpacing) and re-save the file."
+        )
+    return ImageIOError(
+        f"cannot read image file {path}: SimpleITK failed ({reason}). Check that the file is complete and not corrupt."
+    )
+
+
+def _read_itk(path: str | os.PathLike[str], *, scanned: bool = False) -> sitk.Image:
+    path = Path(path)
+    _check_file(path)
+    if path.name.endswith((".nii", ".nii.gz")) and not scanned:
         scan_nifti(path)  # SimpleITK reads a truncated NIfTI, and its NaN, as zeros without a word
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as err:
-        reason = str(err).strip().splitlines()[-1] if str(err).strip() else "unknown reason"
-        if "Refusing to change spacing" in str(err):  # ITK's refusal of a zero or NaN spacing in the header
-            raise ImageIOError(
-                f"image file {path} has a zero or non-finite spacing (SimpleITK: {reason}); expected finite "
-                "spacings > 0 mm. Fix the header (e.g. SimpleITK's SetSpacing) and re-save the file."
-            ) from err
-        raise ImageIOError(
-            f"cannot read image file {path}: SimpleITK failed ({reason}). "
-            "Check that the file is complete and not corrupt."
-        ) from err
+        raise _sitk_error(path, err) from err
     check_geometry(image.GetSpacing(), image.GetDirection(), path)
     return image
+
+
+_PIXEL_DTYPES = {
+    sitk.sitkUInt8: np.uint8, sitk.sitkInt8: np.int8, sitk.sitkUInt16: np.uint16, sitk.sitkInt16: np.int16,
+    sitk.sitkUInt32: np.uint32, sitk.sitkInt32: np.int32, sitk.sitkUInt64: np.uint64, sitk.sitkInt64: np.int64,
+    sitk.sitkFloat32: np.float32, sitk.sitkFloat64: np.float64,
+}  # fmt: skip
+
+
+def _read_nifti(path: Path) -> tuple[np.ndarray, ImageGeometry] | None:
+    """Read a NIfTI file with one decompression: values from nnseg's checked pass, geometry from SimpleITK.
+
+    SimpleITK reads only the header here (its geometry rules stay SimpleITK's). Returns None, after the
+    checks, when SimpleITK would convert the values (scaled or unusual layouts): the caller reads those
+    through SimpleITK.
+    """
+    stored = read_nifti_values(path)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as err:
+        raise _sitk_error(path, err) from err
+    size = tuple(int(v) for v in reader.GetSize())
+    dtype = _PIXEL_DTYPES.get(reader.GetPixelID())
+    if (stored is None or stored[1] or dtype is None or reader.GetNumberOfComponents() != 1
+            or reader.GetDimension() not in (2, 3) or stored[0].dtype.newbyteorder("=") != np.dtype(dtype)
+            or stored[0].size != int(np.prod(size, dtype=np.int64))):  # fmt: skip
+        return None
+    check_geometry(reader.GetSpacing(), reader.GetDirection(), path)
+    # through a one-voxel image: SimpleITK's image sets the signs of zero direction cosines its own way
+    probe = sitk.Image([1] * len(size), sitk.sitkUInt8)
+    probe.SetSpacing(reader.GetSpacing())
+    probe.SetOrigin(reader.GetOrigin())
+    probe.SetDirection(reader.GetDirection())
+    geometry = ImageGeometry.from_itk(probe)
+    array = stored[0].astype(dtype).reshape(size[::-1])  # a writable native copy; x varies fastest
+    return (array[None] if len(size) == 2 else array), geometry
 
 
 def _to_spatial_array(image: sitk.Image, path: Path) -> np.ndarray:
@@ -114,8 +159,16 @@ def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, ImageGeometry]
     """
     if _image_formats.handles(path):  # PNG, BMP, TIFF: nnseg/_image_formats.py
         return _image_formats.read_format_image(path)
-    image = _read_itk(path)
-    return _to_spatial_array(image, Path(path)), ImageGeometry.from_itk(image)
+    path = Path(path)
+    scanned = False
+    if path.name.endswith((".nii", ".nii.gz")):
+        _check_file(path)
+        read = _read_nifti(path)
+        if read is not None:
+            return read
+        scanned = True
+    image = _read_itk(path, scanned=scanned)
+    return _to_spatial_array(image, path), ImageGeometry.from_itk(image)
 
 
 def read_images(paths: Sequence[str | os.PathLike[str]]) -> tuple[np.ndarray, ImageGeometry]:

@@ -174,3 +174,42 @@ def test_write_into_a_missing_folder_says_what_to_check(tmp_path: Path) -> None:
                        r"expected a writable folder\. Create it first"):
         write_image(np.zeros((2, 2, 2)), path, ImageGeometry.identity((1.0, 1.0, 1.0)))
     assert not path.parent.exists()
+
+
+def _nibabel_file(path: Path, values: np.ndarray, *, big_endian: bool = False, slope: float | None = None) -> Path:
+    import nibabel as nib
+
+    affine = np.array([[0.0, -0.8, 0, 3], [0.9, 0, 0, -2], [0, 0, 2.5, 7], [0, 0, 0, 1]])  # a rotation
+    image = nib.Nifti1Image(values, affine)
+    if slope is not None:
+        image.header.set_slope_inter(slope, 1.5)
+    if big_endian:
+        image = image.__class__(values.astype(values.dtype.newbyteorder(">")), affine,
+                                image.header.as_byteswapped(">"))  # fmt: skip
+    nib.save(image, path)
+    return path
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.uint16, np.int32, np.float32, np.float64])
+@pytest.mark.parametrize("ending", [".nii.gz", ".nii"])
+def test_nifti_read_with_one_decompression_equals_simpleitk(tmp_path: Path, dtype: type, ending: str) -> None:
+    values = (np.random.default_rng(3).random((5, 7, 6)) * 100).astype(dtype)  # nibabel order (x, y, z)
+    files = [_nibabel_file(tmp_path / f"plain{ending}", values),
+             _nibabel_file(tmp_path / f"big{ending}", values, big_endian=True),
+             _nibabel_file(tmp_path / f"scaled{ending}", values, slope=2.0),  # SimpleITK converts: its own read
+             _nibabel_file(tmp_path / f"flat{ending}", values[:, :, :1])]  # fmt: skip
+    geometry = ImageGeometry((0.7, 0.8, 3.0), (1.0, -2.0, 5.0), (0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0))
+    write_image(values[..., 0].T[None], tmp_path / f"sitk_2d{ending}", dataclasses.replace(
+        geometry, itk_spacing=(0.7, 0.8), itk_origin=(1.0, 2.0), itk_direction=(0.0, -1.0, 1.0, 0.0)))  # fmt: skip
+    write_image(values.T, tmp_path / f"sitk_3d{ending}", geometry)
+    files += [tmp_path / f"sitk_2d{ending}", tmp_path / f"sitk_3d{ending}"]
+    for path in files:
+        array, got = read_image(path)
+        image = sitk.ReadImage(str(path))
+        expected = sitk.GetArrayFromImage(image)
+        expected = expected[None] if image.GetDimension() == 2 else expected
+        assert array.dtype == expected.dtype, path.name
+        assert array.dtype.isnative, path.name
+        np.testing.assert_array_equal(array, expected, err_msg=path.name)
+        assert repr(got) == repr(ImageGeometry.from_itk(image)), path.name  # repr: also the signs of zeros
+        assert array.flags.writeable, path.name

@@ -41,7 +41,7 @@ DEFAULT_SEED = 1234
 """Seed of the per-case random state (nnU-Net's)."""
 TOTAL_FOREGROUND_SAMPLES = 10e7
 """Foreground samples per channel over the whole dataset (nnU-Net's ``num_foreground_voxels_for_intensitystats``)."""
-_DRAW_CHUNK = 1 << 22
+_DRAW_CHUNK = 1 << 18  # small index arrays: reused heap memory instead of fresh pages per call
 
 
 def default_num_samples(num_cases: int) -> int:
@@ -70,20 +70,29 @@ def _check_case_arrays(images: np.ndarray, seg: np.ndarray, spacing: Sequence[fl
     return seg
 
 
-def _draw_samples(cropped: np.ndarray, foreground: np.ndarray, num_samples: int, seed: int) -> np.ndarray:
-    """Draw ``num_samples`` foreground values per channel with replacement, like ``RandomState.choice``."""
+def _draw_samples(
+    cropped: np.ndarray, foreground: np.ndarray, num_samples: int, seed: int, out: Sequence[np.ndarray] | None = None
+) -> np.ndarray:
+    """Draw ``num_samples`` foreground values per channel with replacement, like ``RandomState.choice``.
+
+    With ``out`` (one float32 array of ``num_samples`` per channel) the samples are written there and a
+    ``(c, 0)`` array is returned.
+    """
     num_foreground = int(np.count_nonzero(foreground))
     if num_foreground == 0:
         return np.empty((cropped.shape[0], 0), dtype=np.float32)
     random_state = np.random.RandomState(seed)
-    samples = np.empty((cropped.shape[0], num_samples), dtype=np.float32)
+    samples = np.empty((cropped.shape[0], 0 if out is not None else num_samples), dtype=np.float32)
+    rows = out if out is not None else list(samples)
     for channel in range(cropped.shape[0]):
-        values = cropped[channel][foreground]
+        values = cropped[channel][foreground].astype(np.float32, copy=False)
         # choice(values, n, replace=True) is values[randint(0, len(values), n)]; drawing the indices in
-        # chunks consumes the same random stream while bounding the index array's memory.
+        # chunks consumes the same random stream while bounding the index array's memory. The indices are
+        # in range, so mode="clip" changes nothing but skips the copy take() makes with out= otherwise.
         for start in range(0, num_samples, _DRAW_CHUNK):
             stop = min(start + _DRAW_CHUNK, num_samples)
-            samples[channel, start:stop] = values[random_state.randint(0, num_foreground, size=stop - start)]
+            indices = random_state.randint(0, num_foreground, size=stop - start)
+            np.take(values, indices, out=rows[channel][start:stop], mode="clip")
     return samples
 
 
@@ -112,15 +121,25 @@ def fingerprint_case(
         ConfigError: If ``num_samples`` is not a positive int.
     """
     num_samples = parse_int("fingerprint_case", "num_samples", num_samples, minimum=1)
-    images = np.asarray(images)
-    seg = _check_case_arrays(images, np.asarray(seg), spacing)
+    return _case_result(np.asarray(images), np.asarray(seg), spacing, num_samples, seed)
+
+
+def _case_result(
+    images: np.ndarray,
+    seg: np.ndarray,
+    spacing: Sequence[float],
+    num_samples: int,
+    seed: int,
+    out: Sequence[np.ndarray] | None = None,
+) -> CaseFingerprint:
+    seg = _check_case_arrays(images, seg, spacing)
     cropped, cropped_seg, _ = crop_to_nonzero(images, seg)
     foreground = cropped_seg[0] > 0
     return CaseFingerprint(
         spacing=tuple(float(s) for s in spacing),
         shape_before_crop=tuple(int(s) for s in images.shape[1:]),
         shape_after_crop=tuple(int(s) for s in cropped.shape[1:]),
-        samples=_draw_samples(cropped, foreground, num_samples, seed),
+        samples=_draw_samples(cropped, foreground, num_samples, seed, out),
         num_foreground_voxels=int(np.count_nonzero(foreground)),
     )
 
@@ -137,7 +156,7 @@ class _CaseTask:
     cache_key: CacheKey | None = None
 
 
-def _fingerprint_files(task: _CaseTask) -> CaseFingerprint:
+def _fingerprint_files(task: _CaseTask, out: Sequence[np.ndarray] | None) -> CaseFingerprint:
     case = task.case
     files = ", ".join(str(p) for p in case.image_paths)
     try:
@@ -158,14 +177,17 @@ def _fingerprint_files(task: _CaseTask) -> CaseFingerprint:
             f"{case.label_path} gives {seg.shape}; expected {task.num_channels} channel(s) and one label map of "
             "the same spatial size. Run RawDataset.verify() to list every broken case."
         )
-    return fingerprint_case(images, seg, geometry.spacing, num_samples=task.num_samples, seed=task.seed)
+    return _case_result(images, seg, geometry.spacing, task.num_samples, task.seed, out)
 
 
-def _compute_task(task: _CaseTask) -> CaseFingerprint | None:
-    """Worker entry: fingerprint one case; with a cache, store it there and return None."""
+def _compute_task(task: _CaseTask, out: Sequence[np.ndarray] | None = None) -> CaseFingerprint | None:
+    """Worker entry: fingerprint one case; with a cache, store it there and return None.
+
+    With ``out`` (no cache) the samples are drawn into it and the result holds none.
+    """
     stamp = file_stamp(task.case) if task.cache_root is not None else None
     try:
-        result = _fingerprint_files(task)
+        result = _fingerprint_files(task, out)
     except NnsegError:
         raise
     except Exception as err:  # report which case broke, whatever broke
@@ -191,7 +213,15 @@ def _in_memory(dataset: RawDataset, cases: tuple[Case, ...], tasks: list[_CaseTa
     buffer = SampleBuffer(dataset.spec.num_channels, len(cases), tasks[0].num_samples)
     results: list[CaseFingerprint | None] = [None] * len(cases)
     names = [case.case_id for case in cases]
-    for index, result in run_cases(_compute_task, tasks, names, num_workers=num_workers, progress=progress):
+
+    def local(index: int) -> CaseFingerprint | None:  # this process draws straight into the pooled buffer
+        result = _compute_task(tasks[index], out=buffer.slot(index))
+        if result is not None and result.has_foreground:
+            buffer.mark(index)
+        return result
+
+    for index, result in run_cases(_compute_task, tasks, names, num_workers=num_workers, progress=progress,
+                                   local=local):  # fmt: skip
         if result is None:  # invariant: no cache, so workers return results
             raise FingerprintError(f"case {names[index]!r}: worker returned no result")
         buffer.put(index, result.samples)
@@ -237,8 +267,9 @@ def extract_fingerprint(
 
     Args:
         dataset: The raw dataset (its training cases are used, in case-id order).
-        num_workers: Worker processes; 1 computes in this process. At most ``2 * num_workers`` cases are
-            in flight at any time.
+        num_workers: Workers; 1 computes in this process. With more, this process is one of them and up to
+            ``num_workers - 1`` helper processes take at most two cases each at a time (started only when
+            the remaining work outlasts their start-up).
         cache_dir: Folder for per-case results. Each finished case is stored atomically, so a killed run
             continues where it stopped. A cache made with other settings (``num_samples``, ``seed``, dataset
             content or case list) is refused with a :class:`FingerprintError`, never mixed.
@@ -278,7 +309,9 @@ def extract_fingerprint(
     todo = [c for c in cases if (owned is None or c.case_id in owned) and not cache.has(c)]
     logger.info("fingerprint: %d case(s) to compute, %d cached", len(todo), len(cases) - len(todo))
     tasks = [_CaseTask(case, num_channels, count, seed, cache.root, key) for case in todo]
-    for _ in run_cases(_compute_task, tasks, [c.case_id for c in todo], num_workers=num_workers, progress=progress):
+    names = [c.case_id for c in todo]
+    for _ in run_cases(_compute_task, tasks, names, num_workers=num_workers, progress=progress,
+                       local=lambda index: _compute_task(tasks[index])):  # fmt: skip
         pass
     if shard is not None:
         return None

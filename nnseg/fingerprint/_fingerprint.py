@@ -13,6 +13,7 @@ import numpy as np
 from nnseg._atomic import atomic_write_json
 from nnseg._jsonfile import read_json_file
 from nnseg.errors import FingerprintError
+from nnseg.fingerprint._stats import pooled_statistics
 
 __all__ = ["CaseFingerprint", "Fingerprint", "IntensityStats"]
 
@@ -49,25 +50,24 @@ class IntensityStats:
     def from_samples(cls, samples: np.ndarray, *, overwrite_input: bool = False) -> IntensityStats:
         """Compute the statistics of pooled foreground samples exactly as nnU-Net does.
 
-        Mean, std, min and max come from NumPy on the samples in their own dtype (float32 for
-        fingerprint samples); median and the 0.5 / 99.5 percentiles from one ``np.percentile`` call with
-        linear interpolation.
+        The values equal NumPy's ``np.mean``, ``np.std``, ``np.min``, ``np.max`` and one ``np.percentile``
+        call (linear interpolation) for the median and the 0.5 / 99.5 percentiles, on the samples in their
+        own dtype (float32 for fingerprint samples); float32 samples are neither copied nor sorted (see
+        :mod:`nnseg.fingerprint._stats`).
 
         Args:
-            samples: 1-D array of intensities (at least one value).
-            overwrite_input: Let ``np.percentile`` partially sort ``samples`` in place instead of copying
-                it (saves one copy of a possibly large array; the values stay, their order changes).
+            samples: 1-D array of intensities (at least one value); it is not modified.
+            overwrite_input: Accepted for compatibility; the samples are never reordered any more.
 
         Raises:
             FingerprintError: If ``samples`` is empty.
         """
+        del overwrite_input
         samples = np.asarray(samples).ravel()
         if samples.size == 0:
             raise FingerprintError("cannot compute intensity statistics of zero samples; expected at least one.")
-        mean, std = float(np.mean(samples)), float(np.std(samples))
-        low, high = float(np.min(samples)), float(np.max(samples))
-        p00_5, median, p99_5 = np.percentile(samples, (0.5, 50.0, 99.5), overwrite_input=overwrite_input)
-        return cls(mean, float(median), std, low, high, float(p99_5), float(p00_5))
+        mean, median, std, low, high, p99_5, p00_5 = pooled_statistics(samples)
+        return cls(mean, median, std, low, high, p99_5, p00_5)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], *, where: str = "fingerprint") -> IntensityStats:

@@ -3,8 +3,8 @@
 Memory: the pooled samples of one channel are ``num_cases_with_foreground * num_samples`` float32 values
 (at most 1e8, i.e. 400 MB, with nnU-Net's default). Samples are written straight into one preallocated array
 per channel as cases finish (in memory), or read channel by channel from the cache (with a cache only one
-channel is in memory at a time). The statistics then need one temporary of the same size (``np.std``);
-the percentiles sort the pooled array in place instead of copying it.
+channel is in memory at a time). The statistics read the pooled array without copying or reordering it
+and need only small temporaries (:mod:`nnseg.fingerprint._stats`).
 """
 
 from __future__ import annotations
@@ -45,6 +45,15 @@ class SampleBuffer:
         start = index * self.num_samples
         for row, values in zip(self._rows, samples):
             row[start : start + self.num_samples] = values
+        self._filled[index] = True
+
+    def slot(self, index: int) -> list[np.ndarray]:
+        """The per-channel views case ``index`` may draw its samples into (then :meth:`mark` it)."""
+        start = index * self.num_samples
+        return [row[start : start + self.num_samples] for row in self._rows]
+
+    def mark(self, index: int) -> None:
+        """Record that case ``index`` filled its :meth:`slot`."""
         self._filled[index] = True
 
     def channel(self, channel: int) -> np.ndarray:
@@ -91,7 +100,7 @@ def pool_fingerprint(
     stats = []
     for channel, name in enumerate(channel_names):
         samples = channel_samples(channel)
-        stats.append(IntensityStats.from_samples(samples, overwrite_input=True))
+        stats.append(IntensityStats.from_samples(samples))
         del samples
         if release is not None:
             release(channel)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,9 +30,9 @@ from nnseg.dataset import RawDataset
 
 original = extract_module._fingerprint_files
 
-def slow(task):
+def slow(task, out=None):
     time.sleep(0.4)
-    return original(task)
+    return original(task, out)
 
 extract_module._fingerprint_files = slow
 extract_module.extract_fingerprint(RawDataset.from_folder(sys.argv[1]), cache_dir=sys.argv[2], num_samples=int(sys.argv[3]))
@@ -55,9 +56,9 @@ def _count_computed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     computed: list[str] = []
     original = extract_module._fingerprint_files
 
-    def counting(task: _CaseTask) -> CaseFingerprint:
+    def counting(task: _CaseTask, out: Any = None) -> CaseFingerprint:
         computed.append(task.case.case_id)
-        return original(task)
+        return original(task, out)
 
     monkeypatch.setattr(extract_module, "_fingerprint_files", counting)
     return computed
