@@ -234,6 +234,10 @@ def _upgrade_v1(content: Mapping[str, Any], path: Path) -> dict[str, Any]:
     missing = [k for k in _V1_REQUIRED_KEYS if k not in content]
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks key(s) {missing}; it was not written completely by nnseg.")
+    try:
+        _expect(content, path, dict, "extra", "config", "loader_state", none=True)
+    except TypeError as err:
+        raise CheckpointError(f"checkpoint {path}: {err} The file was not written by this nnseg.") from None
     step = content["step"]
     iterations = (content.get("config") or {}).get("iterations_per_epoch")
     extra = dict(content.get("extra") or {})

@@ -189,3 +189,12 @@ def test_fuzzed_checkpoint_contents_load_or_raise_checkpoint_error(
     except CheckpointError:
         return
     assert isinstance(loaded, Checkpoint)
+
+
+@pytest.mark.parametrize("field", ["extra", "config", "loader_state"])
+def test_a_layout_1_checkpoint_with_a_malformed_field_is_refused(tmp_path: Path, field: str) -> None:
+    path = tmp_path / "old.pt"
+    torch.save({"format_version": 1, "network_weights": None, "step": None, field: True}, path)
+    with pytest.raises(CheckpointError, match=rf"checkpoint .*old.pt: {field} is a bool, expected a dict\. The file was "
+                                              r"not written by this nnseg\."):  # fmt: skip
+        Checkpoint.load(path)
