@@ -33,6 +33,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check nnseg tests benchmarks examples docs/build_api.py
+	$(VENV)/bin/ruff format --check nnseg tests benchmarks examples docs/build_api.py
 
 docs: $(STAMP)
 	$(PY) docs/build_api.py

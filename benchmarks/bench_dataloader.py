@@ -305,5 +305,6 @@ def report(
     os.replace(partial, args.output)  # atomic: a reader never sees half a file
     print(f"\nwrote {args.output}")
 
+
 if __name__ == "__main__":
     main()

@@ -81,8 +81,15 @@ def _run_variants(root: Path, raw: Path, workers: int, env: dict[str, str]) -> l
     rows: list[dict[str, Any]] = []
     variants: dict[str, list[str]] = {
         "nnseg": [sys.executable, "-c", NNSEG_SCRIPT, str(raw), str(workers), str(root / "nnseg.json")],
-        "nnseg+cache": [sys.executable, "-c", NNSEG_SCRIPT, str(raw), str(workers), str(root / "nnseg_cache.json"),
-                        str(root / "cache")],  # fmt: skip
+        "nnseg+cache": [
+            sys.executable,
+            "-c",
+            NNSEG_SCRIPT,
+            str(raw),
+            str(workers),
+            str(root / "nnseg_cache.json"),
+            str(root / "cache"),
+        ],  # fmt: skip
     }
     nnunet = shutil.which("nnUNetv2_extract_fingerprint", path=str(Path(sys.executable).parent))
     if nnunet:
@@ -90,7 +97,9 @@ def _run_variants(root: Path, raw: Path, workers: int, env: dict[str, str]) -> l
     for name, command in variants.items():
         shutil.rmtree(root / "cache", ignore_errors=True)
         seconds, peak = _timed(command, env)
-        cache_bytes = sum(f.stat().st_size for f in (root / "cache").rglob("*") if f.is_file()) if name == "nnseg+cache" else 0
+        cache_bytes = (
+            sum(f.stat().st_size for f in (root / "cache").rglob("*") if f.is_file()) if name == "nnseg+cache" else 0
+        )
         rows.append({"variant": name, "workers": workers, "seconds": round(seconds, 2),
                      "peak_rss_mb": round(peak / 2**20), "cache_mb": round(cache_bytes / 2**20)})  # fmt: skip
     return rows
@@ -168,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{os.cpu_count()} CPUs, Python {platform.python_version()}")  # fmt: skip
     print(f"{'variant':<12} {'workers':>7} {'seconds':>8} {'peak RSS MB':>12} {'cache MB':>9}")
     for row in rows:
-        print(f"{row['variant']:<12} {row['workers']:>7} {row['seconds']:>8.2f} {row['peak_rss_mb']:>12} {row['cache_mb']:>9}")
+        print(
+            f"{row['variant']:<12} {row['workers']:>7} {row['seconds']:>8.2f} {row['peak_rss_mb']:>12} {row['cache_mb']:>9}"
+        )
     print("equal to nnseg's in-memory fingerprint: " + ", ".join(f"{k}: {v}" for k, v in same.items()))
     print("where the time goes (one process): " + ", ".join(f"{k} {v}" for k, v in profile.items()))
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())

@@ -48,8 +48,15 @@ SIZES = {  # (patch, features per stage, case shape, number of cases)
 def _plans(patch: tuple[int, ...], features: tuple[int, ...]) -> dict[str, Any]:
     from nnseg.testing import make_plans_json
 
-    return make_plans_json(patch, features=features, convs_per_stage=2, instance_norm=True, batch_dice=False,
-                           median_shape=patch, dataset_name="Dataset999_Bench")
+    return make_plans_json(
+        patch,
+        features=features,
+        convs_per_stage=2,
+        instance_norm=True,
+        batch_dice=False,
+        median_shape=patch,
+        dataset_name="Dataset999_Bench",
+    )
 
 
 def make_inputs(root: Path, size: str) -> tuple[Path, Path]:
@@ -115,9 +122,23 @@ def child(tool: str, model: Path, images: Path, output: Path, tta: bool, threads
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # fmt: skip
 
 
-def _run_child(tool: str, model: Path, images: Path, output: Path, tta: bool, args: argparse.Namespace) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--child", tool, "--model", str(model), "--images", str(images),
-               "--child-output", str(output), "--threads", str(args.threads)]
+def _run_child(
+    tool: str, model: Path, images: Path, output: Path, tta: bool, args: argparse.Namespace
+) -> dict[str, Any]:
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        tool,
+        "--model",
+        str(model),
+        "--images",
+        str(images),
+        "--child-output",
+        str(output),
+        "--threads",
+        str(args.threads),
+    ]
     command += ["--tta"] if tta else []
     command += ["--batch-size", str(args.batch_size)] if args.batch_size else []  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "nnUNet_raw": str(output.parent),
@@ -176,7 +197,9 @@ def main() -> None:
                 row = min(runs[tool], key=lambda r: r["seconds_per_case"])
                 row["all_seconds_per_case"] = [r["seconds_per_case"] for r in runs[tool]]
                 if tool != "nnunet" and "nnunet" in tools:
-                    row["agreement_with_nnunet"] = _agreement(Path(tmp) / f"{tool}-{tta}-0", Path(tmp) / f"nnunet-{tta}-0")
+                    row["agreement_with_nnunet"] = _agreement(
+                        Path(tmp) / f"{tool}-{tta}-0", Path(tmp) / f"nnunet-{tta}-0"
+                    )
                 rows.append(row)
                 print(f"{tool:11s} tta={tta!s:5s} {row['seconds_per_case']:7.2f} s/case (best of {args.repeats})  peak RSS "
                       f"{row['peak_rss_mb']:7.0f} MB  agreement {row.get('agreement_with_nnunet', float('nan')):.6f}",

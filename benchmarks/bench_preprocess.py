@@ -89,10 +89,18 @@ def _read_npy(path: Path) -> np.ndarray:
 
 FORMATS: dict[str, dict[str, Any]] = {
     "blosc2-lz4hc": {"suffix": ".b2nd", "write": _write_store, "region": read_region, "whole": read_array},
-    "blosc2-lz4hc-2t": {"suffix": ".b2nd", "write": _blosc2_writer(blosc2.Codec.LZ4HC, 5, 2),
-                        "region": read_region, "whole": read_array},  # fmt: skip
-    "blosc2-zstd1": {"suffix": ".b2nd", "write": _blosc2_writer(blosc2.Codec.ZSTD, 1, 1),
-                     "region": read_region, "whole": read_array},  # fmt: skip
+    "blosc2-lz4hc-2t": {
+        "suffix": ".b2nd",
+        "write": _blosc2_writer(blosc2.Codec.LZ4HC, 5, 2),
+        "region": read_region,
+        "whole": read_array,
+    },  # fmt: skip
+    "blosc2-zstd1": {
+        "suffix": ".b2nd",
+        "write": _blosc2_writer(blosc2.Codec.ZSTD, 1, 1),
+        "region": read_region,
+        "whole": read_array,
+    },  # fmt: skip
     "npy": {"suffix": ".npy", "write": _write_npy, "region": _read_npy_region, "whole": _read_npy},
 }
 

@@ -98,8 +98,15 @@ def run_count(num_cases: int, workers: int, work: Path) -> list[dict[str, Any]]:
     rows = []
     runs = {
         "fingerprint": [sys.executable, "-c", FINGERPRINT, str(raw), str(workers), str(folder / "fp.json")],
-        "preprocess": [sys.executable, "-c", PREPROCESS, str(raw), str(workers), str(folder / "fp.json"),
-                       str(folder / "store")],  # fmt: skip
+        "preprocess": [
+            sys.executable,
+            "-c",
+            PREPROCESS,
+            str(raw),
+            str(workers),
+            str(folder / "fp.json"),
+            str(folder / "store"),
+        ],  # fmt: skip
     }
     for stage, command in runs.items():
         seconds, peak = _measure(command)
@@ -135,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
           f"cases of about {SHAPE}; interpreter start-up + imports {startup:.2f} s per process")  # fmt: skip
     print("stage | cases | workers | seconds | ms per case | peak RSS MB")
     for r in rows:
-        print(f"{r['stage']} | {r['cases']} | {r['workers']} | {r['seconds']:.2f} | {r['ms_per_case']:.1f} | {r['peak_rss_mb']}")
+        print(
+            f"{r['stage']} | {r['cases']} | {r['workers']} | {r['seconds']:.2f} | {r['ms_per_case']:.1f} | {r['peak_rss_mb']}"
+        )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({"machine": info, "rows": rows}, indent=2) + "\n")
     print(f"wrote {args.output}")

@@ -101,7 +101,7 @@ def seconds_per_step(plan: ConfigurationPlan, store: PreprocessedStore, args: ar
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     best = {name: math.inf for name in timers}
     for repeat in range(args.repeats):
-        for name in (list(timers) if repeat % 2 == 0 else list(reversed(timers))):
+        for name in list(timers) if repeat % 2 == 0 else list(reversed(timers)):
             timers[name](batches[0])  # warm-up
             sync()
             start = time.perf_counter()
@@ -263,7 +263,9 @@ def report(results: dict[str, Any], plan: ConfigurationPlan, args: argparse.Name
               f"{budget.get('dice', math.nan):7.3f} {budget.get('dice_min', math.nan):7.3f} "
               f"{budget.get('dice_max', math.nan):7.3f} {budget.get('seconds', math.nan):8.1f}")  # fmt: skip
     if results["resume"]:
-        print("nnseg seconds per step around a resume: " + ", ".join(f"{k} {v:.3f}" for k, v in results["resume"].items()))
+        print(
+            "nnseg seconds per step around a resume: " + ", ".join(f"{k} {v:.3f}" for k, v in results["resume"].items())
+        )
     payload = {"machine": {"python": platform.python_version(), "torch": torch.__version__,
                            "cpu_count": os.cpu_count(), "threads": torch.get_num_threads()},
                "plan": {"patch_size": list(plan.patch_size), "batch_size": plan.batch_size},

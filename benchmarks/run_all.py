@@ -147,7 +147,9 @@ def _ratio(ours: float | None, theirs: float | None, *, higher_is_better: bool) 
     return f"{factor:.2f}x {'faster' if factor >= 1 else 'slower'}"
 
 
-def _row(stage: str, variant: str, speed: str, memory: str = "-", ratio: str = "-", floor: str = "-", note: str = "") -> Row:
+def _row(
+    stage: str, variant: str, speed: str, memory: str = "-", ratio: str = "-", floor: str = "-", note: str = ""
+) -> Row:
     return dict(zip(SUMMARY_COLUMNS, (stage, variant, speed, memory, ratio, floor, note), strict=True))
 
 
@@ -264,7 +266,11 @@ def summarize(stage: str, data: dict[str, Any]) -> list[Row]:
         try:
             rows = summarizer(data)
         except (KeyError, TypeError, ValueError, ZeroDivisionError) as err:
-            return [_row(stage, "-", "-", note=f"could not summarise the JSON ({type(err).__name__}: {err}); see the details")]
+            return [
+                _row(
+                    stage, "-", "-", note=f"could not summarise the JSON ({type(err).__name__}: {err}); see the details"
+                )
+            ]
         if rows:
             return rows
     return [_row(stage, "-", "see the details below", note="no summary for this benchmark's JSON layout")]
@@ -273,6 +279,7 @@ def summarize(stage: str, data: dict[str, Any]) -> list[Row]:
 # ------------------------------------------------------------------------------------------------ Markdown
 def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
     """A Markdown table (pipes in cells escaped)."""
+
     def cell(text: str) -> str:
         return text.replace("|", "\\|").replace("\n", " ")
 
@@ -295,7 +302,9 @@ def details(data: Any) -> list[str]:
         if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
             header = list(dict.fromkeys(k for row in value for k in row))
             lines += markdown_table(header, [[_fmt(row.get(k)) for k in header] for row in value]) + [""]
-        elif isinstance(value, dict) and all(not isinstance(v, dict | list) or _is_scalar_list(v) for v in value.values()):
+        elif isinstance(value, dict) and all(
+            not isinstance(v, dict | list) or _is_scalar_list(v) for v in value.values()
+        ):
             lines += markdown_table(["key", "value"], [[k, _fmt(v)] for k, v in value.items()]) + [""]
         else:
             lines += ["```json", json.dumps(value, indent=1)[:4000], "```", ""]
@@ -316,7 +325,7 @@ def build_report(results: dict[str, dict[str, Any]], runs: list[dict[str, Any]],
         "<!-- Written by `python benchmarks/run_all.py`; do not edit by hand. -->",
         "",
         f"Generated {datetime.date.today().isoformat()} from the JSON files of `benchmarks/bench_*.py`. Speeds are",
-        "wall-clock, peak memory is the resident set size of the process and its workers; \"vs nnU-Net v2\" compares",
+        'wall-clock, peak memory is the resident set size of the process and its workers; "vs nnU-Net v2" compares',
         "with nnunetv2 run on the same data on the same machine (absent when nnunetv2 is not installed); the floor",
         "is the IO-only time where a benchmark measures one. On a machine shared with other jobs the absolute",
         "figures are noisy; the ratios, measured back to back, are more stable. The machine below is the one",
@@ -369,7 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks (or only rebuild the report) and write the report files."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="small sizes: --quick, 1 worker, 1 repeat where supported")
-    parser.add_argument("--only", nargs="+", metavar="STAGE", help="run these benchmarks only (e.g. preprocess planning)")
+    parser.add_argument(
+        "--only", nargs="+", metavar="STAGE", help="run these benchmarks only (e.g. preprocess planning)"
+    )
     parser.add_argument("--no-nnunet", action="store_true", help="pass --no-nnunet / --skip-nnunet where accepted")
     parser.add_argument("--report-only", action="store_true", help="do not run anything; report the existing JSON")
     parser.add_argument("--results-dir", type=Path, help="JSON folder (default results/, with --quick results/quick/)")

@@ -50,7 +50,7 @@ PUBLIC_MODULES = (
 )
 """Public subpackages and modules, in the order of the reference (``nnseg`` itself comes first)."""
 
-_SPECIAL_DOCS = {"__version__": "The version of the installed nnseg package (a string such as ``\"0.1.0\"``)."}
+_SPECIAL_DOCS = {"__version__": 'The version of the installed nnseg package (a string such as ``"0.1.0"``).'}
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
@@ -132,7 +132,11 @@ def _assigned_doc(tree: ast.Module, name: str) -> tuple[str | None, str | None]:
             targets = [node.target]
         if any(isinstance(t, ast.Name) and t.id == name for t in targets):
             after = body[i + 1] if i + 1 < len(body) else None
-            if isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str):
+            if (
+                isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+            ):
                 return after.value.value, None
             return "", None
         if isinstance(node, ast.ImportFrom) and node.module and any((a.asname or a.name) == name for a in node.names):
@@ -187,7 +191,10 @@ def signature_text(name: str, obj: Any) -> str | None:
         if param.default is not param.empty:
             text += f" = {stable_repr(param.default)}"
         parts.append(text)
-        if param.kind is param.POSITIONAL_ONLY and [q for q in sig.parameters.values() if q.kind is q.POSITIONAL_ONLY][-1] is param:
+        if (
+            param.kind is param.POSITIONAL_ONLY
+            and [q for q in sig.parameters.values() if q.kind is q.POSITIONAL_ONLY][-1] is param
+        ):
             parts.append("/")
     result = f"{name}({', '.join(parts)})"
     if sig.return_annotation is not sig.empty and not inspect.isclass(obj):
@@ -246,7 +253,7 @@ def _render_members(cls: type) -> list[str]:
             elif kind == "classmethod":
                 sig = re.sub(r"^(\w+)\(cls(, )?", r"\1(", sig)
             head = f"- **`{name}`** *({kind})*: `{sig}`"
-        doc = (inspect.getdoc(raw) or "")
+        doc = inspect.getdoc(raw) or ""
         lines.append(head)
         if doc:
             lines += ["", "\n".join("  " + ln if ln else ln for ln in _doc_block(doc).splitlines()), ""]
@@ -270,7 +277,9 @@ def _doc_block(doc: str) -> str:
         if in_code:
             out.append(line[indent:] if line[:indent].isspace() else line.lstrip())
             continue
-        if not in_code and re.fullmatch(r"(Args|Arguments|Returns|Yields|Raises|Example|Examples|Attributes|Note|Notes):", line):
+        if not in_code and re.fullmatch(
+            r"(Args|Arguments|Returns|Yields|Raises|Example|Examples|Attributes|Note|Notes):", line
+        ):
             out.append(f"**{line[:-1]}**")
             continue
         out.append(line)
@@ -304,7 +313,11 @@ def _listify_args(lines: list[str]) -> list[str]:
             section = line
             out += ["", line, ""]
             continue
-        if section in ("**Args**", "**Arguments**", "**Attributes**", "**Raises**") and line.startswith("  ") and not line.startswith("    "):
+        if (
+            section in ("**Args**", "**Arguments**", "**Attributes**", "**Raises**")
+            and line.startswith("  ")
+            and not line.startswith("    ")
+        ):
             match = re.match(r"^  (\*{0,2}[\w.]+)( \([^)]*\))?:\s?(.*)$", line)
             if match:
                 out.append(f"- `{match.group(1)}`{match.group(2) or ''}: {match.group(3)}")

@@ -29,12 +29,16 @@ def main() -> None:
     if raw_dir is None:
         shape = (16, 32, 32) if args.smoke else (40, 64, 64)
         raw_dir = make_synthetic_dataset(
-            args.work_dir / "raw", num_cases=4 if args.smoke else 10, num_test_cases=2, shape=shape,
-            spacing=(2.5, 0.8, 0.8), seed=0,
+            args.work_dir / "raw",
+            num_cases=4 if args.smoke else 10,
+            num_test_cases=2,
+            shape=shape,
+            spacing=(2.5, 0.8, 0.8),
+            seed=0,
         )
 
-    dataset = nnseg.RawDataset.from_folder(raw_dir)            # layout checks run here
-    dataset.verify(num_workers=2).raise_for_errors()           # full integrity check, every problem at once
+    dataset = nnseg.RawDataset.from_folder(raw_dir)  # layout checks run here
+    dataset.verify(num_workers=2).raise_for_errors()  # full integrity check, every problem at once
 
     fingerprint = nnseg.extract_fingerprint(dataset, num_workers=2, cache_dir=args.work_dir / "fingerprint_cache")
     fingerprint.save(args.work_dir / "fingerprint.json")
@@ -52,11 +56,11 @@ def main() -> None:
 
     plan = plans["3d_fullres"]
     store_dir = args.work_dir / "preprocessed" / nnseg.preprocessing.store_name(plan, dataset.spec)
-    store = nnseg.preprocess_dataset(dataset, plan, store_dir, num_workers=2)   # resumes; shard=nnseg.Shard(k, n)
+    store = nnseg.preprocess_dataset(dataset, plan, store_dir, num_workers=2)  # resumes; shard=nnseg.Shard(k, n)
 
     config = nnseg.TrainerConfig.from_step_budget(4 if args.smoke else args.steps, iterations_per_epoch=50,
                                                   num_loader_workers=1, final_validation=False)  # fmt: skip
-    split = nnseg.Split.kfold(store.case_ids(), "all")                     # or fold 0..4, nnU-Net's folds
+    split = nnseg.Split.kfold(store.case_ids(), "all")  # or fold 0..4, nnU-Net's folds
     run_dir = args.work_dir / "runs" / "fold_all"
     nnseg.Trainer(plan, store, split, spec=dataset.spec, config=config, device=args.device).fit(run_dir)
 

@@ -92,9 +92,17 @@ def train(project: Project, *, smoke: bool, device: str) -> Path | None:
     if project.plans is None or project.store is None:  # invariant: preprocessed first
         raise RuntimeError("preprocess before training")
     plan = project.plans[CONFIGURATION]
-    config = (TrainerConfig(iterations_per_epoch=1, num_epochs=1, val_iterations_per_epoch=0, num_loader_workers=0,
-                            final_validation=False)  # fmt: skip
-              if smoke else TrainerConfig.from_step_budget(500, iterations_per_epoch=50, num_loader_workers=2))
+    config = (
+        TrainerConfig(
+            iterations_per_epoch=1,
+            num_epochs=1,
+            val_iterations_per_epoch=0,
+            num_loader_workers=0,
+            final_validation=False,
+        )  # fmt: skip
+        if smoke
+        else TrainerConfig.from_step_budget(500, iterations_per_epoch=50, num_loader_workers=2)
+    )
     split = Split.kfold(project.dataset.case_ids, 0)
     run_dir = project.workspace.run_dir(project.plans.plans_name, CONFIGURATION, "nnseg", 0)
     trainer = Trainer(plan, project.store, split, spec=project.dataset.spec, config=config, device=device)

@@ -95,8 +95,11 @@ def parse_number(
         return float(value)
     left = "(" if low_open or low == -math.inf else "["
     right = ")" if high_open or high == math.inf else "]"
-    fix = "Choose a value in that range." if default is None else (
-        f"Leave it at its default ({default!r}) or choose a value in that range.")
+    fix = (
+        "Choose a value in that range."
+        if default is None
+        else (f"Leave it at its default ({default!r}) or choose a value in that range.")
+    )
     raise _fail(owner, name, f"a number in {left}{low:g}, {high:g}{right}", value, fix)
 
 

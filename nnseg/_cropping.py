@@ -100,9 +100,7 @@ def _check_shapes(data: np.ndarray, seg: np.ndarray | None) -> None:
         )
 
 
-def crop_to_nonzero(
-    data: np.ndarray, seg: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray, BoundingBox]:
+def crop_to_nonzero(data: np.ndarray, seg: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, BoundingBox]:
     """Crop image (and label map) to the bounding box of the nonzero region.
 
     The inputs are never modified. The cropped ``data`` is a **view** of ``data`` (no copy); copy it

@@ -76,9 +76,7 @@ def bytes_digest(data: bytes, *, length: int | None = HASH_LENGTH) -> str:
     return _hex(hashlib.sha256(data), length)
 
 
-def state_dict_digest(
-    state_dicts: Iterable[Mapping[str, torch.Tensor]], *, length: int | None = HASH_LENGTH
-) -> str:
+def state_dict_digest(state_dicts: Iterable[Mapping[str, torch.Tensor]], *, length: int | None = HASH_LENGTH) -> str:
     """Return one SHA-256 (hex) over the names, dtypes, shapes and raw bytes of tensors, streamed.
 
     Use it to identify model weights (an ensemble's folds in order): any change of a name, a value, a

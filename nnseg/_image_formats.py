@@ -96,8 +96,10 @@ def _spacing_3d(path: Path) -> tuple[float, float, float]:
         spacing = json.loads(sidecar.read_text()).get("spacing")
     except (OSError, ValueError, AttributeError) as err:
         raise ImageIOError(f"cannot read spacing sidecar {sidecar} ({err}); expected a JSON object.") from err
-    if not isinstance(spacing, list) or len(spacing) != 3 or not all(
-        isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in spacing
+    if (
+        not isinstance(spacing, list)
+        or len(spacing) != 3
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in spacing)
     ):
         raise ImageIOError(f"spacing sidecar {sidecar} must hold {{\"spacing\": [z, y, x]}} with three positive "
                            f"numbers; got {spacing!r}. Fix the file.")  # fmt: skip

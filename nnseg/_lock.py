@@ -131,7 +131,9 @@ class WorkLock:
             os.rename(grave, self.path)
             return
         grave.unlink(missing_ok=True)
-        logger.warning("taking over %s: its owner (%s, %s) is no longer running", self.path, owner.describe(), owner.what)
+        logger.warning(
+            "taking over %s: its owner (%s, %s) is no longer running", self.path, owner.describe(), owner.what
+        )
 
     def release(self) -> None:
         """Remove the lock file if this process still owns it."""

@@ -264,7 +264,9 @@ def save_checkpoint(path: str | os.PathLike[str], payload: Mapping[str, Any]) ->
     content = {**payload, "format_version": 1}
     missing = [k for k in _V1_REQUIRED_KEYS if k not in content]
     if missing:
-        raise CheckpointError(f"checkpoint {path}: missing key(s) {missing}; expected at least {list(_V1_REQUIRED_KEYS)}.")
+        raise CheckpointError(
+            f"checkpoint {path}: missing key(s) {missing}; expected at least {list(_V1_REQUIRED_KEYS)}."
+        )
     _check_loadable(content, Path(path))
     buffer = io.BytesIO()
     torch.save(content, buffer)

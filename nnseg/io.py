@@ -42,6 +42,7 @@ __all__ = [
 SUPPORTED_ENDINGS: tuple[str, ...] = (".nii.gz", ".nii", ".nrrd", ".mha")
 """File endings nnseg reads and writes."""
 
+
 def _check_ending(path: Path) -> None:
     if not any(path.name.endswith(ending) for ending in SUPPORTED_ENDINGS):
         raise ImageIOError(
@@ -336,4 +337,3 @@ def write_segmentation(seg: np.ndarray, path: str | os.PathLike[str], geometry: 
         )
     max_value = int(seg.max()) if seg.size else 0
     _write_itk(seg.astype(smallest_label_dtype(max_value), copy=False), path, geometry)
-

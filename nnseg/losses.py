@@ -23,7 +23,14 @@ from torch import nn
 from nnseg._checks import parse_int
 from nnseg.errors import ConfigError
 
-__all__ = ["DeepSupervisionLoss", "DiceBCELoss", "DiceCELoss", "SoftDiceLoss", "deep_supervision_weights", "full_resolution"]
+__all__ = [
+    "DeepSupervisionLoss",
+    "DiceBCELoss",
+    "DiceCELoss",
+    "SoftDiceLoss",
+    "deep_supervision_weights",
+    "full_resolution",
+]
 
 DICE_SMOOTH = 1e-5
 
@@ -118,7 +125,7 @@ class DiceBCELoss(nn.Module):
         """Loss of ``logits`` ``(b, regions, ...)`` against a one-hot target (plus the ignore channel)."""
         mask = None
         if self.has_ignore_channel:
-            mask = (1 - target[:, -1:].to(logits.dtype))
+            mask = 1 - target[:, -1:].to(logits.dtype)
             target = target[:, :-1]
         target = target.to(logits.dtype)
         dice = self.dice(torch.sigmoid(logits), target, mask)

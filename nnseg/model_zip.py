@@ -283,7 +283,9 @@ def _verify_manifest(staging: Path, source: Path) -> None:
 def _find_models(staging: Path, source: Path) -> tuple[list[Path], list[Path]]:
     """Relative paths of nnseg run roots and nnU-Net model folders under ``staging``."""
     nnseg_runs = sorted({_run_root(p.parent).relative_to(staging) for p in staging.rglob("checkpoint_*.pt")})
-    nnunet_folds = sorted({p.parent.parent for p in staging.rglob("checkpoint_*.pth") if p.parent.name.startswith("fold_")})
+    nnunet_folds = sorted(
+        {p.parent.parent for p in staging.rglob("checkpoint_*.pth") if p.parent.name.startswith("fold_")}
+    )
     nnunet_models = []
     for folder in nnunet_folds:
         missing = [name for name in ("plans.json", "dataset.json") if not (folder / name).is_file()]

@@ -44,18 +44,45 @@ class ArchitectureLike(Protocol):
     def kw_requires_import(self) -> tuple[str, ...]:
         """Keys of ``arch_kwargs`` whose values name classes."""
 
+
 # torch.nn classes a plan may name as a building block, grouped only for readability.
 _TORCH_BLOCKS = (
     # convolutions
-    "Conv1d", "Conv2d", "Conv3d",
+    "Conv1d",
+    "Conv2d",
+    "Conv3d",
     # norms
-    "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d",
-    "GroupNorm", "LayerNorm", "SyncBatchNorm",
+    "InstanceNorm1d",
+    "InstanceNorm2d",
+    "InstanceNorm3d",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "BatchNorm3d",
+    "GroupNorm",
+    "LayerNorm",
+    "SyncBatchNorm",
     # dropout
-    "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout",
+    "Dropout",
+    "Dropout1d",
+    "Dropout2d",
+    "Dropout3d",
+    "AlphaDropout",
     # nonlinearities
-    "LeakyReLU", "ReLU", "ReLU6", "PReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish", "Hardswish",
-    "Tanh", "Sigmoid", "Softplus", "Identity",
+    "LeakyReLU",
+    "ReLU",
+    "ReLU6",
+    "PReLU",
+    "ELU",
+    "SELU",
+    "CELU",
+    "GELU",
+    "SiLU",
+    "Mish",
+    "Hardswish",
+    "Tanh",
+    "Sigmoid",
+    "Softplus",
+    "Identity",
 )
 
 # dynamic_network_architectures classes that take nnU-Net's plain U-Net keyword set.

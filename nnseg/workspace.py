@@ -109,7 +109,7 @@ class Workspace:
         if not isinstance(raw, str) or not raw:
             raise DatasetError(
                 f"{self.manifest_path} has no 'raw_dataset' entry (got {data!r}); expected {{\"format_version\": "
-                f"{WORKSPACE_FORMAT_VERSION}, \"raw_dataset\": \"/path/to/raw/DatasetXXX_Name\"}}. Fix the file, or "
+                f'{WORKSPACE_FORMAT_VERSION}, "raw_dataset": "/path/to/raw/DatasetXXX_Name"}}. Fix the file, or '
                 "remove it and run `nnseg fingerprint RAW_DIR -o WORK` again."
             )
         return Path(raw)

@@ -35,8 +35,13 @@ def _parse(path: Path) -> ast.Module:
 
 def _os_aliases(tree: ast.Module) -> set[str]:
     """Names under which a module refers to ``os`` (``import os``, ``import os as _os``)."""
-    return {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
-            for alias in node.names if alias.name == "os"}
+    return {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+        if alias.name == "os"
+    }
 
 
 def _is_call_to(node: ast.AST, owner: str, attr: str) -> bool:
@@ -45,7 +50,8 @@ def _is_call_to(node: ast.AST, owner: str, attr: str) -> bool:
         return False
     value = node.func.value
     return (isinstance(value, ast.Name) and value.id == owner) or (
-        isinstance(value, ast.Attribute) and value.attr == owner)
+        isinstance(value, ast.Attribute) and value.attr == owner
+    )
 
 
 def _constant_keyword(node: ast.Call, name: str) -> object:
@@ -69,10 +75,18 @@ def _violations(path: Path, *, in_cli: bool | None = None, label: str | None = N
     for node in ast.walk(tree):
         where = f"{label}:{getattr(node, 'lineno', 0)}"
         if not in_cli:
-            if (isinstance(node, ast.Attribute) and node.attr in ENV_NAMES and isinstance(node.value, ast.Name)
-                    and node.value.id in os_names):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr in ENV_NAMES
+                and isinstance(node.value, ast.Name)
+                and node.value.id in os_names
+            ):
                 found.append(f"{where} reads or writes environment variables outside nnseg/cli/")
-            if isinstance(node, ast.ImportFrom) and node.module == "os" and any(a.name in ENV_NAMES for a in node.names):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module == "os"
+                and any(a.name in ENV_NAMES for a in node.names)
+            ):
                 found.append(f"{where} imports os.environ/getenv outside nnseg/cli/")
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
                 found.append(f"{where} calls print() in library code (use logging)")
@@ -152,20 +166,22 @@ def test_checker_catches_each_rule(tmp_path: Path) -> None:
     bad = tmp_path / "probe.py"
     bad.write_text(BAD_MODULE + "\n" * MAX_MODULE_LINES)
     found = _violations(bad, in_cli=False, label="probe.py")
-    assert sorted(found) == sorted([
-        "probe.py:3 imports a pickle library (no pickles on disk)",
-        "probe.py:5 imports os.environ/getenv outside nnseg/cli/",
-        "probe.py:6 uses import *",
-        "probe.py:7 reads or writes environment variables outside nnseg/cli/",
-        "probe.py:8 reads or writes environment variables outside nnseg/cli/",
-        "probe.py:9 uses assert (raise an NnsegError; mark true invariants '# invariant')",
-        "probe.py:11 calls print() in library code (use logging)",
-        "probe.py:12 writes to sys.stdout/sys.stderr in library code (use logging)",
-        "probe.py:13 loads with weights_only=False (unpickles arbitrary code)",
-        "probe.py:14 calls torch.load without weights_only=True (unpickles arbitrary code)",
-        "probe.py:15 passes allow_pickle=True (no pickles on disk)",
-        f"probe.py has {BAD_MODULE.count(chr(10)) + MAX_MODULE_LINES} lines (limit {MAX_MODULE_LINES}); split it",
-    ])
+    assert sorted(found) == sorted(
+        [
+            "probe.py:3 imports a pickle library (no pickles on disk)",
+            "probe.py:5 imports os.environ/getenv outside nnseg/cli/",
+            "probe.py:6 uses import *",
+            "probe.py:7 reads or writes environment variables outside nnseg/cli/",
+            "probe.py:8 reads or writes environment variables outside nnseg/cli/",
+            "probe.py:9 uses assert (raise an NnsegError; mark true invariants '# invariant')",
+            "probe.py:11 calls print() in library code (use logging)",
+            "probe.py:12 writes to sys.stdout/sys.stderr in library code (use logging)",
+            "probe.py:13 loads with weights_only=False (unpickles arbitrary code)",
+            "probe.py:14 calls torch.load without weights_only=True (unpickles arbitrary code)",
+            "probe.py:15 passes allow_pickle=True (no pickles on disk)",
+            f"probe.py has {BAD_MODULE.count(chr(10)) + MAX_MODULE_LINES} lines (limit {MAX_MODULE_LINES}); split it",
+        ]
+    )
 
 
 def test_cli_may_read_the_environment_and_print(tmp_path: Path) -> None:
@@ -405,5 +421,11 @@ def test_known_oversized_definitions_are_still_oversized() -> None:
 
 def test_oversized_definitions_are_found(tmp_path: Path) -> None:
     probe = tmp_path / "probe.py"
-    probe.write_text('def long():\n    """Doc\n\n    more."""\n' + "    x = 1\n" * 60 + "\n\nclass Trainer:\n" + "    y = 1\n" * 280 + "\n")
+    probe.write_text(
+        'def long():\n    """Doc\n\n    more."""\n'
+        + "    x = 1\n" * 60
+        + "\n\nclass Trainer:\n"
+        + "    y = 1\n" * 280
+        + "\n"
+    )
     assert oversized_definitions(probe, "probe.py") == ["probe.py:long has 61 lines (limit 60)"]

@@ -84,7 +84,9 @@ def test_round_trip(tmp_path: Path) -> None:
     ema=st.one_of(st.just(math.nan), st.floats(0, 1)), best=st.one_of(st.just(-math.inf), st.floats(0, 1)),
     best_step=st.one_of(st.none(), st.integers(0, 10**9)),
 )  # fmt: skip
-def test_train_state_round_trip(step: int, epoch: int, seed: int, ema: float, best: float, best_step: int | None) -> None:
+def test_train_state_round_trip(
+    step: int, epoch: int, seed: int, ema: float, best: float, best_step: int | None
+) -> None:
     state = TrainState(step=step, epoch=epoch, ema_pseudo_dice=ema, best_ema_pseudo_dice=best, best_step=best_step,
                        best_epoch=None if best_step is None else epoch, seed=seed)  # fmt: skip
     again = TrainState.from_state_dict(state.state_dict())
@@ -122,7 +124,9 @@ def test_damaged_files_give_a_clear_error(tmp_path: Path, damage: str) -> None:
     path = tmp_path / "c.pt"
     _checkpoint().save(path)
     data = path.read_bytes()
-    path.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"\x00not a checkpoint" * 10, "empty": b""}[damage])
+    path.write_bytes(
+        {"truncate": data[: len(data) // 2], "garbage": b"\x00not a checkpoint" * 10, "empty": b""}[damage]
+    )
     with pytest.raises(CheckpointError, match=r"c\.pt cannot be read .*truncated, corrupted or not a safe nnseg"):
         Checkpoint.load(path)
 
@@ -142,7 +146,9 @@ def test_missing_file_foreign_content_and_format_versions(tmp_path: Path) -> Non
     with pytest.raises(CheckpointError, match=r"other\.pt is not an nnseg checkpoint \(no 'format_version' key\)"):
         Checkpoint.load(tmp_path / "other.pt")
     torch.save({"format_version": 99, "network_weights": {}}, tmp_path / "new.pt")
-    with pytest.raises(CheckpointError, match=r"new\.pt has format_version 99; this nnseg reads up to 2\. Upgrade nnseg"):
+    with pytest.raises(
+        CheckpointError, match=r"new\.pt has format_version 99; this nnseg reads up to 2\. Upgrade nnseg"
+    ):
         Checkpoint.load(tmp_path / "new.pt")
     torch.save({"format_version": 0, "network_weights": {}}, tmp_path / "old.pt")
     with pytest.raises(CheckpointError, match=r"old\.pt has format_version 0, which no nnseg release wrote \(known: "
@@ -163,7 +169,13 @@ def test_a_format_1_checkpoint_is_upgraded_in_memory(tmp_path: Path, caplog: pyt
         loaded = Checkpoint.load(tmp_path / "v1.pt")
     assert "v1.pt has format_version 1; upgraded to 2 in memory" in caplog.text
     state = loaded.train_state
-    assert (state.step, state.epoch, state.seed, state.ema_pseudo_dice, state.best_ema_pseudo_dice) == (6, 3, 3, 0.25, 0.5)
+    assert (state.step, state.epoch, state.seed, state.ema_pseudo_dice, state.best_ema_pseudo_dice) == (
+        6,
+        3,
+        3,
+        0.25,
+        0.5,
+    )
     assert state.best_step is None
     assert loaded.extra == {"mine": 1}
     assert loaded.format_version == 1
@@ -186,14 +198,23 @@ def test_deprecated_shims_warn_and_keep_the_old_dict_layout(tmp_path: Path) -> N
         assert old["format_version"] == 1
         assert old["step"] == step
         assert old["loader_state"]["next_step"] == step
-        assert {"network_weights", "optimizer_state", "rng_state", "callback_states", "config", "plan", "extra"} <= set(old)
+        assert {"network_weights", "optimizer_state", "rng_state", "callback_states", "config", "plan", "extra"} <= set(
+            old
+        )
     assert old["extra"] == {"note": "x", "ema_pseudo_dice": 0.5, "best_ema_pseudo_dice": 0.6}
-    with pytest.warns(DeprecationWarning, match="save_checkpoint"), pytest.raises(CheckpointError, match=r"missing key\(s\) \['step'\]"):
+    with (
+        pytest.warns(DeprecationWarning, match="save_checkpoint"),
+        pytest.raises(CheckpointError, match=r"missing key\(s\) \['step'\]"),
+    ):
         save_checkpoint(tmp_path / "d.pt", {"network_weights": {}})
 
 
 def test_wrapper_prefixes_are_removed() -> None:
-    weights = {"module._orig_mod.conv.weight": torch.ones(1), "_orig_mod.module.bias": torch.zeros(1), "plain": torch.ones(2)}
+    weights = {
+        "module._orig_mod.conv.weight": torch.ones(1),
+        "_orig_mod.module.bias": torch.zeros(1),
+        "plain": torch.ones(2),
+    }
     assert sorted(strip_wrapper_prefixes(weights)) == ["bias", "conv.weight", "plain"]
 
 

@@ -100,7 +100,7 @@ def test_markdown_links_resolve(builder: ModuleType) -> None:
 
 
 def test_link_checker_finds_missing_files_and_anchors(builder: ModuleType, tmp_path: Path) -> None:
-    (tmp_path / "other.md").write_text("# A title\n## Same\n## Same\n<a id=\"custom\"></a>\n")
+    (tmp_path / "other.md").write_text('# A title\n## Same\n## Same\n<a id="custom"></a>\n')
     page = tmp_path / "page.md"
     page.write_text(
         "[ok](other.md#a-title) [dup](other.md#same-1) [id](other.md#custom) [web](https://x.org/y#z)\n"

@@ -46,12 +46,19 @@ def test_error_subclasses_nnseg_error_and_builtin(name: str, builtin: type[Excep
 
 def test_all_lists_every_error() -> None:
     defined = {
-        name for name, obj in vars(errors).items()
+        name
+        for name, obj in vars(errors).items()
         if inspect.isclass(obj) and issubclass(obj, errors.NnsegError) and obj.__module__ == errors.__name__
     }
     assert set(errors.__all__) == defined
-    assert defined == set(BUILTIN_OF) | {"NnsegError", "PreprocessingError", "CasesFailedError", "DatasetLayoutError",
-                                         "PredictionStopped", "TrainingStopped"}
+    assert defined == set(BUILTIN_OF) | {
+        "NnsegError",
+        "PreprocessingError",
+        "CasesFailedError",
+        "DatasetLayoutError",
+        "PredictionStopped",
+        "TrainingStopped",
+    }
 
 
 def test_no_error_class_is_defined_outside_errors_py() -> None:
@@ -59,7 +66,8 @@ def test_no_error_class_is_defined_outside_errors_py() -> None:
     root = Path(nnseg.__file__).parent
     offenders = [
         f"{path.relative_to(root.parent)}:{number}"
-        for path in sorted(root.rglob("*.py")) if path.name != "errors.py"
+        for path in sorted(root.rglob("*.py"))
+        if path.name != "errors.py"
         for number, line in enumerate(path.read_text().splitlines(), 1)
         if line.startswith("class ") and "Error" in line.split("(")[0]
     ]
@@ -93,7 +101,9 @@ def test_errors_with_failures_keep_them() -> None:
 
 def test_dataset_layout_error_lists_the_errors_only(tmp_path: Path) -> None:
     problems = [Problem(None, None, "error", "imagesTr is missing"), Problem(None, None, "warning", "an odd file")]
-    with pytest.raises(errors.DatasetLayoutError, match=r"has 1 layout problem\(s\):\n  - imagesTr is missing\nFix") as info:
+    with pytest.raises(
+        errors.DatasetLayoutError, match=r"has 1 layout problem\(s\):\n  - imagesTr is missing\nFix"
+    ) as info:
         raise errors.DatasetLayoutError(tmp_path, problems)
     assert info.value.problems == tuple(problems)
     assert isinstance(info.value, errors.DatasetError)

@@ -52,4 +52,3 @@ def test_state_dict_digest_sees_names_values_and_dtypes() -> None:
     assert state_dict_digest([weights]) != state_dict_digest([{"v": weights["w"], "b": weights["b"]}])
     assert state_dict_digest([weights]) != state_dict_digest([weights, weights])
     assert state_dict_digest([weights]) != state_dict_digest([{**weights, "w": weights["w"].double()}])
-

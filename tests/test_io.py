@@ -25,7 +25,8 @@ from nnseg.io import (
 
 # Values that every format stores exactly (NIfTI keeps float32): a proper and an improper signed permutation.
 ROTATED = ImageGeometry(
-    itk_spacing=(0.5, 1.25, 3.0), itk_origin=(10.5, -3.25, 7.75),
+    itk_spacing=(0.5, 1.25, 3.0),
+    itk_origin=(10.5, -3.25, 7.75),
     itk_direction=(0.0, 1.0, 0.0, 0.0, 0.0, -1.0, -1.0, 0.0, 0.0),
 )
 MIRRORED = dataclasses.replace(ROTATED, itk_direction=(0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0))
@@ -113,7 +114,9 @@ def test_float_labels_with_integral_values_are_converted(tmp_path: Path) -> None
 
 def test_geometry_json_round_trip() -> None:
     assert ImageGeometry.from_json(ROTATED.to_json()) == ROTATED
-    assert ImageGeometry.identity((3.0, 2.0, 1.0)) == ImageGeometry((1.0, 2.0, 3.0), (0.0,) * 3, tuple(np.eye(3).ravel()))
+    assert ImageGeometry.identity((3.0, 2.0, 1.0)) == ImageGeometry(
+        (1.0, 2.0, 3.0), (0.0,) * 3, tuple(np.eye(3).ravel())
+    )
 
 
 def test_missing_empty_and_corrupt_files(tmp_path: Path) -> None:
@@ -123,8 +126,11 @@ def test_missing_empty_and_corrupt_files(tmp_path: Path) -> None:
     with pytest.raises(ImageIOError, match=r"empty\.nii\.gz is empty \(0 bytes\); expected an image\. Re-export"):
         read_image(tmp_path / "empty.nii.gz")
     (tmp_path / "bad.mha").write_bytes(b"garbage" * 20)
-    with pytest.raises(ImageIOError, match=r"cannot read image file .*bad\.mha: SimpleITK failed \(.*\)\. Check that "
-                       r"the file is complete and not corrupt\."):
+    with pytest.raises(
+        ImageIOError,
+        match=r"cannot read image file .*bad\.mha: SimpleITK failed \(.*\)\. Check that "
+        r"the file is complete and not corrupt\.",
+    ):
         read_image(tmp_path / "bad.mha")
     with pytest.raises(ImageIOError, match=r"unsupported file ending; expected one of \.nii\.gz, \.nii, \.nrrd, \.mha"):
         read_image(tmp_path / "x.gif")
@@ -146,12 +152,18 @@ def test_channels_must_agree(tmp_path: Path) -> None:
     write_image(np.zeros((2, 3, 4)), tmp_path / "a.mha", geometry)
     write_image(np.zeros((2, 3, 5)), tmp_path / "b.mha", geometry)
     write_image(np.zeros((2, 3, 4)), tmp_path / "c.mha", ImageGeometry.identity((1.0, 1.0, 2.0)))
-    with pytest.raises(ImageIOError, match=r"b\.mha has shape \(2, 3, 5\) but .*a\.mha has \(2, 3, 4\); expected every "
-                       r"channel of a case to have the same shape\. Resample the channels onto one grid; `nnseg "
-                       r"verify RAW_DIR` lists every such case\."):
+    with pytest.raises(
+        ImageIOError,
+        match=r"b\.mha has shape \(2, 3, 5\) but .*a\.mha has \(2, 3, 4\); expected every "
+        r"channel of a case to have the same shape\. Resample the channels onto one grid; `nnseg "
+        r"verify RAW_DIR` lists every such case\.",
+    ):
         read_images([tmp_path / "a.mha", tmp_path / "b.mha"])
-    with pytest.raises(ImageIOError, match=r"c\.mha has spacing \(2\.0, 1\.0, 1\.0\) but .*a\.mha has \(1\.0, 1\.0, 1\.0\); "
-                       r"expected every channel of a case to share one spacing\. Resample"):
+    with pytest.raises(
+        ImageIOError,
+        match=r"c\.mha has spacing \(2\.0, 1\.0, 1\.0\) but .*a\.mha has \(1\.0, 1\.0, 1\.0\); "
+        r"expected every channel of a case to share one spacing\. Resample",
+    ):
         read_images([tmp_path / "a.mha", tmp_path / "c.mha"])
     with pytest.raises(ImageIOError, match="read_images got no paths"):
         read_images([])
@@ -170,8 +182,11 @@ def test_label_errors(tmp_path: Path) -> None:
 
 def test_write_into_a_missing_folder_says_what_to_check(tmp_path: Path) -> None:
     path = tmp_path / "no_such_folder" / "x.nii.gz"
-    with pytest.raises(ImageIOError, match=rf"cannot write image file {path}: the folder {path.parent} does not exist; "
-                       r"expected a writable folder\. Create it first"):
+    with pytest.raises(
+        ImageIOError,
+        match=rf"cannot write image file {path}: the folder {path.parent} does not exist; "
+        r"expected a writable folder\. Create it first",
+    ):
         write_image(np.zeros((2, 2, 2)), path, ImageGeometry.identity((1.0, 1.0, 1.0)))
     assert not path.parent.exists()
 

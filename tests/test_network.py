@@ -131,12 +131,16 @@ def test_allow_lists_hold_the_nnunet_defaults() -> None:
     for name in ("torch.nn.modules.conv.Conv2d", "torch.nn.modules.instancenorm.InstanceNorm3d", "torch.nn.LeakyReLU",
                  "torch.nn.modules.dropout.Dropout3d", "torch.nn.modules.activation.LeakyReLU"):  # fmt: skip
         assert name in blocks
-    assert set(known_network_classes()) == {f"{UNET}.{n}" for n in ("PlainConvUNet", "ResidualEncoderUNet", "ResidualUNet")}
+    assert set(known_network_classes()) == {
+        f"{UNET}.{n}" for n in ("PlainConvUNet", "ResidualEncoderUNet", "ResidualUNet")
+    }
 
 
 def test_unknown_building_block_suggests_the_close_name() -> None:
     arch = _with(plain_3d(), conv_op="torch.nn.modules.conv.Conv3D")
-    with pytest.raises(PlansError, match=r"arch_kwargs\['conv_op'\]: unknown class .*Did you mean 'torch.nn.modules.conv.Conv3d'"):
+    with pytest.raises(
+        PlansError, match=r"arch_kwargs\['conv_op'\]: unknown class .*Did you mean 'torch.nn.modules.conv.Conv3d'"
+    ):
         build_network(arch, num_input_channels=1, num_outputs=2)
 
 

@@ -13,7 +13,10 @@ def test_close_matches_ignores_case_and_keeps_spelling() -> None:
 
 def test_unknown_name_hint() -> None:
     names = ["3d_lowres", "2d", "3d_fullres"]
-    assert unknown_name_hint("3d_fulres", names) == "Did you mean '3d_fullres'? Available: '2d', '3d_fullres', '3d_lowres'."
+    assert (
+        unknown_name_hint("3d_fulres", names)
+        == "Did you mean '3d_fullres'? Available: '2d', '3d_fullres', '3d_lowres'."
+    )
     assert unknown_name_hint("zzz", names) == "Available: '2d', '3d_fullres', '3d_lowres'."
     assert unknown_name_hint("zzz", []) == "Available: (none)."
     assert format_names(iter(["b", "a"])) == "'a', 'b'"

@@ -43,12 +43,18 @@ def test_uninitialised_folder_explains_how_to_create_it(tmp_path: Path) -> None:
 def test_damaged_manifest_is_a_dataset_error(tmp_path: Path) -> None:
     workspace = Workspace(tmp_path)
     workspace.manifest_path.write_text("{not json")
-    with pytest.raises(DatasetError, match=r"workspace\.json is not valid JSON \(Expecting property name enclosed in "
-                       r"double quotes at line 1, column 2\)"):
+    with pytest.raises(
+        DatasetError,
+        match=r"workspace\.json is not valid JSON \(Expecting property name enclosed in "
+        r"double quotes at line 1, column 2\)",
+    ):
         workspace.raw_dataset_dir()
     workspace.manifest_path.write_text('{"format_version": 1}')
-    with pytest.raises(DatasetError, match=r"workspace\.json has no 'raw_dataset' entry \(got \{'format_version': 1\}\); "
-                       r"expected .*Fix the file, or remove it and run `nnseg fingerprint RAW_DIR -o WORK` again\."):
+    with pytest.raises(
+        DatasetError,
+        match=r"workspace\.json has no 'raw_dataset' entry \(got \{'format_version': 1\}\); "
+        r"expected .*Fix the file, or remove it and run `nnseg fingerprint RAW_DIR -o WORK` again\.",
+    ):
         workspace.raw_dataset_dir()
 
 

@@ -67,7 +67,9 @@ def run_cascade_inputs(args: argparse.Namespace) -> int:
         print(f"fold {fold}: {', '.join(by_fold[fold])}")
     if missing:
         print(f"missing: {', '.join(missing)}")
-        print(f"make them: nnseg train {args.work} -c {plan.name} -f K --plans {args.plans} --run-name {args.run_name} "
-              "for every fold K (or --val-only for a finished fold, after `nnseg preprocess` of the next stage)")
+        print(
+            f"make them: nnseg train {args.work} -c {plan.name} -f K --plans {args.plans} --run-name {args.run_name} "
+            "for every fold K (or --val-only for a finished fold, after `nnseg preprocess` of the next stage)"
+        )
         return 1
     return 0

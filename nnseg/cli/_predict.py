@@ -58,8 +58,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--no-tta", action="store_true", help="disable mirror test-time augmentation")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default cpu)")
     parser.add_argument("--step-size", type=float, default=0.5, help="tile step as a fraction of the patch")
-    parser.add_argument("--batch-size", type=int, default=None, metavar="B",
-                        help="network inputs (tiles, mirrored copies) per forward pass (default 4; 1 as nnU-Net)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        metavar="B",
+        help="network inputs (tiles, mirrored copies) per forward pass (default 4; 1 as nnU-Net)",
+    )
     parser.add_argument("--nnunet-numerics", action="store_true",
                         help="float16 blending, one input per pass, network as built: nnU-Net's segmentations "
                              "bit for bit (slower)")  # fmt: skip
@@ -106,7 +111,10 @@ def load_predictor(args: argparse.Namespace, model: Path | None = None) -> Any:
     settings = inference_settings(args)
     if (model / "plans.json").is_file() and (model / "dataset.json").is_file():
         return Predictor.from_nnunet_model_folder(
-            model, folds=_folds(args.folds), checkpoint_name=args.checkpoint or "checkpoint_final.pth", settings=settings
+            model,
+            folds=_folds(args.folds),
+            checkpoint_name=args.checkpoint or "checkpoint_final.pth",
+            settings=settings,
         )
     plans = Plans.load(args.plans) if args.plans else None
     checkpoint = args.checkpoint or "final"
@@ -120,7 +128,9 @@ def load_predictor(args: argparse.Namespace, model: Path | None = None) -> Any:
             f"-m {model}: not an nnseg run folder (no checkpoint_*.pt), a folder of runs fold_<k>/, or an nnU-Net "
             "model folder (plans.json + dataset.json + fold_<k>/); point -m at one of those."
         )
-    return Predictor.from_run([model / f"fold_{f}" for f in folds], checkpoint=checkpoint, plans=plans, settings=settings)
+    return Predictor.from_run(
+        [model / f"fold_{f}" for f in folds], checkpoint=checkpoint, plans=plans, settings=settings
+    )
 
 
 def run_predict(args: argparse.Namespace) -> int:

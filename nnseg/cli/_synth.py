@@ -44,11 +44,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--seed", type=int, help="seed; the same seed gives the same files (default 0)")
     parser.add_argument("--two-d", action="store_true", help="write 2D cases (the last two entries of shape/spacing)")
     parser.add_argument("--name", help="dataset folder name (default Dataset001_Synthetic)")
-    parser.add_argument("--file-ending", help="image file ending: .nii.gz (default), .nii, .nrrd, .mha, or .png with --two-d")
+    parser.add_argument(
+        "--file-ending", help="image file ending: .nii.gz (default), .nii, .nrrd, .mha, or .png with --two-d"
+    )
     parser.add_argument("--spacing-jitter", type=float, help="relative per-case spacing variation (default 0)")
     parser.add_argument("--lesion-scale", type=float, help="factor on the lesion's size, 0.5..2.5 (default 1)")
-    parser.add_argument("--rgb", action="store_true", default=None,
-                        help="with --two-d --file-ending .png: one RGB file per case (channels R, G, B)")
+    parser.add_argument(
+        "--rgb",
+        action="store_true",
+        default=None,
+        help="with --two-d --file-ending .png: one RGB file per case (channels R, G, B)",
+    )
     parser.add_argument("--large", action="store_true",
                         help="3D cases of about 256^3 voxels, large enough that `nnseg plan` keeps 3d_lowres and the "
                              "cascade (not with --shape or --two-d)")  # fmt: skip

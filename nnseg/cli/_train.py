@@ -52,8 +52,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--run-name", default="nnseg", help="run folder suffix (default nnseg)")
     parser.add_argument("--splits-file", type=Path, default=None, help="an nnU-Net splits_final.json to use")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    parser.add_argument("--val-only", action="store_true",
-                        help="rerun the final validation of a finished run without training (nnU-Net's --val)")
+    parser.add_argument(
+        "--val-only",
+        action="store_true",
+        help="rerun the final validation of a finished run without training (nnU-Net's --val)",
+    )
     _add_config_flags(parser)
     parser.set_defaults(handler=run_train)
 
@@ -86,14 +89,29 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     add("--momentum", type=float, default=0.99, metavar="M", help="SGD momentum (0.99)")
     add("--no-nesterov", action="store_true", help="plain momentum instead of Nesterov's")
     add("--poly-exponent", type=float, default=0.9, metavar="E", help="exponent of the poly decay (0.9)")
-    add("--lr-schedule", choices=("per_epoch", "per_step"), default="per_epoch",
-        help="poly decay set at the start of each epoch (default, nnU-Net's) or every step")
-    add("--oversample-foreground", type=float, default=0.33, metavar="P",
-        help="fraction of each batch forced to contain foreground (0.33)")
-    add("--probabilistic-oversampling", action="store_true",
-        help="force each sample with probability P instead of the last fraction of the batch")
-    add("--replay-validation-batches", action="store_true",
-        help="validate every epoch on the same batches (default: fresh batches each epoch, as nnU-Net)")
+    add(
+        "--lr-schedule",
+        choices=("per_epoch", "per_step"),
+        default="per_epoch",
+        help="poly decay set at the start of each epoch (default, nnU-Net's) or every step",
+    )
+    add(
+        "--oversample-foreground",
+        type=float,
+        default=0.33,
+        metavar="P",
+        help="fraction of each batch forced to contain foreground (0.33)",
+    )
+    add(
+        "--probabilistic-oversampling",
+        action="store_true",
+        help="force each sample with probability P instead of the last fraction of the batch",
+    )
+    add(
+        "--replay-validation-batches",
+        action="store_true",
+        help="validate every epoch on the same batches (default: fresh batches each epoch, as nnU-Net)",
+    )
     add("--no-deep-supervision", action="store_true", help="train with the full-resolution loss only")
     add("--grad-clip-norm", default="12", metavar="NORM", help="gradient norm clipping (12); 'none' disables it")
     add("--amp", choices=("auto", "on", "off"), default="auto", help="mixed precision (auto: on for CUDA)")
@@ -107,10 +125,19 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     add("--no-final-validation", action="store_true", help="skip the full-case validation")
     add("--npz", action="store_true", help="the final validation also saves probabilities (<case>.npz, for ensembles)")
     add("--val-best", action="store_true", help="the final validation uses checkpoint_best instead of the final one")
-    add("--pretrained-weights", type=Path, default=None, metavar="CHECKPOINT",
-        help="start a new run from an nnseg/nnU-Net checkpoint's weights (all but the segmentation heads)")
-    add("--augmentation-device", default=None, metavar="DEVICE",
-        help="augment on this device (e.g. cuda) from patches cropped by the workers (default: in the workers)")
+    add(
+        "--pretrained-weights",
+        type=Path,
+        default=None,
+        metavar="CHECKPOINT",
+        help="start a new run from an nnseg/nnU-Net checkpoint's weights (all but the segmentation heads)",
+    )
+    add(
+        "--augmentation-device",
+        default=None,
+        metavar="DEVICE",
+        help="augment on this device (e.g. cuda) from patches cropped by the workers (default: in the workers)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> TrainerConfig:
@@ -149,7 +176,11 @@ def _number(flag: str, value: str) -> float:
 def _torchrun() -> tuple[int, int, int]:
     """``(rank, local_rank, world_size)`` from torchrun's environment; ``(0, 0, 1)`` outside torchrun."""
     try:
-        return int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+        return (
+            int(os.environ.get("RANK", 0)),
+            int(os.environ.get("LOCAL_RANK", 0)),
+            int(os.environ.get("WORLD_SIZE", 1)),
+        )
     except ValueError as err:
         raise ConfigError(f"RANK / LOCAL_RANK / WORLD_SIZE must be integers (set by torchrun): {err}.") from err
 

@@ -31,8 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
             "repairs it; exit 0 when clean, 1 when something is damaged."
         ),
     )
-    parser.add_argument("raw_dir", type=Path, metavar="RAW_DIR|WORK",
-                        help="the dataset folder (holds dataset.json) or a work folder (holds workspace.json)")
+    parser.add_argument(
+        "raw_dir",
+        type=Path,
+        metavar="RAW_DIR|WORK",
+        help="the dataset folder (holds dataset.json) or a work folder (holds workspace.json)",
+    )
     parser.add_argument("--num-workers", type=int, default=1, metavar="N", help="worker processes (default 1)")
     parser.set_defaults(handler=run_verify)
 

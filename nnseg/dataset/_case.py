@@ -148,17 +148,24 @@ def channel_count_message(paths: Sequence[Path], found: int, channel_names: Sequ
     declared = f"dataset.json declares {expected} channel(s) {list(channel_names)}"
     if len(paths) != 1:
         names = [p.name for p in paths]
-        return (f"image files {names} hold {found} channels in total (a colour file gives one channel per colour) "
-                f"but {declared}; expected one grey file per channel. Convert the colour files to grey, e.g. "
-                "Image.open(p).convert('L') in Pillow, or fix 'channel_names' in dataset.json.")
+        return (
+            f"image files {names} hold {found} channels in total (a colour file gives one channel per colour) "
+            f"but {declared}; expected one grey file per channel. Convert the colour files to grey, e.g. "
+            "Image.open(p).convert('L') in Pillow, or fix 'channel_names' in dataset.json."
+        )
     if expected == 1:
         want, fix = "a grey file", "Convert it to grey, e.g. Image.open(p).convert('L') in Pillow"
     else:
         want = f"one file with {expected} colours" + (" (RGB)" if expected == 3 else "")
-        fix = "Convert it, e.g. Image.open(p).convert('RGB') in Pillow" if expected == 3 else (
-            f"Give one grey file per channel (_0000 to _{expected - 1:04d}) instead")
-    return (f"{paths[0]} holds {found} colour channel(s) but {declared}; expected {want}. {fix}, or fix "
-            "'channel_names' in dataset.json.")
+        fix = (
+            "Convert it, e.g. Image.open(p).convert('RGB') in Pillow"
+            if expected == 3
+            else (f"Give one grey file per channel (_0000 to _{expected - 1:04d}) instead")
+        )
+    return (
+        f"{paths[0]} holds {found} colour channel(s) but {declared}; expected {want}. {fix}, or fix "
+        "'channel_names' in dataset.json."
+    )
 
 
 def read_case_images(case: Case, channel_names: Sequence[str]) -> tuple[np.ndarray, ImageGeometry]:
@@ -186,5 +193,7 @@ def read_case_images(case: Case, channel_names: Sequence[str]) -> tuple[np.ndarr
         )
     images, geometry = read_images(case.image_paths)
     if images.shape[0] != expected:
-        raise DatasetError(f"case {case.case_id!r}: {channel_count_message(case.image_paths, images.shape[0], channel_names)}")
+        raise DatasetError(
+            f"case {case.case_id!r}: {channel_count_message(case.image_paths, images.shape[0], channel_names)}"
+        )
     return images, geometry

@@ -67,8 +67,9 @@ class RawDataset:
                 f"cases; expected them to agree. Use dataclasses.replace(spec, num_training={len(cases)})."
             )
         if problems:
-            raise DatasetError(f"cannot build the RawDataset ({len(problems)} problem(s)):\n" + "\n".join(
-                f"  - {p}" for p in problems))
+            raise DatasetError(
+                f"cannot build the RawDataset ({len(problems)} problem(s)):\n" + "\n".join(f"  - {p}" for p in problems)
+            )
         object.__setattr__(self, "cases", cases)
         object.__setattr__(self, "test_cases", tests)
         object.__setattr__(self, "root", None if self.root is None else Path(self.root))
@@ -200,9 +201,7 @@ class RawDataset:
         return verify_dataset(self, num_workers=num_workers, progress=progress)
 
 
-def verify_folder(
-    path: str | os.PathLike[str], *, num_workers: int = 1, progress: bool = False
-) -> VerificationReport:
+def verify_folder(path: str | os.PathLike[str], *, num_workers: int = 1, progress: bool = False) -> VerificationReport:
     """Check a raw dataset folder completely, even when its layout is broken, and report every problem.
 
     ``RawDataset.from_folder(path).verify()`` stops at the first stage that fails: a broken layout raises
@@ -233,8 +232,15 @@ def verify_folder(
     spec, cases, test_cases, problems = scan_folder(root)
     if spec is None:
         return verify_cases((), (), root, problems, num_workers=num_workers, progress=progress)
-    return verify_cases((*cases, *test_cases), spec.all_labels, root, problems, num_workers=num_workers,
-                        progress=progress, channel_names=spec.channel_names)
+    return verify_cases(
+        (*cases, *test_cases),
+        spec.all_labels,
+        root,
+        problems,
+        num_workers=num_workers,
+        progress=progress,
+        channel_names=spec.channel_names,
+    )
 
 
 def _all_cases(cases: object) -> bool:

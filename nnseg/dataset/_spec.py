@@ -41,7 +41,7 @@ def _parse_channels(channels: Any, key: str, source: str) -> tuple[str, ...]:
         order = sorted(channels, key=int)
     except ValueError:
         raise DatasetError(
-            f"{source}: {key!r} keys must be channel indices \"0\", \"1\", ...; got {list(channels)}."
+            f'{source}: {key!r} keys must be channel indices "0", "1", ...; got {list(channels)}.'
         ) from None
     if [int(k) for k in order] != list(range(len(order))):
         raise DatasetError(f"{source}: {key!r} keys must be 0..{len(order) - 1}; got {order}.")
@@ -61,7 +61,7 @@ def _reject_v1_labels(labels: Mapping[str, Any], source: str) -> None:
     if labels and all(str(k).isdigit() and isinstance(v, str) for k, v in labels.items()):
         raise DatasetError(
             f"{source}: 'labels' maps values to names ({dict(labels)!r}), the nnU-Net v1 form; nnU-Net v2 maps "
-            "names to values, e.g. {\"background\": 0, \"liver\": 1}. Swap keys and values (or convert the dataset "
+            'names to values, e.g. {"background": 0, "liver": 1}. Swap keys and values (or convert the dataset '
             "with nnUNetv2_convert_old_nnUNet_dataset)."
         )
 
@@ -99,10 +99,12 @@ class DatasetSpec:
     def _validate_labels(self) -> None:
         where = self.source
         if not self.channel_names:
-            raise DatasetError(f"{where}: 'channel_names' is empty; expected at least one channel, e.g. {{\"0\": \"CT\"}}.")
+            raise DatasetError(
+                f'{where}: \'channel_names\' is empty; expected at least one channel, e.g. {{"0": "CT"}}.'
+            )
         if self.labels.get("background") != 0:
             raise DatasetError(
-                f"{where}: labels must contain \"background\": 0; got background = "
+                f'{where}: labels must contain "background": 0; got background = '
                 f"{self.labels.get('background')!r}. Add \"background\": 0 to 'labels'."
             )
         ignore = self.labels.get("ignore")
@@ -123,9 +125,7 @@ class DatasetSpec:
                 f"got {values}. Expected {list(range(len(values)))}; renumber the labels and the label files."
             )
         if ignore is not None and ignore != values[-1]:
-            raise DatasetError(
-                f"{where}: the ignore label must have the highest value ({values[-1]}); got {ignore}."
-            )
+            raise DatasetError(f"{where}: the ignore label must have the highest value ({values[-1]}); got {ignore}.")
 
     def _validate_regions(self) -> None:
         where = self.source

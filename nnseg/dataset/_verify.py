@@ -178,24 +178,43 @@ def _compare(log: _CaseLog, ref: _Loaded, this: _Loaded) -> None:
     """Shape and spacing must match the reference file; origin and direction differences only warn."""
     ref_name, g, r = log.name(ref.path), this.geometry, ref.geometry
     if g.ndim != r.ndim:
-        log.add("error", this.path, f"is a {g.ndim}D image but {ref_name} is {r.ndim}D; expected every file of a case "
-                "to have the same number of dimensions.")
+        log.add(
+            "error",
+            this.path,
+            f"is a {g.ndim}D image but {ref_name} is {r.ndim}D; expected every file of a case "
+            "to have the same number of dimensions.",
+        )
         return
     same = "expected every channel and the label of a case to"
     if this.shape != ref.shape:
-        log.add("error", this.path, f"shape (z, y, x) is {this.shape} but {ref_name} has {ref.shape}; {same} have "
-                "the same shape.")
+        log.add(
+            "error",
+            this.path,
+            f"shape (z, y, x) is {this.shape} but {ref_name} has {ref.shape}; {same} have the same shape.",
+        )
     if not np.allclose(g.itk_spacing, r.itk_spacing, rtol=SPACING_RTOL, atol=SPACING_ATOL):
-        log.add("error", this.path, f"spacing (z, y, x) is {_fmt(g.spacing)} mm but {ref_name} has {_fmt(r.spacing)} "
-                f"mm (relative tolerance {SPACING_RTOL:g}); {same} share one spacing.")
+        log.add(
+            "error",
+            this.path,
+            f"spacing (z, y, x) is {_fmt(g.spacing)} mm but {ref_name} has {_fmt(r.spacing)} "
+            f"mm (relative tolerance {SPACING_RTOL:g}); {same} share one spacing.",
+        )
     if not np.allclose(g.itk_origin, r.itk_origin, rtol=ORIGIN_RTOL, atol=ORIGIN_ATOL_MM):
-        log.add("warning", this.path, f"origin (x, y, z) is {_fmt(g.itk_origin)} mm but {ref_name} has "
-                f"{_fmt(r.itk_origin)} mm; expected the same origin (tolerance {ORIGIN_ATOL_MM:g} mm). Check that "
-                "the files belong together; nnseg uses the first channel's geometry.")
+        log.add(
+            "warning",
+            this.path,
+            f"origin (x, y, z) is {_fmt(g.itk_origin)} mm but {ref_name} has "
+            f"{_fmt(r.itk_origin)} mm; expected the same origin (tolerance {ORIGIN_ATOL_MM:g} mm). Check that "
+            "the files belong together; nnseg uses the first channel's geometry.",
+        )
     if not np.allclose(g.itk_direction, r.itk_direction, rtol=0.0, atol=DIRECTION_ATOL):
-        log.add("warning", this.path, f"direction {_fmt(g.itk_direction)} differs from {ref_name}'s "
-                f"{_fmt(r.itk_direction)}; expected the same direction cosines (tolerance {DIRECTION_ATOL:g}). Check "
-                "that the files belong together; nnseg uses the first channel's geometry.")
+        log.add(
+            "warning",
+            this.path,
+            f"direction {_fmt(g.itk_direction)} differs from {ref_name}'s "
+            f"{_fmt(r.itk_direction)}; expected the same direction cosines (tolerance {DIRECTION_ATOL:g}). Check "
+            "that the files belong together; nnseg uses the first channel's geometry.",
+        )
 
 
 def _unique_ints(values: np.ndarray) -> list[int]:
@@ -215,16 +234,24 @@ def _check_label_values(log: _CaseLog, path: Path, array: np.ndarray, allowed: S
         integral = finite & (array == np.round(array))
         if not np.all(integral):
             bad = np.unique(array[~integral])[:MAX_LISTED_VALUES]
-            log.add("error", path, f"holds {int(np.count_nonzero(~integral))} non-integer label value(s) (dtype "
-                    f"{array.dtype}), e.g. {[float(v) for v in bad]}; expected integer labels. Round the label map or "
-                    "re-export it as an integer image.")
+            log.add(
+                "error",
+                path,
+                f"holds {int(np.count_nonzero(~integral))} non-integer label value(s) (dtype "
+                f"{array.dtype}), e.g. {[float(v) for v in bad]}; expected integer labels. Round the label map or "
+                "re-export it as an integer image.",
+            )
         values = array[integral].astype(np.int64)
     unexpected = sorted(set(_unique_ints(values)) - set(allowed))
     if unexpected:
         listed = unexpected[:MAX_LISTED_VALUES]
         more = f" and {len(unexpected) - len(listed)} more" if len(unexpected) > len(listed) else ""
-        log.add("error", path, f"holds label value(s) {listed}{more} that dataset.json does not declare; expected only "
-                f"{list(allowed)}. Fix the label map or add the labels to 'labels' in dataset.json.")
+        log.add(
+            "error",
+            path,
+            f"holds label value(s) {listed}{more} that dataset.json does not declare; expected only "
+            f"{list(allowed)}. Fix the label map or add the labels to 'labels' in dataset.json.",
+        )
 
 
 def verify_case(
@@ -261,8 +288,14 @@ def verify_case(
             _compare(log, ref, this)
     if channel_names is not None and all_read and _colours_miscount(case, found, len(channel_names)):
         names = [Path(log.name(p)) for p in case.image_paths]
-        log.problems.append(Problem(case.case_id, case.image_paths[0], "error",
-                                    f"case {case.case_id!r}: {channel_count_message(names, found, channel_names)}"))
+        log.problems.append(
+            Problem(
+                case.case_id,
+                case.image_paths[0],
+                "error",
+                f"case {case.case_id!r}: {channel_count_message(names, found, channel_names)}",
+            )
+        )
     if case.label_path is not None:
         loaded = _read(log, case.label_path)
         if loaded is not None:
@@ -276,7 +309,9 @@ def verify_case(
 def _colours_miscount(case: Case, found: int, expected: int) -> bool:
     """Whether colour files give the case another channel count than declared (missing files: the layout's job)."""
     paths = case.image_paths
-    return any(is_colour_format(p.name) for p in paths) and found != expected and (len(paths) == 1 or found != len(paths))
+    return (
+        any(is_colour_format(p.name) for p in paths) and found != expected and (len(paths) == 1 or found != len(paths))
+    )
 
 
 def _verify_job(job: tuple[Case, tuple[int, ...], Path | None, tuple[str, ...] | None]) -> tuple[Problem, ...]:
@@ -300,8 +335,15 @@ def verify_dataset(dataset: RawDataset, *, num_workers: int = 1, progress: bool 
         ConfigError: If ``num_workers`` is not a non-negative int.
     """
     cases = (*dataset.cases, *dataset.test_cases)
-    return verify_cases(cases, dataset.spec.all_labels, dataset.root, dataset.layout_warnings,
-                        num_workers=num_workers, progress=progress, channel_names=dataset.spec.channel_names)
+    return verify_cases(
+        cases,
+        dataset.spec.all_labels,
+        dataset.root,
+        dataset.layout_warnings,
+        num_workers=num_workers,
+        progress=progress,
+        channel_names=dataset.spec.channel_names,
+    )
 
 
 def verify_cases(

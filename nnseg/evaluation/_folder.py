@@ -80,7 +80,9 @@ def evaluate_case_files(
     """
     reference, _ = read_segmentation(reference_file)
     prediction, _ = read_segmentation(prediction_file)
-    metrics = case_metrics(reference, prediction, labels, ignore_label=ignore_label, where=f"case {prediction_file.name}")
+    metrics = case_metrics(
+        reference, prediction, labels, ignore_label=ignore_label, where=f"case {prediction_file.name}"
+    )
     return CaseEvaluation(str(reference_file), str(prediction_file), metrics)
 
 

@@ -146,5 +146,7 @@ class EvaluationSummary:
             ConfigError: If the file is missing, not JSON, or not in nnU-Net's layout.
         """
         path = Path(path)
-        data = read_json_file(path, ConfigError, f"summary file {path} does not exist; write one with EvaluationSummary.save.")
+        data = read_json_file(
+            path, ConfigError, f"summary file {path} does not exist; write one with EvaluationSummary.save."
+        )
         return cls.from_json(data, where=str(path))

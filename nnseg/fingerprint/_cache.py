@@ -151,7 +151,9 @@ class FingerprintCache:
                 f"fingerprint cache {self.root}: cannot read {self.key_path.name} ({err}); delete the folder "
                 f"{self.root} (or pass another cache_dir) to start over."
             ) from err
-        differences = [f"{k}: cache has {found.get(k)!r}, this run {v!r}" for k, v in expected.items() if found.get(k) != v]
+        differences = [
+            f"{k}: cache has {found.get(k)!r}, this run {v!r}" for k, v in expected.items() if found.get(k) != v
+        ]
         if differences:
             raise FingerprintError(
                 f"fingerprint cache {self.root} was made with other settings and cannot be mixed with this run "
@@ -172,7 +174,9 @@ class FingerprintCache:
         try:
             entry = json.loads(json_path.read_text())
         except (OSError, json.JSONDecodeError) as err:
-            logger.warning("fingerprint cache entry %s is unreadable (%s); recomputing case %r", json_path, err, case_id)
+            logger.warning(
+                "fingerprint cache entry %s is unreadable (%s); recomputing case %r", json_path, err, case_id
+            )
             return None
         if entry.get("case_id") != case_id or not npy_path.is_file():
             logger.warning("fingerprint cache entry %s is incomplete; recomputing case %r", json_path, case_id)
@@ -223,7 +227,9 @@ class FingerprintCache:
         entry = self._read_entry(case_id)
         json_path, npy_path = self._paths(case_id)
         if entry is None:
-            raise FingerprintError(f"fingerprint cache {self.root} has no entry for case {case_id!r}; compute it first.")
+            raise FingerprintError(
+                f"fingerprint cache {self.root} has no entry for case {case_id!r}; compute it first."
+            )
         if not with_samples:
             return CaseFingerprint.from_metadata_json(entry, np.empty((self.key.num_channels, 0), np.float32))
         try:

@@ -208,8 +208,9 @@ def _settings(dataset: RawDataset, num_samples: int | None, num_workers: int) ->
     return cases, parse_int("extract_fingerprint", "num_samples", num_samples, minimum=1)
 
 
-def _in_memory(dataset: RawDataset, cases: tuple[Case, ...], tasks: list[_CaseTask], num_workers: int,
-               progress: bool) -> Fingerprint:
+def _in_memory(
+    dataset: RawDataset, cases: tuple[Case, ...], tasks: list[_CaseTask], num_workers: int, progress: bool
+) -> Fingerprint:
     buffer = SampleBuffer(dataset.spec.num_channels, len(cases), tasks[0].num_samples)
     results: list[CaseFingerprint | None] = [None] * len(cases)
     names = [case.case_id for case in cases]
@@ -245,12 +246,27 @@ def _from_cache(cache: FingerprintCache, case_ids: Sequence[str], channel_names:
 
 
 @overload
-def extract_fingerprint(dataset: RawDataset, *, num_workers: int = ..., cache_dir: str | os.PathLike[str] | None = ...,
-                        shard: None = ..., progress: bool = ..., num_samples: int | None = ...,
-                        seed: int = ...) -> Fingerprint: ...
+def extract_fingerprint(
+    dataset: RawDataset,
+    *,
+    num_workers: int = ...,
+    cache_dir: str | os.PathLike[str] | None = ...,
+    shard: None = ...,
+    progress: bool = ...,
+    num_samples: int | None = ...,
+    seed: int = ...,
+) -> Fingerprint: ...
 @overload
-def extract_fingerprint(dataset: RawDataset, *, num_workers: int = ..., cache_dir: str | os.PathLike[str] | None = ...,
-                        shard: Shard, progress: bool = ..., num_samples: int | None = ..., seed: int = ...) -> None: ...
+def extract_fingerprint(
+    dataset: RawDataset,
+    *,
+    num_workers: int = ...,
+    cache_dir: str | os.PathLike[str] | None = ...,
+    shard: Shard,
+    progress: bool = ...,
+    num_samples: int | None = ...,
+    seed: int = ...,
+) -> None: ...
 def extract_fingerprint(
     dataset: RawDataset,
     *,

@@ -74,7 +74,9 @@ class IntensityStats:
         """Parse nnU-Net's per-channel dict."""
         missing = [k for k in INTENSITY_KEYS if k not in data]
         if missing:
-            raise FingerprintError(f"{where}: intensity statistics lack {missing}; expected keys {list(INTENSITY_KEYS)}.")
+            raise FingerprintError(
+                f"{where}: intensity statistics lack {missing}; expected keys {list(INTENSITY_KEYS)}."
+            )
         return cls(**{key: float(data[key]) for key in INTENSITY_KEYS})
 
 
@@ -162,9 +164,7 @@ class Fingerprint:
                 "expected one of each per case."
             )
         if self.case_ids is not None and len(self.case_ids) != len(self.spacings):
-            raise FingerprintError(
-                f"fingerprint has {len(self.case_ids)} case ids but {len(self.spacings)} spacings."
-            )
+            raise FingerprintError(f"fingerprint has {len(self.case_ids)} case ids but {len(self.spacings)} spacings.")
 
     @property
     def num_cases(self) -> int:
@@ -227,10 +227,11 @@ class Fingerprint:
     def load(cls, path: str | os.PathLike[str]) -> Fingerprint:
         """Read a fingerprint JSON file (nnU-Net's ``dataset_fingerprint.json`` works too)."""
         path = Path(path)
-        data = read_json_file(path, FingerprintError, f"fingerprint file {path} does not exist; run extract_fingerprint first.")
+        data = read_json_file(
+            path, FingerprintError, f"fingerprint file {path} does not exist; run extract_fingerprint first."
+        )
         return cls.from_json(data, where=str(path))
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the fingerprint JSON atomically."""
         atomic_write_json(Path(path), self.to_json())
-

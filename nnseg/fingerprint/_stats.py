@@ -117,7 +117,9 @@ def _pairwise_sum_of_squares(values: np.ndarray, mean: np.ndarray, scratch: np.n
         return np.add.reduce(leaf)  # type: ignore[no-any-return]
     half = n // 2
     half -= half % 8  # NumPy's split: halves, rounded down to its unroll factor of 8
-    return _pairwise_sum_of_squares(values[:half], mean, scratch) + _pairwise_sum_of_squares(values[half:], mean, scratch)  # type: ignore[no-any-return]
+    return _pairwise_sum_of_squares(values[:half], mean, scratch) + _pairwise_sum_of_squares(
+        values[half:], mean, scratch
+    )  # type: ignore[no-any-return]
 
 
 def _std(values: np.ndarray) -> np.floating:

@@ -46,7 +46,9 @@ class Accumulator(abc.ABC):
     dtype: ClassVar[torch.dtype] = torch.float32
 
     @abc.abstractmethod
-    def start(self, num_outputs: int, shape: tuple[int, ...], patch_size: tuple[int, ...], device: torch.device) -> None:
+    def start(
+        self, num_outputs: int, shape: tuple[int, ...], patch_size: tuple[int, ...], device: torch.device
+    ) -> None:
         """Prepare empty sums for a ``(num_outputs, *shape)`` result on ``device``.
 
         Args:
@@ -96,7 +98,9 @@ class WeightedAccumulator(Accumulator):
     def tile_weight(self, patch_size: tuple[int, ...]) -> np.ndarray:
         """The weight of every voxel of a tile, an array of shape ``patch_size`` (cast to :attr:`dtype`)."""
 
-    def start(self, num_outputs: int, shape: tuple[int, ...], patch_size: tuple[int, ...], device: torch.device) -> None:
+    def start(
+        self, num_outputs: int, shape: tuple[int, ...], patch_size: tuple[int, ...], device: torch.device
+    ) -> None:
         """Allocate zeroed sums and the tile weight on ``device`` (see :meth:`Accumulator.start`)."""
         numpy_dtype = torch.empty((), dtype=self.dtype).numpy().dtype
         weight = torch.from_numpy(np.asarray(self.tile_weight(patch_size), dtype=numpy_dtype))
@@ -153,4 +157,3 @@ ACCUMULATORS: dict[str, type[Accumulator]] = {
     cls.name: cls for cls in (GaussianAccumulator, Float16GaussianAccumulator, ConstantAccumulator)
 }
 """The built-in accumulators by name (what ``InferenceSettings(accumulator=<name>)`` accepts)."""
-

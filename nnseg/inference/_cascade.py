@@ -86,7 +86,11 @@ def run_previous_stage_dirs(run_dirs: Sequence[Path], model: TrainedModel) -> li
     for run in run_dirs:
         parts = run.resolve().parts
         index = next((i for i in range(len(parts) - 1, -1, -1) if parts[i].startswith(marker)), None)
-        twin = Path(*parts[:index], previous + parts[index][len(marker):], *parts[index + 1:]) if index is not None else None
+        twin = (
+            Path(*parts[:index], previous + parts[index][len(marker) :], *parts[index + 1 :])
+            if index is not None
+            else None
+        )
         if twin is None or not twin.is_dir():
             raise CheckpointError(
                 f"{run} is a cascade run ({plan.name!r} needs the {plan.previous_stage!r} stage first) but its "
@@ -111,8 +115,12 @@ def check_stages(model: TrainedModel, previous: TrainedModel) -> None:
     if plan.previous_stage is None:
         raise CheckpointError(f"{where}: configuration {plan.name!r} is not a cascade stage (no previous_stage); "
                               "predict it without a previous stage.")  # fmt: skip
-    facts = (("configuration", plan.previous_stage, low.name), ("plans name", plan.plans_name, low.plans_name),
-             ("dataset", plan.dataset_name, low.dataset_name), ("labels", model.spec.labels, previous.spec.labels))
+    facts = (
+        ("configuration", plan.previous_stage, low.name),
+        ("plans name", plan.plans_name, low.plans_name),
+        ("dataset", plan.dataset_name, low.dataset_name),
+        ("labels", model.spec.labels, previous.spec.labels),
+    )
     for what, expected, got in facts:
         if expected != got:
             raise CheckpointError(
@@ -159,7 +167,9 @@ class _CascadeStage:
     def predict_logits(self, data: np.ndarray | torch.Tensor) -> torch.Tensor:
         return self.predictor.predict_logits(data)
 
-    def export(self, logits: torch.Tensor, case: PreprocessedCase, *, with_probabilities: bool = False) -> ExportedPrediction:
+    def export(
+        self, logits: torch.Tensor, case: PreprocessedCase, *, with_probabilities: bool = False
+    ) -> ExportedPrediction:
         return self.predictor.export(logits, case, with_probabilities=with_probabilities)
 
     def manifest_settings(self) -> dict[str, Any]:

@@ -221,7 +221,9 @@ def ensemble_folders(
     folders = [Path(folder) for folder in input_dirs]
     target = Path(output_dir)
     if len(folders) < 2 or len({folder.resolve() for folder in folders}) != len(folders):
-        raise EnsembleError(f"an ensemble needs two or more different prediction folders; got {[str(f) for f in folders]}.")
+        raise EnsembleError(
+            f"an ensemble needs two or more different prediction folders; got {[str(f) for f in folders]}."
+        )
     if target.resolve() in {folder.resolve() for folder in folders}:
         raise EnsembleError(f"the output folder {target} is one of the members; choose another output folder.")
     cases = _common_cases(folders, case_ids)
@@ -335,7 +337,11 @@ def ensemble_status(output_dir: str | os.PathLike[str]) -> tuple[list[str], bool
         lines += [f"member {folder.name}: {line}" for line in status.summary()]
         manifests = PartManifest.load_all(folder)
         all_ids = all_ids or (manifests[0].all_case_ids if manifests else ())
-    ending = json.loads((root / ENSEMBLE_MANIFEST).read_text())["file_ending"] if (root / ENSEMBLE_MANIFEST).is_file() else ""
+    ending = (
+        json.loads((root / ENSEMBLE_MANIFEST).read_text())["file_ending"]
+        if (root / ENSEMBLE_MANIFEST).is_file()
+        else ""
+    )
     missing = [case for case in all_ids if not ending or not (root / f"{case}{ending}").is_file()]
     complete &= bool(all_ids) and not missing
     shown = f"; missing: {_listed(missing)}" if missing else ""

@@ -91,7 +91,9 @@ class CasePredictor(Protocol):
         """Logits of one preprocessed array."""
         ...
 
-    def export(self, logits: torch.Tensor, case: PreprocessedCase, *, with_probabilities: bool = False) -> ExportedPrediction:
+    def export(
+        self, logits: torch.Tensor, case: PreprocessedCase, *, with_probabilities: bool = False
+    ) -> ExportedPrediction:
         """Logits mapped back to the case's source grid."""
         ...
 
@@ -128,7 +130,9 @@ def _scan_inputs(input_dir: Path, spec: DatasetSpec) -> tuple[list[Case], dict[s
             broken[case] = (f"{'missing' if missing else 'extra'} channel file(s) {missing or extra}; the model expects "
                             f"exactly {spec.num_channels} channel(s) {list(spec.channel_names)} (_0000 to "
                             f"_{spec.num_channels - 1:04d}{', or one colour file _0000' if one_file_ok else ''})")  # fmt: skip
-    good = [Case(case, tuple(files[case][c] for c in sorted(files[case]))) for case in sorted(files) if case not in broken]
+    good = [
+        Case(case, tuple(files[case][c] for c in sorted(files[case]))) for case in sorted(files) if case not in broken
+    ]
     return good, broken
 
 

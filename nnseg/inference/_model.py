@@ -195,7 +195,11 @@ def _load_run_checkpoint(folder: Path, checkpoint: str) -> dict[str, Any]:
         present = sorted(p.name for p in folder.glob("checkpoint_*.pt")) if folder.is_dir() else []
         raise CheckpointError(
             f"run folder {folder} has no {path.name}; found {present or 'no checkpoints'}. "
-            + ("Use checkpoint='best' or 'latest', or finish the training." if present else "Check the run folder path.")
+            + (
+                "Use checkpoint='best' or 'latest', or finish the training."
+                if present
+                else "Check the run folder path."
+            )
         )
     payload = Checkpoint.load(path).to_dict()
     missing = [key for key in ("plan", "dataset_spec") if payload[key] is None]

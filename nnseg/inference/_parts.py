@@ -26,7 +26,15 @@ from nnseg.errors import CasesFailedError, PredictionError
 from nnseg.inference._settings import upgrade_manifest_settings
 from nnseg.sharding import Shard
 
-__all__ = ["PARTS_DIR", "CasesFailedError", "PartManifest", "PartStatus", "PredictionError", "PredictionStatus", "prediction_status"]
+__all__ = [
+    "PARTS_DIR",
+    "CasesFailedError",
+    "PartManifest",
+    "PartStatus",
+    "PredictionError",
+    "PredictionStatus",
+    "prediction_status",
+]
 
 PARTS_DIR = "nnseg_parts"
 MANIFEST_VERSION = 3
@@ -94,7 +102,9 @@ class PartManifest:
             return cls(Shard(int(data["part_id"]), int(data["num_parts"])), str(data["model_id"]),
                        settings, tuple(data["all_case_ids"]), tuple(data["owned_case_ids"]), done)  # fmt: skip
         except (KeyError, TypeError, ValueError, AttributeError) as err:
-            raise PredictionError(f"{where}: malformed part manifest ({err!r}); delete it and rerun that part.") from err
+            raise PredictionError(
+                f"{where}: malformed part manifest ({err!r}); delete it and rerun that part."
+            ) from err
 
     def save(self, output_dir: Path) -> None:
         """Write the manifest atomically into ``output_dir``."""

@@ -156,7 +156,9 @@ class Predictor:
         if self._network is None or self._runner is None:
             self._network = self.model.build_network().to(self.device)
             optimize = self.settings.optimize
-            self._runner = optimize_for_inference(self._network, self.plan.ndim, self.device) if optimize else self._network
+            self._runner = (
+                optimize_for_inference(self._network, self.plan.ndim, self.device) if optimize else self._network
+            )
             self._loaded_fold = 0
         if fold != self._loaded_fold:
             self._network.load_state_dict(self.model.weights[fold])
@@ -176,11 +178,14 @@ class Predictor:
             raise ConfigError("the model has no folds")
         return total / len(self.model.weights) if len(self.model.weights) > 1 else total
 
-    def export(self, logits: torch.Tensor, case: PreprocessedCase, *, with_probabilities: bool = False) -> ExportedPrediction:
+    def export(
+        self, logits: torch.Tensor, case: PreprocessedCase, *, with_probabilities: bool = False
+    ) -> ExportedPrediction:
         """Map logits of ``case`` back to its source grid (see :func:`~nnseg.inference.export_logits`)."""
         if self._resampler is None:
             self._resampler = resampler_from_plan(
-                self.plan.resampling_fn_probabilities, self.plan.resampling_fn_probabilities_kwargs,
+                self.plan.resampling_fn_probabilities,
+                self.plan.resampling_fn_probabilities_kwargs,
                 where=f"configuration {self.plan.name!r}, resampling_fn_probabilities",
             )
         dtype = np.float16 if self.settings.accumulator_prototype.dtype == torch.float16 else np.float32
@@ -198,7 +203,9 @@ class Predictor:
                     "prediction of the images), or build the predictor with previous_stage=<its predictor>."
                 )  # fmt: skip
             previous = self.previous_stage.predict_array(images, spacing).segmentation
-        return preprocess_with_previous(self.preprocessor, images, spacing, previous, where="previous_segmentation", **context)
+        return preprocess_with_previous(
+            self.preprocessor, images, spacing, previous, where="previous_segmentation", **context
+        )
 
     def predict_array(
         self, images: np.ndarray, spacing: Sequence[float], *, with_probabilities: bool = False,
@@ -233,7 +240,9 @@ class Predictor:
         else:
             images, geometry = read_images(case.image_paths)
             preprocessed = self._preprocess(images, geometry.spacing, None, geometry=geometry, case_id=case.case_id)
-        result = self.export(self.predict_logits(preprocessed.data), preprocessed, with_probabilities=with_probabilities)
+        result = self.export(
+            self.predict_logits(preprocessed.data), preprocessed, with_probabilities=with_probabilities
+        )
         if output_file is not None:
             write_outputs(result, preprocessed, Path(output_file))
         return result
@@ -256,7 +265,9 @@ class Predictor:
                                           save_probabilities=probabilities, num_workers=num_workers, progress=progress,
                                           previous_stage_dir=previous_stage_dir)  # fmt: skip
         if previous_stage_dir is not None:
-            raise PredictionError(f"previous_stage_dir is for cascade stages; {self.plan.name!r} has no previous stage.")
+            raise PredictionError(
+                f"previous_stage_dir is for cascade stages; {self.plan.name!r} has no previous stage."
+            )
         return predict_folder(self, input_dir, output_dir, shard=shard or Shard.whole(), overwrite=overwrite,
                               save_probabilities=probabilities, num_workers=num_workers, progress=progress)  # fmt: skip
 
@@ -264,4 +275,3 @@ class Predictor:
     def status(output_dir: str | os.PathLike[str]) -> PredictionStatus:
         """Per part, the cases done and missing in a prediction folder (see :func:`prediction_status`)."""
         return prediction_status(output_dir)
-

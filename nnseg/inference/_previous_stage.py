@@ -132,7 +132,9 @@ def resample_to_next_stage(
     resampler = resampler_from_plan(plan.resampling_fn_probabilities, plan.resampling_fn_probabilities_kwargs,
                                     where=f"configuration {plan.name!r}, resampling_fn_probabilities")  # fmt: skip
     spacing = tuple(properties.target_spacing)
-    scores = torch.from_numpy(np.ascontiguousarray(resampler(array.astype(np.float32), tuple(target_shape), spacing, spacing)))
+    scores = torch.from_numpy(
+        np.ascontiguousarray(resampler(array.astype(np.float32), tuple(target_shape), spacing, spacing))
+    )
     dtype = np.uint8 if len(spec.foreground_labels) < 255 else np.uint16
     if spec.has_regions:
         return paint_regions(torch.sigmoid(scores), spec.regions_class_order or ()).astype(dtype)

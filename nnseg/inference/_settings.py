@@ -242,7 +242,9 @@ def settings_from_legacy(
     if "accumulation_dtype" in options or "use_gaussian" in options:
         changes["accumulator"] = _legacy_accumulator(owner, options)
     result = dataclasses.replace(base or InferenceSettings(), **changes)  # bad values raise before the warning
-    new = ", ".join(f"{name}=..." for name in dict.fromkeys(_LEGACY_NAMES.get(k, "accumulator") for k in sorted(options)))
+    new = ", ".join(
+        f"{name}=..." for name in dict.fromkeys(_LEGACY_NAMES.get(k, "accumulator") for k in sorted(options))
+    )
     warnings.warn(f"{owner}: the keyword argument(s) {sorted(options)} are deprecated and will be removed in the "
                   f"next release; pass settings=InferenceSettings({new}) instead.", DeprecationWarning,
                   stacklevel=stacklevel)  # fmt: skip

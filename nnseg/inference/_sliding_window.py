@@ -31,6 +31,7 @@ __all__ = ["is_out_of_memory", "mirror_axis_combinations", "predict_logits", "pr
 
 logger = logging.getLogger(__name__)
 
+
 def mirror_axis_combinations(mirror_axes: Sequence[int]) -> list[tuple[int, ...]]:
     """Every non-empty combination of the spatial ``mirror_axes``, as tensor dims of a batched input."""
     dims = [a + 2 for a in mirror_axes]
@@ -200,6 +201,8 @@ class _Window:
 
     def _forward(self, padded: torch.Tensor, batch: list[tuple[slice, ...]], batch_size: int) -> torch.Tensor:
         two_d = len(self.patch_size) == 2
-        stacked = torch.stack([padded[(slice(None),) + s][:, 0] if two_d else padded[(slice(None),) + s] for s in batch])
+        stacked = torch.stack(
+            [padded[(slice(None),) + s][:, 0] if two_d else padded[(slice(None),) + s] for s in batch]
+        )
         outputs = predict_tile(self.network, stacked.to(self.device), self.mirror_axes, batch_size)
         return outputs[:, :, None] if two_d else outputs

@@ -51,7 +51,9 @@ def tile_positions(image_size: Sequence[int], patch_size: Sequence[int], step_si
     positions = []
     for size, patch in zip(image_size, patch_size, strict=True):
         if size < patch:
-            raise ConfigError(f"image size {tuple(image_size)} is smaller than the patch {tuple(patch_size)}; pad first.")
+            raise ConfigError(
+                f"image size {tuple(image_size)} is smaller than the patch {tuple(patch_size)}; pad first."
+            )
         count = math.ceil((size - patch) / (patch * step_size)) + 1
         spread = (size - patch) / (count - 1) if count > 1 else 0.0
         positions.append([int(round(spread * i)) for i in range(count)])

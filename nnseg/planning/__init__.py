@@ -21,4 +21,3 @@ __all__ = [
     "attach_memory_reports",
     "measure_training_step_memory",
 ]
-

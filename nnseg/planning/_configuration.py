@@ -365,8 +365,9 @@ class ConfigurationPlan:
             PlansError: If the file is missing, not JSON, or not a standalone configuration.
         """
         path = Path(path)
-        data = read_json_file(path, PlansError, f"configuration file {path} does not exist; write one with ConfigurationPlan.save.")
+        data = read_json_file(
+            path, PlansError, f"configuration file {path} does not exist; write one with ConfigurationPlan.save."
+        )
         if not isinstance(data, dict):
             raise PlansError(f"{path}: expected a JSON object, got {type(data).__name__}.")
         return cls.from_json(data, where=str(path))
-

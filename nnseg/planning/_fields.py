@@ -41,7 +41,14 @@ CONFIGURATION_KEYS = (
     "resampling_fn_probabilities_kwargs",
 )
 REQUIRED_CONFIGURATION_KEYS = (*CONFIGURATION_KEYS, "architecture", "batch_dice")
-OPTIONAL_CONFIGURATION_KEYS = ("next_stage", "previous_stage", "inherits_from", MEMORY_REPORT_KEY, NAME_KEY, CONTEXT_KEY)
+OPTIONAL_CONFIGURATION_KEYS = (
+    "next_stage",
+    "previous_stage",
+    "inherits_from",
+    MEMORY_REPORT_KEY,
+    NAME_KEY,
+    CONTEXT_KEY,
+)
 
 # plans-level keys a configuration carries with it
 PLANS_CONTEXT_KEYS = (

@@ -190,7 +190,9 @@ def _finish(figures: dict[str, Any], batch: int, patch: tuple[int, ...], device:
         f"{gb['weight_copy_bytes']:.2f} and the transient buffers of the backward pass"
     )
     if figures["method"] == CUDA_METHOD:
-        counted = f"everything torch allocated during the step (after a warm-up step), i.e. {parts}, and cuDNN workspaces"
+        counted = (
+            f"everything torch allocated during the step (after a warm-up step), i.e. {parts}, and cuDNN workspaces"
+        )
         not_counted = "the caching allocator's reserve and fragmentation, the CUDA context (about 0.3-0.5 GB)"
     else:
         counted = parts
@@ -208,7 +210,9 @@ def _finish(figures: dict[str, Any], batch: int, patch: tuple[int, ...], device:
 
 
 # ------------------------------------------------------------------------------------- traced (meta / cpu)
-def _measure_traced(network: torch.nn.Module, shape: tuple[int, ...], device: torch.device, *, amp: bool) -> dict[str, Any]:
+def _measure_traced(
+    network: torch.nn.Module, shape: tuple[int, ...], device: torch.device, *, amp: bool
+) -> dict[str, Any]:
     """Run the step under the live-storage tracer (and the AMP emulation); return the byte figures."""
     import torch
 
@@ -232,7 +236,9 @@ def _measure_traced(network: torch.nn.Module, shape: tuple[int, ...], device: to
     return _figures(weights, inputs, saved, peak_step_bytes=tracker.peak_bytes)
 
 
-def _figures(weights: list[Any], inputs: list[Any], saved: SavedTensorCounter, *, peak_step_bytes: int) -> dict[str, Any]:
+def _figures(
+    weights: list[Any], inputs: list[Any], saved: SavedTensorCounter, *, peak_step_bytes: int
+) -> dict[str, Any]:
     """Sum up the components; the peak is weights + momentum + the step's own peak of live tensors."""
     parameter_bytes = sum(w.numel() * 4 for w in weights)
     trained = [w for w in weights if w.grad is not None]
@@ -252,7 +258,9 @@ def _figures(weights: list[Any], inputs: list[Any], saved: SavedTensorCounter, *
 
 
 # ------------------------------------------------------------------------------------------------- CUDA
-def _measure_cuda(network: torch.nn.Module, shape: tuple[int, ...], device: torch.device, *, amp: bool) -> dict[str, Any]:
+def _measure_cuda(
+    network: torch.nn.Module, shape: tuple[int, ...], device: torch.device, *, amp: bool
+) -> dict[str, Any]:
     """Run a warm-up step (creates the momentum buffers), then a measured step; read the allocator's peak."""
     import torch
 
@@ -309,8 +317,11 @@ def attach_memory_reports(
         key = json.dumps([plan.architecture.to_json(), list(plan.patch_size), plan.batch_size], sort_keys=True)
         if key not in cache:
             cache[key] = measure_training_step_memory(
-                plan, num_input_channels=spec.num_channels, num_outputs=spec.num_segmentation_heads,
-                device=device, amp=amp,
+                plan,
+                num_input_channels=spec.num_channels,
+                num_outputs=spec.num_segmentation_heads,
+                device=device,
+                amp=amp,
             )
         report = _with_measurement(plan.memory_report, cache[key])
         updates[name] = {**to_jsonable(plans.configurations[name]), MEMORY_REPORT_KEY: report.to_json()}
@@ -325,4 +336,3 @@ def _with_measurement(report: MemoryReport, measurement: MemoryMeasurement) -> M
         measurement_method=measurement.method,
         note=measurement.note,
     )
-

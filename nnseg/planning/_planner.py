@@ -235,7 +235,9 @@ class Planner:
         if steps == 0:
             return None
         if np.prod(median, dtype=np.float64) / np.prod(low_median, dtype=np.float64) < _LOWRES_MIN_SHRINK:
-            logger.info("no 3d_lowres: its median image is less than %g times smaller than 3d_fullres", _LOWRES_MIN_SHRINK)
+            logger.info(
+                "no 3d_lowres: its median image is less than %g times smaller than 3d_fullres", _LOWRES_MIN_SHRINK
+            )
             return None
         return low_spacing, tuple(round(float(v)) for v in low_median), fit
 
@@ -322,9 +324,7 @@ def _check_fields(planner: Planner) -> None:
         parse_int(_OWNER, name, getattr(planner, name), minimum=1)
     for name in ("plans_name", "data_identifier_base"):
         value = getattr(planner, name)
-        if (value is not None or name == "plans_name") and not (
-            isinstance(value, str) and _SAFE_NAME.fullmatch(value)
-        ):
+        if (value is not None or name == "plans_name") and not (isinstance(value, str) and _SAFE_NAME.fullmatch(value)):
             raise ConfigError(
                 f"Planner: {name} must be a file-name-safe name (letters, digits, '.', '_', '-'; starting "
                 f"with a letter or digit), because it names the plans file and the preprocessed data; got "

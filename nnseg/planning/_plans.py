@@ -154,7 +154,9 @@ class Plans:
             PlansError: If there is no configuration ``name``, or ``plan`` belongs to other plans.
         """
         if name not in self.configurations:
-            raise PlansError(f"no configuration {name!r} in {self.where}. {unknown_name_hint(name, self.configurations)}")
+            raise PlansError(
+                f"no configuration {name!r} in {self.where}. {unknown_name_hint(name, self.configurations)}"
+            )
         return self.with_configurations({name: plan})
 
     def _check_same_context(self, name: str, plan: ConfigurationPlan) -> None:
@@ -250,7 +252,11 @@ class Plans:
 
 def _describe(data: Any) -> str:
     """Describe unsaved plans for messages by their names, when they have them."""
-    if isinstance(data, Mapping) and isinstance(data.get("plans_name"), str) and isinstance(data.get("dataset_name"), str):
+    if (
+        isinstance(data, Mapping)
+        and isinstance(data.get("plans_name"), str)
+        and isinstance(data.get("dataset_name"), str)
+    ):
         return f"plans {data['plans_name']!r} of {data['dataset_name']!r}"
     return "plans"
 

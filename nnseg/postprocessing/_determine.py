@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 __all__ = ["apply_postprocessing_folder", "decide", "segmentation_files"]
 
 logger = logging.getLogger(__name__)
+
+
 def segmentation_files(folder: Path, ending: str, what: str) -> dict[str, Path]:
     """``{file name: path}`` of the ``*<ending>`` files of ``folder`` (hidden temporaries skipped).
 
@@ -60,7 +62,9 @@ def _evaluate_case(
     reference, _ = read_segmentation(reference_file)
     prediction, _ = read_segmentation(prediction_file)
     prediction = apply_steps(steps, prediction)
-    metrics = case_metrics(reference, prediction, labels, ignore_label=ignore_label, where=f"case {prediction_file.name}")
+    metrics = case_metrics(
+        reference, prediction, labels, ignore_label=ignore_label, where=f"case {prediction_file.name}"
+    )
     return CaseEvaluation(str(reference_file), str(prediction_file), metrics)
 
 

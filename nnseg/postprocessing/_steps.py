@@ -62,9 +62,13 @@ class PostprocessingStep:
         Raises:
             PostprocessingError: If the operation is unknown or the labels are malformed.
         """
-        if not isinstance(data, Mapping) or data.get("operation") != OPERATION or not isinstance(data.get("labels"), list):
+        if (
+            not isinstance(data, Mapping)
+            or data.get("operation") != OPERATION
+            or not isinstance(data.get("labels"), list)
+        ):
             raise PostprocessingError(
-                f"{where}: expected {{\"operation\": \"{OPERATION}\", \"labels\": [...]}}; got {data!r}."
+                f'{where}: expected {{"operation": "{OPERATION}", "labels": [...]}}; got {data!r}.'
             )
         return cls(tuple(label_from_json(value, where) for value in data["labels"]))
 

@@ -71,7 +71,9 @@ def _spatial_patch(patch_size: Sequence[int], ndim: int) -> tuple[int, ...]:
     return patch
 
 
-def array_layout(shape: Sequence[int], patch_size: Sequence[int], itemsize: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def array_layout(
+    shape: Sequence[int], patch_size: Sequence[int], itemsize: int
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Choose blosc2 ``(chunks, blocks)`` for an array ``(c, *spatial)`` read in patches of ``patch_size``.
 
     Args:

@@ -62,7 +62,9 @@ def parse_location_key(key: str) -> int | tuple[int, ...]:
     try:
         value = ast.literal_eval(key)
     except (ValueError, SyntaxError) as err:
-        raise StoreError(f"class_locations key {key!r} is not an int or a tuple of ints, e.g. '1' or '(1, 2)'.") from err
+        raise StoreError(
+            f"class_locations key {key!r} is not an int or a tuple of ints, e.g. '1' or '(1, 2)'."
+        ) from err
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, tuple) and all(isinstance(v, int) for v in value):

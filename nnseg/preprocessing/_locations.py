@@ -111,7 +111,9 @@ def sample_class_locations(
     locations: dict[str, np.ndarray] = {}
     for cls, group in zip(classes, members):
         parts = [
-            sorted_indices[np.searchsorted(sorted_labels, label, "left"):np.searchsorted(sorted_labels, label, "right")]
+            sorted_indices[
+                np.searchsorted(sorted_labels, label, "left") : np.searchsorted(sorted_labels, label, "right")
+            ]
             for label in group
         ]
         candidates = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)

@@ -44,13 +44,17 @@ def _signed_labels(seg: np.ndarray, where: str) -> np.ndarray:
     """Return a signed integer copy of a label map (so that -1 can be written into it)."""
     integral = np.issubdtype(seg.dtype, np.integer) or (np.all(np.isfinite(seg)) and np.array_equal(seg, np.round(seg)))
     if not integral:
-        raise DatasetError(f"{where}: the label map holds non-integer values (dtype {seg.dtype}); expected labels 0, 1, 2, ...")
+        raise DatasetError(
+            f"{where}: the label map holds non-integer values (dtype {seg.dtype}); expected labels 0, 1, 2, ..."
+        )
     high = int(seg.max()) if seg.size else 0
     low = int(seg.min()) if seg.size else 0
     if low < 0:
         raise DatasetError(f"{where}: the label map holds the negative value {low}; labels must be >= 0.")
     if high > INT16_MAX:
-        raise DatasetError(f"{where}: the label map holds the value {high}; labels above {INT16_MAX} are not supported.")
+        raise DatasetError(
+            f"{where}: the label map holds the value {high}; labels above {INT16_MAX} are not supported."
+        )
     return seg.astype(np.int16)
 
 
@@ -119,7 +123,9 @@ class Preprocessor:
                 f"({list(self.spec.channel_names)}); give one image per channel, in dataset.json order."
             )
         if len(spacing) != 3 or any(not float(s) > 0 for s in spacing):
-            raise DatasetError(f"{where}: spacing must be 3 positive numbers in array order (z, y, x); got {list(spacing)}.")
+            raise DatasetError(
+                f"{where}: spacing must be 3 positive numbers in array order (z, y, x); got {list(spacing)}."
+            )
         if seg is None:
             return None
         seg = np.asarray(seg)

@@ -64,8 +64,7 @@ def compute_new_shape(
             f"{list(new_spacing)} must have one entry per spatial axis each."
         )
     return tuple(
-        int(round(float(old) / float(new) * int(size)))
-        for old, new, size in zip(current_spacing, new_spacing, shape)
+        int(round(float(old) / float(new) * int(size))) for old, new, size in zip(current_spacing, new_spacing, shape)
     )
 
 

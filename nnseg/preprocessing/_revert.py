@@ -78,7 +78,9 @@ def resample_to_cropped_shape(
     )
 
 
-def uncrop_and_transpose_back(array: np.ndarray, properties: CaseProperties, fill: float | np.ndarray = 0) -> np.ndarray:
+def uncrop_and_transpose_back(
+    array: np.ndarray, properties: CaseProperties, fill: float | np.ndarray = 0
+) -> np.ndarray:
     """Paste a cropped array into the full (transposed) grid, then undo the transposition.
 
     Args:

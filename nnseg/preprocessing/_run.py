@@ -339,7 +339,9 @@ def _job(case: Case) -> Job:
     return case.case_id, tuple(str(p) for p in case.image_paths), label
 
 
-def _run_jobs(jobs: list[Job], worker_args: WorkerArgs, num_workers: int, *, progress: bool, desc: str) -> dict[str, str]:
+def _run_jobs(
+    jobs: list[Job], worker_args: WorkerArgs, num_workers: int, *, progress: bool, desc: str
+) -> dict[str, str]:
     """Run every job (in this process or a pool) and return case id -> reason for the failures."""
     from tqdm.auto import tqdm
 

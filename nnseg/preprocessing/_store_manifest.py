@@ -81,8 +81,13 @@ class StoreManifest:
             "data_identifier": self.data_identifier,
             "plans_name": self.plans_name,
             "created_by": self.created_by,
-            "array_format": {"library": "blosc2", "codec": CODEC.name, "clevel": CLEVEL, "filters": ["SHUFFLE"],
-                             "chunk_patch_size": list(self.chunk_patch_size)},  # fmt: skip
+            "array_format": {
+                "library": "blosc2",
+                "codec": CODEC.name,
+                "clevel": CLEVEL,
+                "filters": ["SHUFFLE"],
+                "chunk_patch_size": list(self.chunk_patch_size),
+            },  # fmt: skip
             "preprocessing_fields": dict(self.preprocessing_fields),
         }
 

@@ -157,9 +157,7 @@ def _candidates_section(best: Mapping[str, Any]) -> str:
     return f'<section class="candidates"><h2>find-best candidates (best.json)</h2>{body}</section>'
 
 
-def write_report(
-    folder: PathLike, output: PathLike, *, evaluations: Sequence[tuple[str, PathLike]] = ()
-) -> Path:
+def write_report(folder: PathLike, output: PathLike, *, evaluations: Sequence[tuple[str, PathLike]] = ()) -> Path:
     """Write the HTML report of a run folder or a work folder and return its path.
 
     Args:

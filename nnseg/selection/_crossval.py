@@ -64,7 +64,9 @@ def _read_run_json(fold_dir: Path) -> dict:  # type: ignore[type-arg]
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
-        raise SelectionError(f"{path} cannot be read ({err}); expected the run description nnseg train writes.") from err
+        raise SelectionError(
+            f"{path} cannot be read ({err}); expected the run description nnseg train writes."
+        ) from err
     if not isinstance(data, dict) or "dataset_spec" not in data:
         raise SelectionError(f"{path} is not an nnseg run description (no 'dataset_spec'); check the run folder.")
     return data
@@ -120,7 +122,9 @@ def _gather(run_root: Path, folds: Sequence[int], ending: str) -> dict[str, Path
             if name.startswith(".") or not path.is_file():
                 continue
             case = name[: -len(ending)] if name.endswith(ending) else name.rsplit(".", 1)[0]
-            if not name.endswith((ending, ".npz")) and not (name.endswith(".json") and (validation / f"{case}.npz").is_file()):
+            if not name.endswith((ending, ".npz")) and not (
+                name.endswith(".json") and (validation / f"{case}.npz").is_file()
+            ):
                 continue
             if case in owner and owner[case] != fold:
                 raise SelectionError(
@@ -166,7 +170,9 @@ def accumulate_crossval(
     spec = spec or run_spec(root, folds)
     files = _gather(root, folds, spec.file_ending)
     target = root / crossval_folder_name(folds)
-    unknown = sorted(p.name for p in target.glob(f"*{spec.file_ending}") if p.name not in files) if target.is_dir() else []
+    unknown = (
+        sorted(p.name for p in target.glob(f"*{spec.file_ending}") if p.name not in files) if target.is_dir() else []
+    )
     if unknown:
         raise SelectionError(
             f"{target} holds {len(unknown)} prediction(s) no fold validated ({', '.join(unknown[:10])}); it was "

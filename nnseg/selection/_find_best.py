@@ -197,7 +197,9 @@ def find_best(
         names = list(results)
         for i, first in enumerate(names):
             for second in names[i + 1 :]:
-                candidates.append(_ensemble(workspace, results[first], results[second], spec, num_workers, (first, second)))
+                candidates.append(
+                    _ensemble(workspace, results[first], results[second], spec, num_workers, (first, second))
+                )
     winner = choose_best(candidates)
     pp_file = workspace.root / "postprocessing.json"
     best_file = workspace.root / "best.json"

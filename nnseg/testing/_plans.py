@@ -32,7 +32,9 @@ STANDARD_INTENSITY = {"mean": 0.0, "median": 0.0, "std": 1.0, "min": -3.0, "max"
 
 
 def _plain_unet(ndim: int, stages: int, features: Sequence[int], convs: int, instance_norm: bool) -> dict[str, Any]:
-    blocks = building_blocks(ndim) if instance_norm else {**building_blocks(ndim), "norm_op": None, "norm_op_kwargs": None}
+    blocks = (
+        building_blocks(ndim) if instance_norm else {**building_blocks(ndim), "norm_op": None, "norm_op_kwargs": None}
+    )
     return {
         "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
         "arch_kwargs": {"n_stages": stages, "features_per_stage": list(features),

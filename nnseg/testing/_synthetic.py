@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -30,6 +29,7 @@ from nnseg.testing._synthetic_case import (
     label_names,
     make_synthetic_case,
 )
+from nnseg.testing._synthetic_folder import prepare_folder
 
 __all__ = ["make_synthetic_dataset"]
 
@@ -39,7 +39,6 @@ GENERATOR_VERSION = 1
 """Bumped whenever the same arguments would produce different data."""
 SHAPE_JITTER = 0.15
 """Each case's extent along each axis is the requested one times a factor in [1 - j, 1 + j]."""
-IMAGE_FOLDERS = ("imagesTr", "labelsTr", "imagesTs", "labelsTs")
 CALLER = "make_synthetic_dataset"
 PNG = ".png"
 """A 2D natural-image dataset: 8-bit grey PNG files, spacing 1 (``two_d=True`` only)."""
@@ -174,13 +173,24 @@ def make_synthetic_dataset(
             False.
     """
     settings = _validate(
-        num_cases=num_cases, shape=shape, spacing=spacing, modality=modality, num_channels=num_channels,
-        num_classes=num_classes, seed=seed, num_test_cases=num_test_cases, two_d=two_d,
-        file_ending=file_ending, spacing_jitter=spacing_jitter, lesion_scale=lesion_scale, rgb=rgb, large=large,
+        num_cases=num_cases,
+        shape=shape,
+        spacing=spacing,
+        modality=modality,
+        num_channels=num_channels,
+        num_classes=num_classes,
+        seed=seed,
+        num_test_cases=num_test_cases,
+        two_d=two_d,
+        file_ending=file_ending,
+        spacing_jitter=spacing_jitter,
+        lesion_scale=lesion_scale,
+        rgb=rgb,
+        large=large,
     )
     folder = Path(out_dir) / _check_dataset_name(dataset_name)
     spec = _dataset_spec(settings, dataset_name)
-    _prepare_folder(folder, spec, _expected_files(settings), overwrite=overwrite)
+    prepare_folder(folder, spec, _expected_files(settings), overwrite=overwrite)
     for index in range(settings.num_cases + settings.num_test_cases):
         _write_case(folder, settings, index)
     spec.save(folder / "dataset.json")
@@ -203,8 +213,9 @@ def _dataset_spec(settings: _Settings, dataset_name: str) -> DatasetSpec:
     )
 
 
-def _validate(*, shape: Any, spacing: Any, two_d: Any, spacing_jitter: Any, rgb: Any, large: Any,
-              **values: Any) -> _Settings:
+def _validate(
+    *, shape: Any, spacing: Any, two_d: Any, spacing_jitter: Any, rgb: Any, large: Any, **values: Any
+) -> _Settings:
     parse_bool(CALLER, "two_d", two_d)
     parse_bool(CALLER, "rgb", rgb)
     if parse_bool(CALLER, "large", large):
@@ -292,47 +303,6 @@ def _expected_files(settings: _Settings) -> set[str]:
     return files
 
 
-def _prepare_folder(folder: Path, spec: DatasetSpec, expected: set[str], *, overwrite: bool) -> None:
-    """Refuse to write into a folder that holds other data, unless ``overwrite``; see the public docstring."""
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError(f"{CALLER}: {folder} exists and is not a folder; choose another out_dir or dataset_name.")
-    if overwrite:
-        _remove_image_files(folder)
-        return
-    if not folder.is_dir():
-        return
-    existing = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")}
-    reason = ""
-    if "dataset.json" in existing and _read_json(folder / "dataset.json") != json.loads(json.dumps(spec.to_dict())):
-        reason = "its dataset.json differs from the one this call would write"
-    elif existing - expected - {"dataset.json"}:
-        extra = sorted(existing - expected - {"dataset.json"})
-        reason = f"it contains {len(extra)} file(s) this call would not write, e.g. {extra[0]!r}"
-    if reason:
-        raise ConfigError(
-            f"{CALLER}: {folder} already holds a different dataset ({reason}); refusing to overwrite it. "
-            "Pass overwrite=True (CLI: --overwrite) to replace its image and label files, or choose another "
-            "out_dir or dataset_name."
-        )
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-
-
-def _remove_image_files(folder: Path) -> None:
-    for name in IMAGE_FOLDERS:
-        sub = folder / name
-        if not sub.is_dir():
-            continue
-        for path in sub.iterdir():
-            if path.is_file() and path.name.endswith((*SUPPORTED_ENDINGS, PNG)):
-                path.unlink()
-
-
 def _case_geometry(settings: _Settings, index: int) -> tuple[tuple[int, ...], ImageGeometry]:
     """Shape and geometry of case ``index``: jittered shape, optionally jittered spacing, an offset origin."""
     rng = np.random.default_rng(np.random.SeedSequence((settings.seed, index), spawn_key=(1,)))
@@ -353,8 +323,12 @@ def _case_geometry(settings: _Settings, index: int) -> tuple[tuple[int, ...], Im
 def _write_case(folder: Path, settings: _Settings, index: int) -> None:
     shape, geometry = _case_geometry(settings, index)
     image, label = make_synthetic_case(
-        shape, modality=settings.modality, num_channels=settings.num_channels,
-        num_classes=settings.num_classes, seed=(settings.seed, index), lesion_scale=settings.lesion_scale,
+        shape,
+        modality=settings.modality,
+        num_channels=settings.num_channels,
+        num_classes=settings.num_classes,
+        seed=(settings.seed, index),
+        lesion_scale=settings.lesion_scale,
     )
     suffix = "Tr" if index < settings.num_cases else "Ts"
     case_id = settings.case_id(index)

@@ -66,7 +66,9 @@ def check_shape(caller: str, shape: Any, lengths: Sequence[int]) -> tuple[int, .
     """Return ``shape`` as a tuple of ints, each >= MIN_EXTENT, with an allowed length."""
     allowed = " or ".join(str(n) for n in lengths)
     if not isinstance(shape, Sequence) or isinstance(shape, str) or len(shape) not in lengths:
-        raise ConfigError(f"{caller}: shape must be a sequence of {allowed} ints in array order (z, y, x); got {shape!r}.")
+        raise ConfigError(
+            f"{caller}: shape must be a sequence of {allowed} ints in array order (z, y, x); got {shape!r}."
+        )
     for n in shape:
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < MIN_EXTENT:
             raise ConfigError(

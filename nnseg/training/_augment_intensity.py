@@ -66,9 +66,7 @@ def _blur_axis(x: torch.Tensor, axis: int, sigma: float) -> torch.Tensor:
     return out.reshape(moved.shape).movedim(-1, axis)
 
 
-def blur(
-    x: torch.Tensor, rng: np.random.Generator, sigma_range: Sequence[float], p_per_channel: float
-) -> torch.Tensor:
+def blur(x: torch.Tensor, rng: np.random.Generator, sigma_range: Sequence[float], p_per_channel: float) -> torch.Tensor:
     """Gaussian blur, each channel with probability ``p_per_channel``, sigma U(sigma_range) per axis."""
     for channel in range(x.shape[0]):
         if rng.random() >= p_per_channel:

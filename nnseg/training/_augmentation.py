@@ -172,9 +172,9 @@ def deep_supervision_scales(plan: ConfigurationPlan) -> tuple[tuple[float, ...],
     return tuple(tuple(float(v) for v in 1.0 / row) for row in cumulative[:-1])
 
 
-def _draw_spatial(config: AugmentationConfig, ndim: int, rng: np.random.Generator) -> tuple[
-    list[float] | None, float | None
-]:
+def _draw_spatial(
+    config: AugmentationConfig, ndim: int, rng: np.random.Generator
+) -> tuple[list[float] | None, float | None]:
     angles = None
     if rng.random() < config.p_rotation:
         limits = config.rotation[-1:] if ndim == 2 else (config.rotation * 3)[-3:]
@@ -237,7 +237,9 @@ def augment_sample(
     x, s = _spatial(source, torch.from_numpy(np.ascontiguousarray(seg, np.int16)), patch_size, config, rng)
     x = x.clone() if x.data_ptr() == source.data_ptr() else x.contiguous()  # never modify the caller's array
     x = _intensity(x, config, rng)
-    flips = [axis + 1 for axis in config.mirror_axes if axis < len(patch_size) and rng.random() < config.p_mirror_per_axis]
+    flips = [
+        axis + 1 for axis in config.mirror_axes if axis < len(patch_size) and rng.random() < config.p_mirror_per_axis
+    ]
     if flips:
         x, s = torch.flip(x, flips), torch.flip(s, flips)
     return x.contiguous(), s.contiguous()
@@ -287,7 +289,9 @@ def make_targets(
         data[channel][outside] = 0.0
     seg = seg.clamp(min=0)  # a new tensor: the caller's labels keep their -1
     if config.regions is not None:
-        channels = [torch.isin(seg[0], torch.tensor(region, dtype=seg.dtype, device=seg.device)) for region in config.regions]
+        channels = [
+            torch.isin(seg[0], torch.tensor(region, dtype=seg.dtype, device=seg.device)) for region in config.regions
+        ]
         if config.ignore_label is not None:
             channels.append(seg[0] == config.ignore_label)
         seg = torch.stack(channels)

@@ -140,8 +140,10 @@ class ProgressPlot(Callback):
     def on_epoch_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
         """Add the epoch and redraw."""
         self.history.append(
-            {k: metrics[k] for k in ("epoch", "train_loss", "val_loss", "pseudo_dice", "ema_pseudo_dice", "lr",
-                                     "seconds_per_step")}  # fmt: skip
+            {
+                k: metrics[k]
+                for k in ("epoch", "train_loss", "val_loss", "pseudo_dice", "ema_pseudo_dice", "lr", "seconds_per_step")
+            }  # fmt: skip
         )
         if self.run_dir is not None:
             self._draw(self.run_dir / "progress.png")

@@ -119,7 +119,9 @@ class TrainerConfig:
                 )
             object.__setattr__(self, "pretrained_weights", os.fspath(self.pretrained_weights))
         if self.augmentation_device is not None:
-            object.__setattr__(self, "augmentation_device", _device_name("augmentation_device", self.augmentation_device))
+            object.__setattr__(
+                self, "augmentation_device", _device_name("augmentation_device", self.augmentation_device)
+            )
 
     @property
     def total_steps(self) -> int:
@@ -190,8 +192,17 @@ class TrainerConfig:
         return cls(**data)
 
 
-_BOOLS = ("nesterov", "deep_supervision", "compile", "cudnn_benchmark", "final_validation", "probabilistic_oversampling",
-          "replay_validation_batches", "save_probabilities", "validate_with_best")
+_BOOLS = (
+    "nesterov",
+    "deep_supervision",
+    "compile",
+    "cudnn_benchmark",
+    "final_validation",
+    "probabilistic_oversampling",
+    "replay_validation_batches",
+    "save_probabilities",
+    "validate_with_best",
+)
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainerConfig)}
 
 

@@ -46,8 +46,17 @@ logger = logging.getLogger(__name__)
 
 # Config fields that may differ between a checkpoint and the resuming run without changing the result.
 RESUMABLE_CONFIG_CHANGES = frozenset(
-    {"num_loader_workers", "checkpoint_every_epochs", "keep_checkpoints", "compile", "cudnn_benchmark",
-     "final_validation", "save_probabilities", "validate_with_best", "pretrained_weights"}
+    {
+        "num_loader_workers",
+        "checkpoint_every_epochs",
+        "keep_checkpoints",
+        "compile",
+        "cudnn_benchmark",
+        "final_validation",
+        "save_probabilities",
+        "validate_with_best",
+        "pretrained_weights",
+    }
 )
 
 
@@ -89,9 +98,7 @@ def cudnn_benchmark(enabled: bool, device: torch.device) -> Iterator[None]:
         torch.backends.cudnn.benchmark = previous
 
 
-def describe_run(
-    plan: ConfigurationPlan, spec: DatasetSpec, split: Split, config: TrainerConfig
-) -> dict[str, Any]:
+def describe_run(plan: ConfigurationPlan, spec: DatasetSpec, split: Split, config: TrainerConfig) -> dict[str, Any]:
     """What a run is (plan as standalone JSON, plan name, dataset spec, split, config, plans hash): ``run.json``."""
     return {
         "plan": plan.to_json(standalone=True),  # the predictor rebuilds the plan from it
@@ -218,8 +225,10 @@ class RunFolder:
         older = [p for p in sorted(self.root.glob("checkpoint_epoch_*.pt"), reverse=True)
                  if not os.path.samestat(p.stat(), latest)]  # fmt: skip
         if older:
-            return (f"To resume from the older state {older[0].name}, copy it over checkpoint_latest.pt "
-                    f"(cp {older[0]} {self.latest_path}); to start the run over, delete checkpoint_latest.pt.")
+            return (
+                f"To resume from the older state {older[0].name}, copy it over checkpoint_latest.pt "
+                f"(cp {older[0]} {self.latest_path}); to start the run over, delete checkpoint_latest.pt."
+            )
         return f"No older checkpoint_epoch_*.pt exists: delete {self.latest_path} to start the run over from step 0."
 
     def check_compatible(

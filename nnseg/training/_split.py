@@ -110,13 +110,15 @@ class Split:
         fold_ok = fold is None or fold == "all" or (isinstance(fold, int) and not isinstance(fold, bool) and fold >= 0)
         if not _is_split_entry(data) or not fold_ok:
             raise ConfigError(
-                f"a split must be {{\"train\": [case ids], \"val\": [case ids], \"fold\": null, \"all\" or an "
+                f'a split must be {{"train": [case ids], "val": [case ids], "fold": null, "all" or an '
                 f"integer >= 0}}; got {_short(data)}. Rewrite it with Split.to_json() (or use a new run folder)."
             )
         return cls(tuple(data["train"]), tuple(data["val"]), fold)
 
 
-def kfold_splits(case_ids: Sequence[str], *, num_folds: int = DEFAULT_NUM_FOLDS, seed: int = DEFAULT_SPLIT_SEED) -> list[Split]:
+def kfold_splits(
+    case_ids: Sequence[str], *, num_folds: int = DEFAULT_NUM_FOLDS, seed: int = DEFAULT_SPLIT_SEED
+) -> list[Split]:
     """All ``num_folds`` folds of nnU-Net's shuffled k-fold split over the sorted ``case_ids``.
 
     Equal to scikit-learn's ``KFold(num_folds, shuffle=True, random_state=seed)`` on the sorted ids: the
@@ -183,7 +185,9 @@ def split_for_fold(
             write_splits_file(path, splits)
         return splits[int(fold)] if fold < len(splits) else _random_split(ids, int(fold), DEFAULT_SPLIT_SEED)
     count = len(_read_entries(path))
-    split = Split.from_splits_file(path, int(fold)) if fold < count else _random_split(ids, int(fold), DEFAULT_SPLIT_SEED)
+    split = (
+        Split.from_splits_file(path, int(fold)) if fold < count else _random_split(ids, int(fold), DEFAULT_SPLIT_SEED)
+    )
     check_split_cases(split, ids, path)
     return split
 
@@ -215,8 +219,7 @@ def _read_entries(path: Path) -> list[dict[str, Any]]:
         raise ConfigError(f"cannot read the splits file {path}: {err}; expected nnU-Net's splits_final.json.") from err
     if not isinstance(entries, list) or not all(_is_split_entry(e) for e in entries):
         raise ConfigError(
-            f"{path}: expected a JSON list of {{\"train\": [...], \"val\": [...]}} objects (nnU-Net's "
-            "splits_final.json)."
+            f'{path}: expected a JSON list of {{"train": [...], "val": [...]}} objects (nnU-Net\'s splits_final.json).'
         )
     return entries
 

@@ -87,7 +87,10 @@ def test_parts_then_assemble_with_status(
     ("extra", "message"),
     [
         (["--num-parts", "2", "--part-id", "2"], r"ConfigError: Shard: index must be an integer in \[0, 1\]; got 2"),
-        (["--num-workers", "0"], r"ConfigError: nnseg fingerprint: --num-workers must be an integer >= 1; got 0\. Set --num-workers=1 or more"),
+        (
+            ["--num-workers", "0"],
+            r"ConfigError: nnseg fingerprint: --num-workers must be an integer >= 1; got 0\. Set --num-workers=1 or more",
+        ),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(
@@ -104,7 +107,9 @@ def test_bad_arguments_exit_2_with_one_line(
 def test_missing_raw_folder_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = _run(capsys, "fingerprint", tmp_path / "nowhere", "-o", tmp_path / "work")
     assert code == 2
-    assert err.startswith(f"nnseg fingerprint: error: DatasetLayoutError: the raw dataset folder {tmp_path / 'nowhere'}")
+    assert err.startswith(
+        f"nnseg fingerprint: error: DatasetLayoutError: the raw dataset folder {tmp_path / 'nowhere'}"
+    )
     assert not (tmp_path / "work").exists()
 
 

@@ -17,7 +17,9 @@ from nnseg.planning import MemoryReport, Plans
 from nnseg.workspace import Workspace
 
 PLANS_FIXTURE = Path(__file__).parents[1] / "planning" / "data" / "nnUNetPlans.json"
-SPEC = DatasetSpec(channel_names=("CT",), labels={"background": 0, "a": 1, "b": 2}, num_training=4, file_ending=".nii.gz")
+SPEC = DatasetSpec(
+    channel_names=("CT",), labels={"background": 0, "a": 1, "b": 2}, num_training=4, file_ending=".nii.gz"
+)
 
 
 def _plans(measured_gb: dict[str, float | None], *, gpu_memory_gb: float = 8.0) -> Plans:
@@ -37,7 +39,9 @@ def _work(tmp_path: Path) -> Path:
     raw.mkdir()
     Workspace(work).initialise(raw)
     SPEC.save(work / "dataset.json")
-    stats = IntensityStats(mean=50.0, median=50.0, std=10.0, min=0.0, max=100.0, percentile_99_5=95.0, percentile_00_5=5.0)
+    stats = IntensityStats(
+        mean=50.0, median=50.0, std=10.0, min=0.0, max=100.0, percentile_99_5=95.0, percentile_00_5=5.0
+    )
     Fingerprint(
         spacings=((2.5, 0.8, 0.8),) * 4,
         shapes_after_crop=((30, 100, 100), (32, 96, 104), (28, 100, 96), (30, 104, 100)),
@@ -107,7 +111,17 @@ def test_table_has_one_row_per_configuration_and_the_measurement() -> None:
     table = format_plan_table(_plans({"3d_fullres": 4.71, "2d": None}))
     lines = table.splitlines()
     assert lines[0] == "plans 'nnUNetPlans' for 'Dataset003_Liver' (ExperimentPlanner)"
-    assert lines[1].split() == ["configuration", "patch", "batch", "estimate", "budget", "target", "(GB)", "measured", "(GB)"]
+    assert lines[1].split() == [
+        "configuration",
+        "patch",
+        "batch",
+        "estimate",
+        "budget",
+        "target",
+        "(GB)",
+        "measured",
+        "(GB)",
+    ]
     rows = {line.split()[0]: line.split() for line in lines[3:7]}
     assert set(rows) == {"2d", "3d_lowres", "3d_fullres", "3d_cascade_fullres"}
     assert rows["3d_fullres"] == ["3d_fullres", "128x128x128", "2", "450.0M", "560.0M", "8", "4.71"]
@@ -185,7 +199,9 @@ def test_no_measure_leaves_the_measurement_empty(
 
 
 # ----------------------------------------------------------------------------------- the real planner
-def test_non_standard_target_of_a_preset_is_one_warning_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_non_standard_target_of_a_preset_is_one_warning_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     work = _work(tmp_path)
     assert cli.main(["plan", str(work), "--planner", "resenc-l", "--gpu-memory-gb", "12", "--no-measure"]) == 0
     err = capsys.readouterr().err.strip()

@@ -50,7 +50,16 @@ def test_nnseg_run_folders_of_folds(tmp_path: Path, capsys: pytest.CaptureFixtur
     for fold in (0, 1):
         make_nnseg_run(tmp_path / "runs" / f"fold_{fold}", seed=fold)
     write_images(tmp_path / "in", num_cases=1, shape=(5, 16, 16))
-    args = ["predict", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-m", str(tmp_path / "runs"), "--no-tta"]
+    args = [
+        "predict",
+        "-i",
+        str(tmp_path / "in"),
+        "-o",
+        str(tmp_path / "out"),
+        "-m",
+        str(tmp_path / "runs"),
+        "--no-tta",
+    ]
     assert cli.main(args) == 0
     assert "COMPLETE" in capsys.readouterr().out
     assert (tmp_path / "out" / "case_0.nii.gz").is_file()
@@ -110,7 +119,10 @@ def test_cascade_models_predict_both_stages(tmp_path: Path, capsys: pytest.Captu
     assert "lacks the previous-stage segmentation of 2 case(s): case_0, case_1" in _one_line_error(capsys)
     runs, _ = make_nnseg_cascade_runs(tmp_path / "runs", seed=3)
     assert cli.main([*base, "-o", str(tmp_path / "run_out"), "-m", str(runs)]) == 0
-    assert sorted(p.name for p in (tmp_path / "run_out" / ".previous_stage").glob("case_*")) == ["case_0.nii.gz", "case_1.nii.gz"]
+    assert sorted(p.name for p in (tmp_path / "run_out" / ".previous_stage").glob("case_*")) == [
+        "case_0.nii.gz",
+        "case_1.nii.gz",
+    ]
     lone, _ = make_nnseg_cascade_runs(tmp_path / "lone", seed=3, run="other", with_lowres=False)
     assert cli.main([*base, "-o", str(tmp_path / "lone_out"), "-m", str(lone)]) == 2
     assert "nnUNetPlans__3d_lowres__other/fold_0 does not exist; expected the run folders" in _one_line_error(capsys)

@@ -82,4 +82,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixt
     assert cli.main(["preprocess", str(work), "-c", "3d_fullres", "--num-parts", "2", "--part-id", "2"]) == 2
     assert "ConfigError: Shard: index must be an integer in [0, 1]; got 2" in _one_line_error(capsys)
     assert cli.main(["preprocess", str(work), "-c", "3d_fullres", "--num-workers", "0"]) == 2
-    assert "nnseg preprocess: --num-workers must be an integer >= 1; got 0. Set --num-workers=1 or more." in _one_line_error(capsys)
+    assert (
+        "nnseg preprocess: --num-workers must be an integer >= 1; got 0. Set --num-workers=1 or more."
+        in _one_line_error(capsys)
+    )

@@ -163,8 +163,10 @@ def test_a_splits_file_is_read_and_unknown_cases_are_refused(work: Path, capsys:
     (work / "splits_final.json").write_text(json.dumps([{"train": ["case_0", "case_9"], "val": ["case_x"]}]))
     assert main(["train", str(work), "-c", "3d_fullres", "-f", "0", *ARGS]) == 2
     err = capsys.readouterr().err
-    assert f"the splits file {work / 'splits_final.json'} names 2 case(s) (fold 0) that the preprocessed store " \
-           "lacks: 'case_9', 'case_x'" in err
+    assert (
+        f"the splits file {work / 'splits_final.json'} names 2 case(s) (fold 0) that the preprocessed store "
+        "lacks: 'case_9', 'case_x'" in err
+    )
     assert not (work / "runs").exists()
     own = work.parent / "own.json"
     own.write_text(json.dumps([{"train": ["case_0", "case_7"], "val": ["case_1"]}]))

@@ -55,8 +55,12 @@ class RawBuilder:
         return path
 
     def image(
-        self, case_id: str, channel: int = 0, array: np.ndarray | None = None,
-        geometry: ImageGeometry = GEOMETRY, folder: str = "imagesTr",
+        self,
+        case_id: str,
+        channel: int = 0,
+        array: np.ndarray | None = None,
+        geometry: ImageGeometry = GEOMETRY,
+        folder: str = "imagesTr",
     ) -> Path:
         """Write one channel file and return its path."""
         path = self.root / folder / f"{case_id}_{channel:04d}{self.ending}"
@@ -65,7 +69,10 @@ class RawBuilder:
         return path
 
     def label(
-        self, case_id: str, array: np.ndarray | None = None, geometry: ImageGeometry = GEOMETRY,
+        self,
+        case_id: str,
+        array: np.ndarray | None = None,
+        geometry: ImageGeometry = GEOMETRY,
         folder: str = "labelsTr",
     ) -> Path:
         """Write one label file and return its path."""

@@ -16,8 +16,9 @@ from nnseg.dataset._case import image_file_name, label_file_name, parse_image_fi
 from nnseg.dataset._raw import DatasetLayoutError, UnknownCaseError
 from nnseg.errors import DatasetError
 
-SPEC = DatasetSpec(channel_names=("T1", "T2"), labels={"background": 0, "tumour": 1}, num_training=2,
-                   file_ending=".nii.gz")
+SPEC = DatasetSpec(
+    channel_names=("T1", "T2"), labels={"background": 0, "tumour": 1}, num_training=2, file_ending=".nii.gz"
+)
 
 
 def test_from_folder_lists_sorted_cases_with_channels_and_labels(raw: Any) -> None:
@@ -43,8 +44,11 @@ def test_from_folder_lists_sorted_cases_with_channels_and_labels(raw: Any) -> No
 
 def test_unknown_case_id_suggests_close_ids(raw: Any) -> None:
     ds = RawDataset.from_folder(raw.build(case_ids=("case_001", "case_002", "other")))
-    with pytest.raises(UnknownCaseError, match=r"no training case 'case_01' in the dataset of .* \(3 cases, "
-                       r"'case_001', 'case_002', 'other'\)\. Did you mean 'case_001', 'case_002'\?"):
+    with pytest.raises(
+        UnknownCaseError,
+        match=r"no training case 'case_01' in the dataset of .* \(3 cases, "
+        r"'case_001', 'case_002', 'other'\)\. Did you mean 'case_001', 'case_002'\?",
+    ):
         ds["case_01"]
     with pytest.raises(KeyError):
         ds["zzz"]
@@ -61,8 +65,11 @@ def test_unknown_case_id_that_is_a_test_case_says_so(raw: Any) -> None:
 
 def test_missing_dataset_json(raw: Any) -> None:
     raw.case("case_a")
-    with pytest.raises(DatasetLayoutError, match=r"dataset\.json does not exist; every nnU-Net raw dataset folder "
-                       r"needs a dataset\.json"):
+    with pytest.raises(
+        DatasetLayoutError,
+        match=r"dataset\.json does not exist; every nnU-Net raw dataset folder "
+        r"needs a dataset\.json",
+    ):
         RawDataset.from_folder(raw.root)
 
 
@@ -82,33 +89,45 @@ def test_missing_required_key(raw: Any, key: str) -> None:
 def test_label_value_that_is_neither_int_nor_region(raw: Any) -> None:
     raw.build()
     raw.write_json(3, labels={"background": 0, "organ": "1"})
-    with pytest.raises(DatasetLayoutError, match=r"label 'organ' has value '1'; expected an int \(e\.g\. 1\) or a "
-                       r"non-empty list of ints for a region"):
+    with pytest.raises(
+        DatasetLayoutError,
+        match=r"label 'organ' has value '1'; expected an int \(e\.g\. 1\) or a "
+        r"non-empty list of ints for a region",
+    ):
         RawDataset.from_folder(raw.root)
 
 
 def test_missing_images_tr(raw: Any) -> None:
     raw.write_json(1)
     raw.label("case_a")
-    with pytest.raises(DatasetLayoutError, match=r"imagesTr/ is missing from .*; expected a folder of training images "
-                       r"named <case>_<XXXX>\.nii\.gz"):
+    with pytest.raises(
+        DatasetLayoutError,
+        match=r"imagesTr/ is missing from .*; expected a folder of training images "
+        r"named <case>_<XXXX>\.nii\.gz",
+    ):
         RawDataset.from_folder(raw.root)
 
 
 def test_case_with_fewer_channel_files_than_declared(raw: Any) -> None:
     root = raw.build(num_channels=2)
     (root / "imagesTr/case_b_0001.nii.gz").unlink()
-    with pytest.raises(DatasetLayoutError, match=r"case 'case_b': found 1 of 2 channel file\(s\) in imagesTr/ "
-                       r"\['case_b_0000\.nii\.gz'\]; expected \['case_b_0000\.nii\.gz', 'case_b_0001\.nii\.gz'\]\. "
-                       r"Add the missing \['case_b_0001\.nii\.gz'\]"):
+    with pytest.raises(
+        DatasetLayoutError,
+        match=r"case 'case_b': found 1 of 2 channel file\(s\) in imagesTr/ "
+        r"\['case_b_0000\.nii\.gz'\]; expected \['case_b_0000\.nii\.gz', 'case_b_0001\.nii\.gz'\]\. "
+        r"Add the missing \['case_b_0001\.nii\.gz'\]",
+    ):
         RawDataset.from_folder(root)
 
 
 def test_channel_index_beyond_the_declared_channels(raw: Any) -> None:
     root = raw.build()
     raw.image("case_a", 1)
-    with pytest.raises(DatasetLayoutError, match=r"case 'case_a', imagesTr/case_a_0001\.nii\.gz: channel index 0001 "
-                       r"is beyond the 1 channel\(s\) dataset\.json declares \['ch0'\]"):
+    with pytest.raises(
+        DatasetLayoutError,
+        match=r"case 'case_a', imagesTr/case_a_0001\.nii\.gz: channel index 0001 "
+        r"is beyond the 1 channel\(s\) dataset\.json declares \['ch0'\]",
+    ):
         RawDataset.from_folder(root)
 
 
@@ -119,17 +138,24 @@ def test_label_without_images_and_images_without_label(raw: Any) -> None:
     with pytest.raises(DatasetLayoutError) as info:
         RawDataset.from_folder(root)
     message = str(info.value)
-    assert "case 'orphan', labelsTr/orphan.nii.gz: label file without image files; expected " \
-           "imagesTr/orphan_0000.nii.gz. Add the images or remove the label file." in message
-    assert "case 'case_b': image file(s) ['case_b_0000.nii.gz'] in imagesTr/ have no label file; expected " \
-           "labelsTr/case_b.nii.gz." in message
+    assert (
+        "case 'orphan', labelsTr/orphan.nii.gz: label file without image files; expected "
+        "imagesTr/orphan_0000.nii.gz. Add the images or remove the label file." in message
+    )
+    assert (
+        "case 'case_b': image file(s) ['case_b_0000.nii.gz'] in imagesTr/ have no label file; expected "
+        "labelsTr/case_b.nii.gz." in message
+    )
 
 
 def test_num_training_disagreeing(raw: Any) -> None:
     root = raw.build()
     raw.write_json(5)
-    with pytest.raises(DatasetLayoutError, match=r"dataset\.json: numTraining is 5 but imagesTr/ holds 3 case\(s\); "
-                       r"expected them to agree\. Set numTraining to 3"):
+    with pytest.raises(
+        DatasetLayoutError,
+        match=r"dataset\.json: numTraining is 5 but imagesTr/ holds 3 case\(s\); "
+        r"expected them to agree\. Set numTraining to 3",
+    ):
         RawDataset.from_folder(root)
 
 
@@ -144,25 +170,34 @@ def test_empty_images_tr(raw: Any) -> None:
 def test_file_with_another_image_ending_is_an_error(raw: Any) -> None:
     root = raw.build()
     (root / "imagesTr/case_d_0000.nrrd").write_bytes(b"x")
-    with pytest.raises(DatasetLayoutError, match=r"imagesTr/case_d_0000\.nrrd: file ending differs from file_ending "
-                       r"'\.nii\.gz' in dataset\.json"):
+    with pytest.raises(
+        DatasetLayoutError,
+        match=r"imagesTr/case_d_0000\.nrrd: file ending differs from file_ending "
+        r"'\.nii\.gz' in dataset\.json",
+    ):
         RawDataset.from_folder(root)
 
 
 def test_misnamed_image_file_is_an_error(raw: Any) -> None:
     root = raw.build()
     (root / "imagesTr/case_d.nii.gz").write_bytes(b"x")
-    with pytest.raises(DatasetLayoutError, match=r"imagesTr/case_d\.nii\.gz: file name does not follow the image naming "
-                       r"rule <case>_<XXXX>\.nii\.gz \(XXXX: 4-digit channel index\); expected e\.g\. "
-                       r"case_d_0000\.nii\.gz"):
+    with pytest.raises(
+        DatasetLayoutError,
+        match=r"imagesTr/case_d\.nii\.gz: file name does not follow the image naming "
+        r"rule <case>_<XXXX>\.nii\.gz \(XXXX: 4-digit channel index\); expected e\.g\. "
+        r"case_d_0000\.nii\.gz",
+    ):
         RawDataset.from_folder(root)
 
 
 def test_unsupported_file_ending(raw: Any) -> None:
     raw.build()
     raw.write_json(3, file_ending=".gif")
-    with pytest.raises(DatasetLayoutError, match=r"file_ending '\.gif' is not supported; expected one of \.nii\.gz, "
-                       r"\.nii, \.nrrd, \.mha"):
+    with pytest.raises(
+        DatasetLayoutError,
+        match=r"file_ending '\.gif' is not supported; expected one of \.nii\.gz, "
+        r"\.nii, \.nrrd, \.mha",
+    ):
         RawDataset.from_folder(raw.root)
 
 
@@ -201,8 +236,11 @@ def test_overlapping_training_and_test_ids_warn(raw: Any) -> None:
 def test_dataset_key_lists_files_explicitly(raw: Any) -> None:
     raw.image("x", folder="somewhere")
     raw.label("x", folder="segs")
-    raw.write_json(1, dataset={"x": {"images": ["somewhere/x_0000.nii.gz"], "label": "segs/x.nii.gz"}},
-                   overwrite_image_reader_writer="NibabelIO")
+    raw.write_json(
+        1,
+        dataset={"x": {"images": ["somewhere/x_0000.nii.gz"], "label": "segs/x.nii.gz"}},
+        overwrite_image_reader_writer="NibabelIO",
+    )
     with pytest.warns(UserWarning, match="overwrite_image_reader_writer is 'NibabelIO'; nnseg reads every file"):
         ds = RawDataset.from_folder(raw.root)
     assert ds.case_ids == ("x",)
@@ -210,8 +248,13 @@ def test_dataset_key_lists_files_explicitly(raw: Any) -> None:
 
 
 def test_dataset_key_rejects_environment_variables_and_missing_files(raw: Any) -> None:
-    raw.write_json(2, dataset={"x": {"images": ["$DATA/x_0000.nii.gz"], "label": "x.nii.gz"},
-                               "y": {"images": ["y_0000.nii.gz"], "label": "y.nii.gz"}})
+    raw.write_json(
+        2,
+        dataset={
+            "x": {"images": ["$DATA/x_0000.nii.gz"], "label": "x.nii.gz"},
+            "y": {"images": ["y_0000.nii.gz"], "label": "y.nii.gz"},
+        },
+    )
     with pytest.raises(DatasetLayoutError) as info:
         RawDataset.from_folder(raw.root)
     message = str(info.value)
@@ -222,15 +265,20 @@ def test_dataset_key_rejects_environment_variables_and_missing_files(raw: Any) -
 def test_dataset_key_with_bad_entries_lists_each(raw: Any) -> None:
     raw.image("x", folder="imgs")
     raw.label("x", folder="segs")
-    raw.write_json(3, dataset={"x": {"images": ["imgs/x_0000.nii.gz", "imgs/x_0000.nii.gz"], "label": "segs/x.nii.gz"},
-                               "y": {"image": "y.nii.gz"}})
+    raw.write_json(
+        3,
+        dataset={
+            "x": {"images": ["imgs/x_0000.nii.gz", "imgs/x_0000.nii.gz"], "label": "segs/x.nii.gz"},
+            "y": {"image": "y.nii.gz"},
+        },
+    )
     with pytest.raises(DatasetLayoutError) as info:
         RawDataset.from_folder(raw.root)
     assert [p.message for p in info.value.problems] == [
         "case 'x': dataset.json 'dataset' lists 2 image file(s) ['imgs/x_0000.nii.gz', 'imgs/x_0000.nii.gz']; expected "
         "one per channel: 1 channel(s) ['ch0'].",
         "case 'y': dataset.json 'dataset' entry is {'image': 'y.nii.gz'}; expected {\"images\": [one path per channel], "
-        "\"label\": path}.",
+        '"label": path}.',
         "dataset.json: numTraining is 3 but the 'dataset' key lists 2 case(s); expected them to agree. Set numTraining "
         "to 2 or add the missing cases.",
     ]
@@ -244,17 +292,23 @@ def test_sub_folders_and_test_labels_without_images_warn(raw: Any) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ds = RawDataset.from_folder(root)
-    assert [str(w.message) for w in caught] == [p.message for p in ds.layout_warnings] == [
-        "imagesTr/old/: sub-folder ignored; expected the files directly in imagesTr/.",
-        "case 't2', labelsTs/t2.nii.gz: test label file without images; expected imagesTs/t2_0000.nii.gz. It is "
-        "ignored.",
-    ]
+    assert (
+        [str(w.message) for w in caught]
+        == [p.message for p in ds.layout_warnings]
+        == [
+            "imagesTr/old/: sub-folder ignored; expected the files directly in imagesTr/.",
+            "case 't2', labelsTs/t2.nii.gz: test label file without images; expected imagesTs/t2_0000.nii.gz. It is "
+            "ignored.",
+        ]
+    )
     assert ds.test_case_ids == ("t1",)
 
 
 def test_from_cases_resolves_paths_against_root_and_sorts() -> None:
-    cases = [Case("b", ("b_t1.nii.gz", "b_t2.nii.gz"), "b_seg.nii.gz"),
-             Case("a", ("a_t1.nii.gz", "a_t2.nii.gz"), "a_seg.nii.gz")]
+    cases = [
+        Case("b", ("b_t1.nii.gz", "b_t2.nii.gz"), "b_seg.nii.gz"),
+        Case("a", ("a_t1.nii.gz", "a_t2.nii.gz"), "a_seg.nii.gz"),
+    ]
     ds = RawDataset.from_cases(SPEC, cases, root="/data")
     assert ds.case_ids == ("a", "b")
     assert ds.root == Path("/data")
@@ -267,14 +321,19 @@ def test_from_cases_lists_every_bad_case() -> None:
     with pytest.raises(DatasetError, match=r"\(3 problem\(s\)\)") as info:
         RawDataset.from_cases(SPEC, cases)
     message = str(info.value)
-    assert "training case 'a' has 1 image file(s) (a_t1.nii.gz) but the spec declares 2 channel(s) ['T1', 'T2']" in message
+    assert (
+        "training case 'a' has 1 image file(s) (a_t1.nii.gz) but the spec declares 2 channel(s) ['T1', 'T2']" in message
+    )
     assert "training case id 'b' appears more than once" in message
     assert "training case 'b' has no label_path" in message
 
 
 def test_from_cases_checks_num_training() -> None:
-    with pytest.raises(DatasetError, match=r"spec\.num_training \(numTraining\) is 2 but there are 1 training cases; "
-                       r"expected them to agree\. Use dataclasses\.replace\(spec, num_training=1\)"):
+    with pytest.raises(
+        DatasetError,
+        match=r"spec\.num_training \(numTraining\) is 2 but there are 1 training cases; "
+        r"expected them to agree\. Use dataclasses\.replace\(spec, num_training=1\)",
+    ):
         RawDataset.from_cases(SPEC, [Case("a", ("1", "2"), "a")])
 
 

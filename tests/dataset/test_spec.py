@@ -79,14 +79,20 @@ def test_regions_class_order_needs_one_entry_per_region() -> None:
 
 
 def test_regions_class_order_must_name_foreground_labels() -> None:
-    with pytest.raises(DatasetError, match=r"'regions_class_order' \[1, 5\] contains \[5\], which is not a foreground "
-                       r"label value; expected values from \[1, 2\]"):
+    with pytest.raises(
+        DatasetError,
+        match=r"'regions_class_order' \[1, 5\] contains \[5\], which is not a foreground "
+        r"label value; expected values from \[1, 2\]",
+    ):
         DatasetSpec.from_dict(_data(labels={"background": 0, "a": [1, 2], "b": 2}, regions_class_order=[1, 5]))
 
 
 def test_region_labels_must_be_consecutive() -> None:
-    with pytest.raises(DatasetError, match=r"label values must be consecutive integers starting at 0 \(the ignore label "
-                       r"included\); got \[0, 1, 3\]"):
+    with pytest.raises(
+        DatasetError,
+        match=r"label values must be consecutive integers starting at 0 \(the ignore label "
+        r"included\); got \[0, 1, 3\]",
+    ):
         DatasetSpec.from_dict(_data(labels={"background": 0, "a": [1, 3], "b": 3}, regions_class_order=[1, 3]))
 
 
@@ -130,14 +136,20 @@ def test_plain_labels_must_be_consecutive_from_background(labels: dict[str, Any]
 
 @pytest.mark.parametrize("value", ["1", 1.0, True, [], [1, "2"], {"v": 1}, None])
 def test_label_value_must_be_int_or_region(value: Any) -> None:
-    with pytest.raises(DatasetError, match=r"label 'organ' has value .*; expected an int \(e\.g\. 1\) or a non-empty "
-                       r"list of ints for a region \(e\.g\. \[1, 2\]\)\. Fix the 'labels' entry"):
+    with pytest.raises(
+        DatasetError,
+        match=r"label 'organ' has value .*; expected an int \(e\.g\. 1\) or a non-empty "
+        r"list of ints for a region \(e\.g\. \[1, 2\]\)\. Fix the 'labels' entry",
+    ):
         DatasetSpec.from_dict(_data(labels={"background": 0, "organ": value}))
 
 
 def test_nnunet_v1_labels_get_a_conversion_hint() -> None:
-    with pytest.raises(DatasetError, match=r"'labels' maps values to names .* the nnU-Net v1 form; nnU-Net v2 maps names "
-                       r"to values"):
+    with pytest.raises(
+        DatasetError,
+        match=r"'labels' maps values to names .* the nnU-Net v1 form; nnU-Net v2 maps names "
+        r"to values",
+    ):
         DatasetSpec.from_dict(_data(labels={"0": "background", "1": "liver"}))
 
 

@@ -112,7 +112,7 @@ def test_zero_byte_and_unreadable_files(raw: Any) -> None:
         "case 'case_a': image file imagesTr/case_a_0001.nii.gz is empty (0 bytes); expected an image. Re-export or "
         "re-copy the file.",
         "case 'case_b': cannot read image file labelsTr/case_b.nii.gz: SimpleITK failed (sitk::ERROR: Unable to "
-        "determine ImageIO reader for \"labelsTr/case_b.nii.gz\"). Check that the file is complete and not corrupt.",
+        'determine ImageIO reader for "labelsTr/case_b.nii.gz"). Check that the file is complete and not corrupt.',
     ]
 
 
@@ -194,11 +194,18 @@ def test_verify_lists_every_problem_of_every_case(make_raw: Any) -> None:
     raw = _break_several_cases(make_raw)
     report = RawDataset.from_folder(raw.root).verify()
     assert [(p.case_id, p.severity) for p in report.problems] == [
-        ("c1", "error"), ("c2", "error"), ("c4", "error"), ("c4", "error"), ("c5", "warning"), ("t9", "error")]
+        ("c1", "error"),
+        ("c2", "error"),
+        ("c4", "error"),
+        ("c4", "error"),
+        ("c5", "warning"),
+        ("t9", "error"),
+    ]
     assert "ERROR: case 'c4': image file imagesTr/c4_0000.nrrd holds 1 NaN" in report.format()
     assert "ERROR: case 'c4': image file labelsTr/c4.nrrd is empty (0 bytes)" in report.format()
     assert report.summary() == (
-        f"5 errors and 1 warning in 6 checked cases of {raw.root}; cases with errors: 'c1', 'c2', 'c4', 't9'.")
+        f"5 errors and 1 warning in 6 checked cases of {raw.root}; cases with errors: 'c1', 'c2', 'c4', 't9'."
+    )
     with pytest.raises(DatasetError, match=r"the dataset has 5 errors:\n  - case 'c1', ") as info:
         report.raise_for_errors()
     assert all(p.message in str(info.value) for p in report.errors)
@@ -228,7 +235,9 @@ def test_report_json_round_trip(tmp_path: Path, make_raw: Any) -> None:
 def test_bad_arguments(raw: Any) -> None:
     with pytest.raises(ConfigError, match=r"Problem: severity must be one of 'error', 'warning'; got 'fatal'"):
         Problem("a", None, "fatal", "x")  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match=r"verify: num_workers must be an integer >= 0; got -1\. Set num_workers=0 or more"):
+    with pytest.raises(
+        ConfigError, match=r"verify: num_workers must be an integer >= 0; got -1\. Set num_workers=0 or more"
+    ):
         RawDataset.from_folder(raw.build()).verify(num_workers=-1)
 
 
@@ -257,7 +266,7 @@ def test_cli_lists_layout_and_file_problems_in_one_run(raw: Any, capsys: pytest.
     (root / "imagesTr/case_a_0000.nii.gz").unlink()
     (root / "imagesTr/extra.txt").write_text("x")
     raw.write_json(4, num_channels=2)
-    raw.label("case_a", raw.label_array(values=(0, 9)))      # found only by reading the files
+    raw.label("case_a", raw.label_array(values=(0, 9)))  # found only by reading the files
     raw.image("case_c", 1, raw.image_array(shape=(4, 5, 7)))
     assert main(["verify", str(root)]) == 2
     out = capsys.readouterr().out.splitlines()
@@ -292,7 +301,8 @@ def test_cli_without_dataset_json_lists_the_layout_problems(raw: Any, capsys: py
 def test_cli_bad_worker_count_is_one_line_and_exit_2(raw: Any, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["verify", str(raw.build()), "--num-workers", "-3"]) == 2
     assert capsys.readouterr().err.strip() == (
-        "nnseg verify: error: ConfigError: verify: num_workers must be an integer >= 0; got -3. Set num_workers=0 or more.")
+        "nnseg verify: error: ConfigError: verify: num_workers must be an integer >= 0; got -3. Set num_workers=0 or more."
+    )
 
 
 def test_verify_folder_equals_open_then_verify_on_a_valid_layout(make_raw: Any) -> None:
@@ -306,13 +316,16 @@ def test_verify_folder_equals_open_then_verify_on_a_valid_layout(make_raw: Any) 
 
 def test_verify_folder_reads_the_cases_a_broken_layout_still_names(raw: Any) -> None:
     root = raw.build(case_ids=("case_a", "case_b", "case_c", "case_d"))
-    raw.label("orphan")                                       # layout error: label without images
-    (root / "labelsTr/case_b.nii.gz").unlink()                # layout error: images without label
-    raw.label("case_c", raw.label_array(shape=(3, 5, 6)))     # file error, found although the layout is broken
+    raw.label("orphan")  # layout error: label without images
+    (root / "labelsTr/case_b.nii.gz").unlink()  # layout error: images without label
+    raw.label("case_c", raw.label_array(shape=(3, 5, 6)))  # file error, found although the layout is broken
     report = verify_folder(root)
-    assert report.num_cases == 3                              # case_a, case_c, case_d are read; case_b cannot be
+    assert report.num_cases == 3  # case_a, case_c, case_d are read; case_b cannot be
     assert [(p.case_id, p.severity) for p in report.problems] == [
-        ("orphan", "error"), ("case_b", "error"), ("case_c", "error")]
+        ("orphan", "error"),
+        ("case_b", "error"),
+        ("case_c", "error"),
+    ]
     assert report.problems[2].message.startswith("case 'case_c', labelsTr/case_c.nii.gz: shape (z, y, x) is (3, 5, 6)")
     with pytest.raises(DatasetError, match="the dataset has 3 errors"):
         report.raise_for_errors()

@@ -30,7 +30,9 @@ def write_raw(
     for case_id, (images, seg, spacing) in cases.items():
         geometry = ImageGeometry.identity(spacing)
         for channel, image in enumerate(images):
-            write_image(np.asarray(image, dtype=np.float32), folder / "imagesTr" / f"{case_id}_{channel:04d}.nii.gz", geometry)
+            write_image(
+                np.asarray(image, dtype=np.float32), folder / "imagesTr" / f"{case_id}_{channel:04d}.nii.gz", geometry
+            )
         write_segmentation(seg, folder / "labelsTr" / f"{case_id}.nii.gz", geometry)
     labels = {"background": 0, **{f"l{i}": i for i in range(1, num_labels)}}
     spec = {

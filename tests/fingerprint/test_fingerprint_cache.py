@@ -134,7 +134,9 @@ def test_shards_in_separate_caches_merged_by_copying_equal_the_whole(
 
 def test_cache_from_other_settings_is_refused(dataset: RawDataset, tmp_path: Path) -> None:
     extract_fingerprint(dataset, cache_dir=tmp_path, shard=Shard(0, 3), num_samples=NUM_SAMPLES)
-    with pytest.raises(FingerprintError, match=r"was made with other settings .*num_samples: cache has 300, this run 200"):
+    with pytest.raises(
+        FingerprintError, match=r"was made with other settings .*num_samples: cache has 300, this run 200"
+    ):
         extract_fingerprint(dataset, cache_dir=tmp_path, num_samples=200)
     with pytest.raises(FingerprintError, match=r"seed: cache has 1234, this run 7.*Delete the folder"):
         fingerprint_cache_status(dataset, tmp_path, num_samples=NUM_SAMPLES, seed=7)

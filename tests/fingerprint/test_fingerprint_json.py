@@ -68,7 +68,10 @@ def test_loads_an_nnunet_file_without_case_ids(tmp_path: Path) -> None:
     fp = Fingerprint.load(tmp_path / "dataset_fingerprint.json")
     assert fp.case_ids is None
     assert [s.mean for s in fp.intensity_stats] == [1.0, 99.5]  # channels ordered by index
-    assert fp.to_json() == {**data, "foreground_intensity_properties_per_channel": {"0": {**channel, "mean": 1.0}, "1": channel}}
+    assert fp.to_json() == {
+        **data,
+        "foreground_intensity_properties_per_channel": {"0": {**channel, "mean": 1.0}, "1": channel},
+    }
 
 
 @pytest.mark.parametrize(
@@ -76,8 +79,14 @@ def test_loads_an_nnunet_file_without_case_ids(tmp_path: Path) -> None:
     [
         ({"spacings": None}, r"f.json: missing key\(s\) \['spacings'\]; expected an nnU-Net dataset_fingerprint.json"),
         ({"shapes_after_crop": [[1, 2, "x"]]}, r"f.json: malformed fingerprint \(invalid literal"),
-        ({"shapes_after_crop": [[1, 2, 3], [1, 2, 3]]}, r"f.json: fingerprint has 1 spacings but 2 shapes; expected one of each"),
-        ({"foreground_intensity_properties_per_channel": {"0": {"mean": 1.0}}}, r"f.json: channel 0: intensity statistics lack \['median'"),
+        (
+            {"shapes_after_crop": [[1, 2, 3], [1, 2, 3]]},
+            r"f.json: fingerprint has 1 spacings but 2 shapes; expected one of each",
+        ),
+        (
+            {"foreground_intensity_properties_per_channel": {"0": {"mean": 1.0}}},
+            r"f.json: channel 0: intensity statistics lack \['median'",
+        ),
     ],
 )
 def test_bad_fingerprint_files(tmp_path: Path, change: dict[str, Any], message: str) -> None:

@@ -20,8 +20,13 @@ TOTAL_SAMPLES = 6000.0
 DATASETS: dict[str, dict[str, Any]] = {
     "Dataset201_CT": {"modality": "ct", "shape": (12, 20, 20), "num_cases": 4},
     "Dataset202_MR": {"modality": "mr", "shape": (12, 18, 22), "num_cases": 3, "num_channels": 2},
-    "Dataset203_Aniso": {"modality": "mr", "shape": (8, 24, 24), "num_cases": 5, "spacing": (5.0, 0.8, 0.8),
-                         "spacing_jitter": 0.2},  # fmt: skip
+    "Dataset203_Aniso": {
+        "modality": "mr",
+        "shape": (8, 24, 24),
+        "num_cases": 5,
+        "spacing": (5.0, 0.8, 0.8),
+        "spacing_jitter": 0.2,
+    },  # fmt: skip
 }
 
 

@@ -25,12 +25,31 @@ from nnseg.testing import make_synthetic_dataset
 PINNED = Path(__file__).parent / "data" / "pinned_fingerprints.json"
 DATASETS: dict[str, dict[str, Any]] = {
     "Dataset401_CT": {"modality": "ct", "shape": (12, 20, 20), "num_cases": 5, "seed": 7, "num_samples": 20011},
-    "Dataset402_MR": {"modality": "mr", "shape": (10, 18, 22), "num_cases": 4, "num_channels": 2, "seed": 8,
-                      "num_samples": 30000},  # fmt: skip
-    "Dataset403_Aniso": {"modality": "mr", "shape": (8, 24, 24), "num_cases": 3, "seed": 9, "num_samples": 777,
-                         "spacing": (5.0, 0.8, 0.8), "spacing_jitter": 0.2},  # fmt: skip
-    "Dataset404_2D": {"modality": "ct", "shape": (1, 30, 30), "num_cases": 3, "seed": 10, "num_samples": 4099,
-                      "two_d": True},  # fmt: skip
+    "Dataset402_MR": {
+        "modality": "mr",
+        "shape": (10, 18, 22),
+        "num_cases": 4,
+        "num_channels": 2,
+        "seed": 8,
+        "num_samples": 30000,
+    },  # fmt: skip
+    "Dataset403_Aniso": {
+        "modality": "mr",
+        "shape": (8, 24, 24),
+        "num_cases": 3,
+        "seed": 9,
+        "num_samples": 777,
+        "spacing": (5.0, 0.8, 0.8),
+        "spacing_jitter": 0.2,
+    },  # fmt: skip
+    "Dataset404_2D": {
+        "modality": "ct",
+        "shape": (1, 30, 30),
+        "num_cases": 3,
+        "seed": 10,
+        "num_samples": 4099,
+        "two_d": True,
+    },  # fmt: skip
 }
 
 

@@ -43,7 +43,7 @@ def _weights(plans: dict[str, Any], dataset: dict[str, Any], configuration: str,
             state[key] = torch.randn(state[key].shape) * (8.0 if key.endswith("weight") else 0.0)
     first = "encoder.stages.0.0.convs.0.conv.weight"
     if plan.previous_stage and first in state:  # make the one-hot channels matter
-        state[first][:, spec.num_channels:] *= 4.0
+        state[first][:, spec.num_channels :] *= 4.0
     return state
 
 

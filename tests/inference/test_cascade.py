@@ -83,7 +83,9 @@ def test_resample_to_next_stage_takes_the_label_of_the_resampled_logits() -> Non
 
     case = Preprocessor(plans["3d_lowres"], spec).preprocess(np.ones((1, 8, 12, 12), np.float32), (2.0, 1.0, 1.0))
     logits = torch.randn(3, *case.properties.shape_after_resampling, generator=torch.Generator().manual_seed(0))
-    same = resample_to_next_stage(logits, case.properties.shape_after_resampling, plans["3d_lowres"], case.properties, spec)
+    same = resample_to_next_stage(
+        logits, case.properties.shape_after_resampling, plans["3d_lowres"], case.properties, spec
+    )
     assert np.array_equal(same, logits.argmax(0).numpy())
     larger = resample_to_next_stage(logits, (8, 12, 12), plans["3d_lowres"], case.properties, spec)
     assert larger.shape == (8, 12, 12)
@@ -107,10 +109,14 @@ def test_nnunet_cascade_folder_predicts_both_stages_and_resumes(tmp_path: Path) 
         assert len(np.unique(ours)) > 1
         images, geometry = read_images([tmp_path / "in" / f"{case_id}_0000.nii.gz"])
         assert np.array_equal(predictor.predict_array(images, geometry.spacing).segmentation[0], ours)
-        assert np.array_equal(predictor.predict_case([tmp_path / "in" / f"{case_id}_0000.nii.gz"]).segmentation[0], ours)
+        assert np.array_equal(
+            predictor.predict_case([tmp_path / "in" / f"{case_id}_0000.nii.gz"]).segmentation[0], ours
+        )
     # the previous stage matters: an empty previous stage gives another segmentation
     images, geometry = read_images([tmp_path / "in" / "case_0_0000.nii.gz"])
-    empty = predictor.predict_array(images, geometry.spacing, previous_segmentation=np.zeros(images.shape[1:], np.uint8))
+    empty = predictor.predict_array(
+        images, geometry.spacing, previous_segmentation=np.zeros(images.shape[1:], np.uint8)
+    )
     assert not np.array_equal(empty.segmentation[0], _array(tmp_path / "out" / "case_0.nii.gz"))
     # a rerun redoes nothing; a lost output of either stage is redone, the rest kept
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*.nii.gz")}
@@ -124,7 +130,9 @@ def test_nnunet_cascade_folder_predicts_both_stages_and_resumes(tmp_path: Path) 
     given.predict_folder(tmp_path / "in", tmp_path / "out2", progress=False,
                          previous_stage_dir=tmp_path / "out" / ".previous_stage")  # fmt: skip
     for case_id in ids:
-        assert np.array_equal(_array(tmp_path / "out2" / f"{case_id}.nii.gz"), _array(tmp_path / "out" / f"{case_id}.nii.gz"))
+        assert np.array_equal(
+            _array(tmp_path / "out2" / f"{case_id}.nii.gz"), _array(tmp_path / "out" / f"{case_id}.nii.gz")
+        )
 
 
 def test_sharded_parts_run_both_stages_for_their_own_cases(tmp_path: Path) -> None:
@@ -164,35 +172,52 @@ def test_predicted_next_stage_files_are_read_on_the_preprocessed_grid(tmp_path: 
     np.savez(tmp_path / "npz" / "case_1.npz", seg=np.zeros((3, 4, 5), np.uint8))
     with pytest.raises(CasesFailedError, match=r"case_1: PredictionError: .*case_1.npz: previous-stage segmentation of shape "
                        r"\(3, 4, 5\) does not fit case 'case_1', whose preprocessed grid is"):  # fmt: skip
-        predictor.predict_folder(tmp_path / "in", tmp_path / "bad_npz", progress=False, previous_stage_dir=tmp_path / "npz")
+        predictor.predict_folder(
+            tmp_path / "in", tmp_path / "bad_npz", progress=False, previous_stage_dir=tmp_path / "npz"
+        )
 
 
 def test_bad_cascade_inputs_are_named_and_nothing_is_written(tmp_path: Path) -> None:
     cascade, lowres = make_nnunet_cascade(tmp_path / "results", seed=4, with_lowres=False)
-    with pytest.raises(CheckpointError, match=r"is a cascade model \('3d_cascade_fullres' needs the '3d_lowres' stage "
-                       r"first\) but its 3d_lowres model folder .*nnUNetTrainer__nnUNetPlans__3d_lowres does not exist"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"is a cascade model \('3d_cascade_fullres' needs the '3d_lowres' stage "
+        r"first\) but its 3d_lowres model folder .*nnUNetTrainer__nnUNetPlans__3d_lowres does not exist",
+    ):
         Predictor.from_nnunet_model_folder(cascade)
     other, _ = make_nnunet_cascade(tmp_path / "other", seed=4, lowres_plans_name="nnUNetResEncUNetMPlans")
-    with pytest.raises(CheckpointError, match=r"the previous stage's plans name is 'nnUNetResEncUNetMPlans', expected "
-                       r"'nnUNetPlans'; the lowres model was trained with other plans"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"the previous stage's plans name is 'nnUNetResEncUNetMPlans', expected "
+        r"'nnUNetPlans'; the lowres model was trained with other plans",
+    ):
         Predictor.from_nnunet_model_folder(other)
     alone = Predictor(TrainedModel.from_nnunet_model_folder(cascade), settings=NO_TTA)  # no previous stage
     ids = write_images(tmp_path / "in", num_cases=2)
-    with pytest.raises(PredictionError, match=r"'3d_cascade_fullres' is a cascade stage and needs the '3d_lowres' "
-                       r"predictions first; give previous_stage_dir \(--prev-stage-predictions DIR\)"):
+    with pytest.raises(
+        PredictionError,
+        match=r"'3d_cascade_fullres' is a cascade stage and needs the '3d_lowres' "
+        r"predictions first; give previous_stage_dir \(--prev-stage-predictions DIR\)",
+    ):
         alone.predict_folder(tmp_path / "in", tmp_path / "out", progress=False)
     (tmp_path / "prev").mkdir()
     shutil.copy(tmp_path / "in" / "case_0_0000.nii.gz", tmp_path / "prev" / "case_0.nii.gz")
-    with pytest.raises(PredictionError, match=r"--prev-stage-predictions .*prev lacks the previous-stage segmentation "
-                       r"of 1 case\(s\): case_1; expected <case>.nii.gz .* Nothing was predicted."):
+    with pytest.raises(
+        PredictionError,
+        match=r"--prev-stage-predictions .*prev lacks the previous-stage segmentation "
+        r"of 1 case\(s\): case_1; expected <case>.nii.gz .* Nothing was predicted.",
+    ):
         alone.predict_folder(tmp_path / "in", tmp_path / "out", progress=False, previous_stage_dir=tmp_path / "prev")
     for case_id in ids:  # label maps with a label 7 the dataset does not have
         image = sitk.ReadImage(str(tmp_path / "in" / f"{case_id}_0000.nii.gz"))
         labels = sitk.GetImageFromArray(np.full(sitk.GetArrayFromImage(image).shape, 7, np.uint8))
         labels.CopyInformation(image)
         sitk.WriteImage(labels, str(tmp_path / "prev" / f"{case_id}.nii.gz"))
-    with pytest.raises(PredictionError, match=r"case_0.nii.gz \(nothing was predicted\): the previous-stage segmentation "
-                       r"holds label\(s\) \[7\] that .* does not have \(labels \[0, 1, 2\]\)"):
+    with pytest.raises(
+        PredictionError,
+        match=r"case_0.nii.gz \(nothing was predicted\): the previous-stage segmentation "
+        r"holds label\(s\) \[7\] that .* does not have \(labels \[0, 1, 2\]\)",
+    ):
         alone.predict_folder(tmp_path / "in", tmp_path / "out", progress=False, previous_stage_dir=tmp_path / "prev")
     assert not any((tmp_path / "out").glob("case_*"))  # nothing half-written
     images, geometry = read_images([tmp_path / "in" / "case_0_0000.nii.gz"])

@@ -84,7 +84,9 @@ def test_a_failing_case_does_not_stop_the_others(tmp_path: Path) -> None:
     write_images(tmp_path / "in", num_cases=3, shape=(5, 16, 16))
     (tmp_path / "in" / "case_1_0000.nii.gz").write_bytes(b"not an image")
     predictor = Predictor.from_nnunet_model_folder(model, settings=InferenceSettings(use_mirroring=False))
-    with pytest.raises(CasesFailedError, match=r"1 of 3 case\(s\) failed \(part 0 of 1\): case_1: ImageIOError") as info:
+    with pytest.raises(
+        CasesFailedError, match=r"1 of 3 case\(s\) failed \(part 0 of 1\): case_1: ImageIOError"
+    ) as info:
         predictor.predict_folder(tmp_path / "in", tmp_path / "out", progress=False)
     assert list(info.value.failures) == ["case_1"]
     assert prediction_status(tmp_path / "out").missing == ("case_1",)
@@ -128,7 +130,9 @@ def test_old_predictor_keywords_still_work_with_a_warning(tmp_path: Path) -> Non
     assert exact.settings.accumulator == InferenceSettings(accumulator="nnunet_float16").accumulator
     with pytest.warns(DeprecationWarning, match=r"Predictor.from_run: the keyword argument\(s\) \['device'\]"):
         assert Predictor.from_run(make_nnseg_run(tmp_path / "run"), device="cpu").device == torch.device("cpu")
-    with pytest.raises(ConfigError, match=r"Predictor: pass either settings=InferenceSettings\(...\) or the deprecated"):
+    with pytest.raises(
+        ConfigError, match=r"Predictor: pass either settings=InferenceSettings\(...\) or the deprecated"
+    ):
         Predictor(old.model, settings=InferenceSettings(), use_mirroring=False)
 
 

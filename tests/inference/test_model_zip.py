@@ -42,7 +42,9 @@ def test_export_import_predict_equals_the_run(tmp_path: Path, run_root: Path) ->
     assert installed.nnseg_runs == (tmp_path / "installed" / run_root.name,)
     assert sorted(p.name for p in installed.nnseg_runs[0].iterdir()) == ["fold_0", "fold_1"]
     folds = [run_root / "fold_0", run_root / "fold_1"]
-    Predictor.from_run(folds, settings=InferenceSettings(use_mirroring=False)).predict_folder(tmp_path / "in", tmp_path / "a", progress=False)
+    Predictor.from_run(folds, settings=InferenceSettings(use_mirroring=False)).predict_folder(
+        tmp_path / "in", tmp_path / "a", progress=False
+    )
     assert main(["predict", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "b"), "-m", str(installed.models[0]),
                  "--no-tta"]) == 0  # fmt: skip
     a, b = _segmentations(tmp_path / "a"), _segmentations(tmp_path / "b")
@@ -58,7 +60,9 @@ def test_export_chooses_folds_and_checkpoint(tmp_path: Path, run_root: Path) -> 
     assert f"{run_root.name}/fold_1/checkpoint_final.pt" in names
     assert f"{run_root.name}/fold_1/run.json" in names
     assert not any("fold_0" in n for n in names)
-    with pytest.raises(ModelZipError, match=r"fold\(s\) \['3'\] of .* have no checkpoint_final.pt; folds with it: \['0', '1'\]"):
+    with pytest.raises(
+        ModelZipError, match=r"fold\(s\) \['3'\] of .* have no checkpoint_final.pt; folds with it: \['0', '1'\]"
+    ):
         export_model(run_root, tmp_path / "x.zip", folds=[3])
     with pytest.raises(ModelZipError, match="has no fold_<k>/checkpoint_best.pt"):
         export_model(run_root, tmp_path / "x.zip", checkpoint="best")
@@ -83,8 +87,11 @@ def _zip_with(path: Path, entries: dict[str, bytes], *, link: str | None = None)
         ({"a/../../evil.txt": b"x"}, None, r"would land outside the target folder"),
         ({"/abs.txt": b"x"}, None, r"would land outside the target folder"),
         ({"m/fold_0/checkpoint_final.pth": b"x"}, "m/link", r"holds a link 'm/link'"),
-        ({"Dataset001_X/T__P__3d/fold_0/checkpoint_final.pth": b"x", "Dataset001_X/T__P__3d/dataset.json": b"{}"},
-         None, r"the model folder Dataset001_X/T__P__3d has no plans.json"),
+        (
+            {"Dataset001_X/T__P__3d/fold_0/checkpoint_final.pth": b"x", "Dataset001_X/T__P__3d/dataset.json": b"{}"},
+            None,
+            r"the model folder Dataset001_X/T__P__3d has no plans.json",
+        ),
         ({"readme.txt": b"x"}, None, r"holds no model"),
     ],
 )
@@ -143,10 +150,15 @@ def test_nnunet_exported_zip_predicts_as_its_folder(tmp_path: Path) -> None:
     (model / "fold_0" / "validation" / "summary.json").write_text("{}")
     script = textwrap.dedent(f"""
         from nnunetv2.model_sharing.model_export import export_pretrained_model
-        export_pretrained_model("Dataset001_Tiny", {str(tmp_path / 'nnunet.zip')!r}, configurations=("3d_fullres",),
+        export_pretrained_model("Dataset001_Tiny", {str(tmp_path / "nnunet.zip")!r}, configurations=("3d_fullres",),
                                 folds=(0,))
     """)
-    env = {**os.environ, "nnUNet_results": str(results), "nnUNet_raw": str(tmp_path), "nnUNet_preprocessed": str(tmp_path)}
+    env = {
+        **os.environ,
+        "nnUNet_results": str(results),
+        "nnUNet_raw": str(tmp_path),
+        "nnUNet_preprocessed": str(tmp_path),
+    }
     subprocess.run([sys.executable, "-c", script], check=True, env=env, capture_output=True)
     installed = import_model(tmp_path / "nnunet.zip", tmp_path / "installed")
     assert installed.nnunet_models == (tmp_path / "installed" / model.relative_to(results),)

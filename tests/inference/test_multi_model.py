@@ -41,8 +41,21 @@ def test_multi_model_prediction_equals_members_then_nnseg_ensemble(tmp_path: Pat
         assert cli.main(["predict", "-i", str(source), "-o", str(tmp_path / name), "-m", str(model), "--no-tta",
                          "--save-probabilities"]) == 0  # fmt: skip
         by_hand.append(str(tmp_path / name))
-    assert cli.main(["ensemble", "-i", *by_hand, "-o", str(tmp_path / "ens"), "--save-probabilities", "-d",
-                     str(model_a / "dataset.json")]) == 0
+    assert (
+        cli.main(
+            [
+                "ensemble",
+                "-i",
+                *by_hand,
+                "-o",
+                str(tmp_path / "ens"),
+                "--save-probabilities",
+                "-d",
+                str(model_a / "dataset.json"),
+            ]
+        )
+        == 0
+    )
     assert sorted(_files(out)) == [f"{c}.nii.gz" for c in ids]
     assert _files(out) == _files(tmp_path / "ens")
     assert _files(out, ".npz") == _files(tmp_path / "ens", ".npz")

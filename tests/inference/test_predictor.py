@@ -83,7 +83,9 @@ def test_regions_are_painted_in_order(tmp_path: Path) -> None:
 
 def test_bad_models_are_refused(tmp_path: Path) -> None:
     model = make_nnunet_model_folder(tmp_path / "model", folds=(0, 2))
-    with pytest.raises(CheckpointError, match=r"fold\(s\) \['1'\] have no checkpoint_final.pth; folds with it: \['0', '2'\]"):
+    with pytest.raises(
+        CheckpointError, match=r"fold\(s\) \['1'\] have no checkpoint_final.pth; folds with it: \['0', '2'\]"
+    ):
         Predictor.from_nnunet_model_folder(model, folds=(0, 1))
     assert len(Predictor.from_nnunet_model_folder(model).model.weights) == 2  # auto-detected folds
     other = make_nnunet_model_folder(tmp_path / "other", stages=3)
@@ -92,7 +94,9 @@ def test_bad_models_are_refused(tmp_path: Path) -> None:
         Predictor.from_nnunet_model_folder(other)
     with pytest.raises(CheckpointError, match=r"has no fold_<k>/checkpoint_best.pth"):
         Predictor.from_nnunet_model_folder(model, checkpoint_name="checkpoint_best.pth")
-    with pytest.raises(CheckpointError, match=r"run folder .* has no checkpoint_best.pt; found \['checkpoint_final.pt'\]"):
+    with pytest.raises(
+        CheckpointError, match=r"run folder .* has no checkpoint_best.pt; found \['checkpoint_final.pt'\]"
+    ):
         Predictor.from_run(make_nnseg_run(tmp_path / "run"), checkpoint="best")
 
 
@@ -113,8 +117,11 @@ def test_bad_inputs_and_foreign_output_folders(tmp_path: Path) -> None:
     write_images(tmp_path / "in", num_cases=2)
     (tmp_path / "in" / "case_1_0000.nii.gz").rename(tmp_path / "in" / "case_1_0001.nii.gz")
     predictor = Predictor.from_nnunet_model_folder(model, settings=NO_TTA)
-    with pytest.raises(CasesFailedError, match=r"^1 of 2 case\(s\) failed \(part 0 of 1\): case_1: missing channel "
-                       r"file\(s\) \[0\]; the model expects exactly 1 channel\(s\) \['MRI'\] \(_0000 to _0000\)"):
+    with pytest.raises(
+        CasesFailedError,
+        match=r"^1 of 2 case\(s\) failed \(part 0 of 1\): case_1: missing channel "
+        r"file\(s\) \[0\]; the model expects exactly 1 channel\(s\) \['MRI'\] \(_0000 to _0000\)",
+    ):
         predictor.predict_folder(tmp_path / "in", tmp_path / "out", progress=False)
     assert sorted(p.name for p in (tmp_path / "out").glob("case_*")) == ["case_0.nii.gz"]  # the good case is written
     (tmp_path / "in2").mkdir()
@@ -127,9 +134,13 @@ def test_bad_inputs_and_foreign_output_folders(tmp_path: Path) -> None:
     other = Predictor.from_nnunet_model_folder(make_nnunet_model_folder(tmp_path / "m2", seed=5), settings=NO_TTA)
     with pytest.raises(PredictionError, match=r"parts of different runs are mixed \(model differs"):
         other.predict_folder(tmp_path / "in", tmp_path / "out", progress=False)
-    with pytest.raises(PredictionError, match=r"was predicted with other settings \(mirror_axes: \[\] there, \[0, 1, 2\] now"):
+    with pytest.raises(
+        PredictionError, match=r"was predicted with other settings \(mirror_axes: \[\] there, \[0, 1, 2\] now"
+    ):
         Predictor.from_nnunet_model_folder(model).predict_folder(tmp_path / "in", tmp_path / "out", progress=False)
-    constant = Predictor.from_nnunet_model_folder(model, settings=InferenceSettings(use_mirroring=False, accumulator="constant"))
+    constant = Predictor.from_nnunet_model_folder(
+        model, settings=InferenceSettings(use_mirroring=False, accumulator="constant")
+    )
     with pytest.raises(PredictionError, match=r"other settings \(accumulator: 'gaussian' there, 'constant' now\)"):
         constant.predict_folder(tmp_path / "in", tmp_path / "out", progress=False)
 
@@ -169,7 +180,9 @@ def test_final_validation_exports_region_logits_as_the_predictor_does(tmp_path: 
     from nnseg.training._final_validation import validate_cases
 
     model = make_nnunet_model_folder(tmp_path / "model", seed=0, labels=REGION_LABELS)
-    predictor = Predictor.from_nnunet_model_folder(model, settings=InferenceSettings(use_mirroring=False, optimize=False))
+    predictor = Predictor.from_nnunet_model_folder(
+        model, settings=InferenceSettings(use_mirroring=False, optimize=False)
+    )
     images = np.random.default_rng(4).normal(size=(1, 7, 23, 17)).astype(np.float32)
     # resampled both ways, so the order matters: sigmoid before resampling changes 166 of 2737 voxels here
     case = predictor.preprocessor.preprocess(images, (3.0, 0.7, 1.3))

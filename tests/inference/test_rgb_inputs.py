@@ -18,8 +18,9 @@ from nnseg.io import read_segmentation
 
 
 def _spec(ending: str = ".png") -> DatasetSpec:
-    return DatasetSpec(channel_names=("R", "G", "B"), labels={"background": 0, "road": 1}, num_training=1,
-                       file_ending=ending)
+    return DatasetSpec(
+        channel_names=("R", "G", "B"), labels={"background": 0, "road": 1}, num_training=1, file_ending=ending
+    )
 
 
 def _touch(folder: Path, *names: str) -> Path:
@@ -33,21 +34,29 @@ def test_one_colour_file_per_case_is_a_complete_input(tmp_path: Path) -> None:
     folder = _touch(tmp_path / "in", "a_0000.png", "b_0000.png", "b_0001.png", "b_0002.png")
     cases = list_input_cases(folder, _spec())
     assert [(c.case_id, [p.name for p in c.image_paths]) for c in cases] == [
-        ("a", ["a_0000.png"]), ("b", ["b_0000.png", "b_0001.png", "b_0002.png"])]
+        ("a", ["a_0000.png"]),
+        ("b", ["b_0000.png", "b_0001.png", "b_0002.png"]),
+    ]
 
 
 def test_a_partial_set_of_channel_files_is_refused(tmp_path: Path) -> None:
     folder = _touch(tmp_path / "in", "a_0000.png", "b_0000.png", "b_0001.png")
-    with pytest.raises(PredictionError, match=r"1 case\(s\) do not have the right channels: b: missing channel "
-                       r"file\(s\) \[2\]; the model expects exactly 3 channel\(s\) \['R', 'G', 'B'\] \(_0000 to "
-                       r"_0002, or one colour file _0000\)"):
+    with pytest.raises(
+        PredictionError,
+        match=r"1 case\(s\) do not have the right channels: b: missing channel "
+        r"file\(s\) \[2\]; the model expects exactly 3 channel\(s\) \['R', 'G', 'B'\] \(_0000 to "
+        r"_0002, or one colour file _0000\)",
+    ):
         list_input_cases(folder, _spec())
 
 
 def test_one_file_of_a_non_colour_format_lacks_channels(tmp_path: Path) -> None:
     folder = _touch(tmp_path / "in", "a_0000.nii.gz")
-    with pytest.raises(PredictionError, match=r"a: missing channel file\(s\) \[1, 2\]; the model expects exactly 3 "
-                       r"channel\(s\) \['R', 'G', 'B'\] \(_0000 to _0002\)"):
+    with pytest.raises(
+        PredictionError,
+        match=r"a: missing channel file\(s\) \[1, 2\]; the model expects exactly 3 "
+        r"channel\(s\) \['R', 'G', 'B'\] \(_0000 to _0002\)",
+    ):
         list_input_cases(folder, _spec(".nii.gz"))
 
 
@@ -79,5 +88,7 @@ def test_rgb_dataset_from_synth_to_evaluation(tmp_path: Path, capsys: pytest.Cap
     assert (tmp_path / "overlays" / "case_004.png").is_file()  # the RGB image is shown as its mean colour
     summary = tmp_path / "summary.json"
     assert cli.main(["evaluate", str(out), str(raw / "labelsTs"), "-o", str(summary)]) == 0
-    assert [case["reference_file"].endswith("case_004.png") for case in json.loads(summary.read_text())["metric_per_case"]] == [True]
+    assert [
+        case["reference_file"].endswith("case_004.png") for case in json.loads(summary.read_text())["metric_per_case"]
+    ] == [True]
     capsys.readouterr()

@@ -80,7 +80,11 @@ def test_mirror_axes_resolution_and_manifest_fields() -> None:
     assert InferenceSettings(mirror_axes=(2,)).resolved_mirror_axes((0, 1, 2)) == (2,)
     assert InferenceSettings(use_mirroring=False, mirror_axes=(2,)).resolved_mirror_axes((0, 1, 2)) == ()
     assert InferenceSettings().manifest_json((0, 1, 2)) == {
-        "mirror_axes": [0, 1, 2], "tile_step_size": 0.5, "accumulator": "gaussian", "save_probabilities": False}
+        "mirror_axes": [0, 1, 2],
+        "tile_step_size": 0.5,
+        "accumulator": "gaussian",
+        "save_probabilities": False,
+    }
     # manifests of nnseg 0.x name the same settings differently; they are read in the new form
     old = {"mirror_axes": [0, 1, 2], "step_size": 0.5, "use_gaussian": True, "accumulation_dtype": "torch.float16",
            "file_ending": ".nii.gz", "save_probabilities": False}  # fmt: skip
@@ -152,7 +156,9 @@ def test_old_sliding_window_keywords_still_work_with_a_warning() -> None:
     net, data = _Constant((1.0, 2.0)), torch.zeros(1, 8, 8, 8)
     with pytest.warns(DeprecationWarning, match=r"predict_logits: the keyword argument\(s\) \['accumulation_dtype', "
                                                  r"'batch_size', 'mirror_axes'\] are deprecated.*settings=Inference"):  # fmt: skip
-        old = predict_logits(net, data, (8, 8, 8), 2, mirror_axes=(0, 1), accumulation_dtype=torch.float16, batch_size=1)
+        old = predict_logits(
+            net, data, (8, 8, 8), 2, mirror_axes=(0, 1), accumulation_dtype=torch.float16, batch_size=1
+        )
     new = predict_logits(net, data, (8, 8, 8), 2, InferenceSettings(mirror_axes=(0, 1)).with_nnunet_numerics())
     assert torch.equal(old, new)
     with pytest.warns(DeprecationWarning, match=r"predict_logits without settings is deprecated"):
@@ -161,7 +167,9 @@ def test_old_sliding_window_keywords_still_work_with_a_warning() -> None:
         predict_logits(net, data, (8, 8, 8), 2, InferenceSettings(), step_size=0.5)
     with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['tile_step'\]"):
         predict_logits(net, data, (8, 8, 8), 2, tile_step=0.5)
-    with pytest.raises(ConfigError, match=r"accumulation_dtype must be torch.float32 or torch.float16; got torch.int32"):
+    with pytest.raises(
+        ConfigError, match=r"accumulation_dtype must be torch.float32 or torch.float16; got torch.int32"
+    ):
         predict_logits(net, data, (8, 8, 8), 2, accumulation_dtype=torch.int32)
 
 
@@ -171,7 +179,9 @@ def test_names_dropped_from_the_package_still_import_with_a_warning() -> None:
     with pytest.warns(DeprecationWarning, match=r"nnseg.inference.tile_positions is deprecated .* use "
                                                  r"nnseg.inference._tiling.tile_positions"):  # fmt: skip
         assert nnseg.inference.tile_positions is tile_positions
-    with pytest.warns(DeprecationWarning, match=r"nnseg.inference.predict_folder is deprecated .* use Predictor.predict_folder"):
+    with pytest.warns(
+        DeprecationWarning, match=r"nnseg.inference.predict_folder is deprecated .* use Predictor.predict_folder"
+    ):
         from nnseg.inference import predict_folder  # noqa: F401
     with pytest.raises(AttributeError, match=r"has no attribute 'nothing'"):
         nnseg.inference.nothing  # noqa: B018

@@ -20,7 +20,9 @@ NNUNET = InferenceSettings().with_nnunet_numerics()
 def _net(dims: int, channels: int = 2, outputs: int = 3, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
     conv = torch.nn.Conv3d if dims == 3 else torch.nn.Conv2d
-    return torch.nn.Sequential(conv(channels, 4, 3, padding=1), torch.nn.LeakyReLU(), conv(4, outputs, 3, padding=1)).eval()
+    return torch.nn.Sequential(
+        conv(channels, 4, 3, padding=1), torch.nn.LeakyReLU(), conv(4, outputs, 3, padding=1)
+    ).eval()
 
 
 def test_mirror_combinations() -> None:

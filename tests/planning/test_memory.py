@@ -21,7 +21,9 @@ from nnseg.planning._memory import GB, MemoryMeasurement, attach_memory_reports,
 from nnseg.planning._memory_trace import SavedTensorCounter, live_tensor_tracker_class
 
 UNET = "dynamic_network_architectures.architectures.unet"
-SPEC = DatasetSpec(channel_names=("CT",), labels={"background": 0, "a": 1, "b": 2}, num_training=4, file_ending=".nii.gz")
+SPEC = DatasetSpec(
+    channel_names=("CT",), labels={"background": 0, "a": 1, "b": 2}, num_training=4, file_ending=".nii.gz"
+)
 
 
 def architecture(features: list[int], strides: list[list[int]], *, residual: bool = False) -> dict[str, Any]:
@@ -90,10 +92,18 @@ def test_measurement_breaks_down_into_its_parts() -> None:
     weights = sum(p.numel() for p in network.parameters())
     assert m.parameter_bytes == 4 * weights
     assert m.optimizer_bytes == m.gradient_bytes <= m.parameter_bytes  # the unused lowest head gets no gradient
-    assert m.input_bytes == 2 * 8 * 32 * 32 * 4 + 2 * 8 * 32 * 32 * 8  # float32 batch + int64 target (one weighted output)
+    assert (
+        m.input_bytes == 2 * 8 * 32 * 32 * 4 + 2 * 8 * 32 * 32 * 8
+    )  # float32 batch + int64 target (one weighted output)
     assert m.peak_bytes >= m.parameter_bytes + m.optimizer_bytes + m.saved_activation_bytes + m.input_bytes
     assert m.activation_bytes_per_sample == m.saved_activation_bytes // 2
-    assert (m.device, m.method, m.amp, m.batch_size, m.patch_size) == ("meta", "meta trace of live tensor storages", True, 2, (8, 32, 32))
+    assert (m.device, m.method, m.amp, m.batch_size, m.patch_size) == (
+        "meta",
+        "meta trace of live tensor storages",
+        True,
+        2,
+        (8, 32, 32),
+    )
     assert "activations saved for backward" in m.note
     assert "not counted: cuDNN/convolution workspaces" in m.note
     assert m.to_json()["activation_bytes_per_sample"] == m.activation_bytes_per_sample
@@ -224,7 +234,10 @@ def test_cuda_without_cuda_says_to_use_meta() -> None:
 
 @pytest.mark.parametrize("batch", [0, -1, 1.5, True])
 def test_bad_batch_size_is_a_config_error(batch: Any) -> None:
-    with pytest.raises(ConfigError, match=r"measure_training_step_memory: batch_size must be an integer >= 1; got .*Set batch_size=1 or more"):
+    with pytest.raises(
+        ConfigError,
+        match=r"measure_training_step_memory: batch_size must be an integer >= 1; got .*Set batch_size=1 or more",
+    ):
         measure(tiny_plan(), batch_size=batch)
 
 

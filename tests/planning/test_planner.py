@@ -192,7 +192,9 @@ def test_resenc_l_at_its_own_target_does_not_warn() -> None:
 # ------------------------------------------------------------------------------------------ bad input
 @pytest.mark.parametrize("value", [0, -8, float("nan"), float("inf"), "8"])
 def test_gpu_memory_must_be_positive_and_finite(value: object) -> None:
-    with pytest.raises(ConfigError, match=r"Planner: gpu_memory_gb must be a number in \(0, inf\); got .*Leave it at its default \(8\)"):
+    with pytest.raises(
+        ConfigError, match=r"Planner: gpu_memory_gb must be a number in \(0, inf\); got .*Leave it at its default \(8\)"
+    ):
         Planner(gpu_memory_gb=value)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"gpu_memory_gb must be a number in \(0, inf\)"):
         ResEncLPlanner(gpu_memory_gb=value)
@@ -218,13 +220,21 @@ def test_a_tiny_target_is_an_error_in_2d_too() -> None:
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("reference_value_3d", 0, r"Planner: reference_value_3d must be a number in \(0, inf\); got 0\. Leave it at its default"),
+        (
+            "reference_value_3d",
+            0,
+            r"Planner: reference_value_3d must be a number in \(0, inf\); got 0\. Leave it at its default",
+        ),
         ("reference_gb", float("inf"), r"Planner: reference_gb must be a number in \(0, inf\); got inf"),
         ("max_dataset_covered", "1", r"Planner: max_dataset_covered must be a number in \(0, inf\); got '1'"),
         ("min_batch_size", 0, r"Planner: min_batch_size must be an integer >= 1; got 0\. Set min_batch_size=1 or more"),
         ("base_num_features", 2.5, r"Planner: base_num_features must be an integer >= 1; got 2.5"),
         ("network_class", "UNet", r"Planner: network_class must be one of .*; got 'UNet'"),
-        ("shrink_condition", "always", r"shrink_condition must be one of 'two_samples', 'reference_batch'; got 'always'"),
+        (
+            "shrink_condition",
+            "always",
+            r"shrink_condition must be one of 'two_samples', 'reference_batch'; got 'always'",
+        ),
         ("encoder_per_stage", (), r"encoder_per_stage must be a non-empty sequence of integers >= 1; got \(\)"),
         ("encoder_per_stage", "22", r"encoder_per_stage must be a non-empty sequence of integers >= 1; got '22'"),
         ("decoder_convs_per_stage", (1, 0.5), r"decoder_convs_per_stage must be a non-empty sequence of integers"),
@@ -255,7 +265,9 @@ def test_a_plan_that_was_not_measured_says_how_to_measure_it() -> None:
 
 
 def test_empty_fingerprint_is_rejected() -> None:
-    empty = Fingerprint(spacings=(), shapes_after_crop=(), intensity_stats=(STATS,), median_relative_size_after_cropping=1.0)
+    empty = Fingerprint(
+        spacings=(), shapes_after_crop=(), intensity_stats=(STATS,), median_relative_size_after_cropping=1.0
+    )
     with pytest.raises(PlanningError, match=r"cannot plan from a fingerprint with zero cases"):
         Planner().plan(empty, _spec())
 
@@ -268,5 +280,7 @@ def test_channel_count_must_match_the_spec() -> None:
 def test_a_zero_size_case_is_rejected() -> None:
     broken = Fingerprint(spacings=((1.0, 1.0, 1.0),) * 2, shapes_after_crop=((64, 64, 64), (0, 64, 64)),
                          intensity_stats=(STATS,), median_relative_size_after_cropping=1.0)  # fmt: skip
-    with pytest.raises(PlanningError, match=r"fingerprint case 1 has spacing \[1.0, 1.0, 1.0\] and shape \[0, 64, 64\]"):
+    with pytest.raises(
+        PlanningError, match=r"fingerprint case 1 has spacing \[1.0, 1.0, 1.0\] and shape \[0, 64, 64\]"
+    ):
         Planner().plan(broken, _spec())

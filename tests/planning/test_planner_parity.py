@@ -71,7 +71,9 @@ class Case:
     def dataset_json(self) -> dict[str, Any]:
         """Return ``dataset.json`` content whose file list needs no files on disk."""
         ending = ".png" if self.shape[0] == 1 else ".nii.gz"
-        files = {f"c{i:03d}": {"images": [f"c{i:03d}{ending}"], "label": f"c{i:03d}{ending}"} for i in range(self.num_cases)}
+        files = {
+            f"c{i:03d}": {"images": [f"c{i:03d}{ending}"], "label": f"c{i:03d}{ending}"} for i in range(self.num_cases)
+        }
         return {
             "channel_names": {str(i): name for i, name in enumerate(self.channels)},
             "labels": {name: i for i, name in enumerate(self.labels)},
@@ -86,14 +88,30 @@ CASES = {
     # isotropic CT, one channel, no 3d_lowres
     "iso_ct": Case((1.0, 1.0, 1.0), (150, 150, 150), 40, spacing_jitter=(0.05, 0.05, 0.05), shape_jitter=(20, 20, 20)),
     # 3:1 (not anisotropic by nnU-Net's strict ">" rule), two z-score channels, cropping -> use_mask_for_norm
-    "aniso3_mr_2ch": Case((3.0, 1.0, 1.0), (50, 230, 230), 25, ("T1", "T2"), (0.0, 0.1, 0.1), (8, 25, 25),
-                          relative_size=0.6),  # fmt: skip
+    "aniso3_mr_2ch": Case(
+        (3.0, 1.0, 1.0), (50, 230, 230), 25, ("T1", "T2"), (0.0, 0.1, 0.1), (8, 25, 25), relative_size=0.6
+    ),  # fmt: skip
     # 5:1 with few slices: target z from the 10th percentile; four channels with four schemes
-    "aniso5_4ch": Case((5.0, 1.0, 1.0), (24, 200, 200), 12, ("T1", "noNorm", "zscore", "rescale_to_0_1"),
-                       (1.0, 0.0, 0.0), (4, 20, 20), relative_size=0.5),  # fmt: skip
+    "aniso5_4ch": Case(
+        (5.0, 1.0, 1.0),
+        (24, 200, 200),
+        12,
+        ("T1", "noNorm", "zscore", "rescale_to_0_1"),
+        (1.0, 0.0, 0.0),
+        (4, 20, 20),
+        relative_size=0.5,
+    ),  # fmt: skip
     # coarse last axis: transpose_forward [2, 0, 1]; an ignore label counts as a class
-    "transposed": Case((0.7, 0.7, 2.0), (300, 300, 80), 8, ("MR",), (0.02, 0.02, 0.2), (30, 30, 10),
-                       labels=("background", "a", "ignore"), relative_size=0.7),  # fmt: skip
+    "transposed": Case(
+        (0.7, 0.7, 2.0),
+        (300, 300, 80),
+        8,
+        ("MR",),
+        (0.02, 0.02, 0.2),
+        (30, 30, 10),
+        labels=("background", "a", "ignore"),
+        relative_size=0.7,
+    ),  # fmt: skip
     # small images, three cases: the 5 % cap and the minimum batch size decide
     "small_few": Case((1.0, 1.0, 1.0), (24, 30, 30), 3, ("MR",), shape_jitter=(4, 6, 6)),
     # medium images, many cases, two channels (CT + z-score)
@@ -101,10 +119,13 @@ CASES = {
     # large anisotropic CT: 3d_lowres and the cascade are created at small targets
     "large_lowres": Case((2.5, 0.8, 0.8), (120, 420, 420), 60, shape_jitter=(20, 20, 20)),
     # 2-D RGB-like images (three channels rescaled to [0, 1])
-    "2d_rgb": Case((999.0, 1.0, 1.0), (1, 500, 500), 30, ("rgb_to_0_1",) * 3, shape_jitter=(0, 80, 80),
-                   reader="NaturalImage2DIO"),  # fmt: skip
+    "2d_rgb": Case(
+        (999.0, 1.0, 1.0), (1, 500, 500), 30, ("rgb_to_0_1",) * 3, shape_jitter=(0, 80, 80), reader="NaturalImage2DIO"
+    ),  # fmt: skip
     # 2-D small grey images, few cases
-    "2d_small_few": Case((999.0, 0.5, 0.5), (1, 80, 80), 5, ("MR",), shape_jitter=(0, 16, 16), reader="NaturalImage2DIO"),
+    "2d_small_few": Case(
+        (999.0, 0.5, 0.5), (1, 80, 80), 5, ("MR",), shape_jitter=(0, 16, 16), reader="NaturalImage2DIO"
+    ),
 }
 
 
@@ -181,7 +202,12 @@ def nnunet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NnunetRunner]:
 def _nnseg_plans(case: str, planner: str, gpu_gb: float, dataset_name: str) -> Plans:
     fingerprint = Fingerprint.from_json(CASES[case].fingerprint(seed=list(CASES).index(case)))
     spec = DatasetSpec.from_dict(CASES[case].dataset_json())
-    factories = {"default": Planner, "resenc_m": ResEncMPlanner, "resenc_l": ResEncLPlanner, "resenc_xl": ResEncXLPlanner}
+    factories = {
+        "default": Planner,
+        "resenc_m": ResEncMPlanner,
+        "resenc_l": ResEncLPlanner,
+        "resenc_xl": ResEncXLPlanner,
+    }
     chosen = factories[planner](gpu_memory_gb=gpu_gb)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the presets warn for targets other than their own, as nnU-Net does
@@ -198,7 +224,10 @@ def _without_reports(plans: Plans) -> dict[str, Any]:
 
 def _summary(plans: dict[str, Any]) -> dict[str, Any]:
     """The fields the issue names, per configuration (a readable diff when the full comparison fails)."""
-    out: dict[str, Any] = {"transpose_forward": plans["transpose_forward"], "configurations": list(plans["configurations"])}
+    out: dict[str, Any] = {
+        "transpose_forward": plans["transpose_forward"],
+        "configurations": list(plans["configurations"]),
+    }
     for name, cfg in plans["configurations"].items():
         if "architecture" not in cfg:
             out[name] = cfg

@@ -51,7 +51,11 @@ def test_load_gives_typed_configuration() -> None:
     assert full.architecture.network_class_name.endswith("unet.PlainConvUNet")
     assert full.architecture.kw_requires_import == ("conv_op", "norm_op", "dropout_op", "nonlin")
     assert (full.ndim, full.is_2d, full.num_stages) == (3, False, 6)
-    assert (full.transpose_forward, full.plans_name, full.dataset_name) == ((0, 1, 2), "nnUNetPlans", "Dataset003_Liver")
+    assert (full.transpose_forward, full.plans_name, full.dataset_name) == (
+        (0, 1, 2),
+        "nnUNetPlans",
+        "Dataset003_Liver",
+    )
     assert full.image_reader_writer == "SimpleITKIO"
     assert full.foreground_intensity_properties_per_channel["0"]["percentile_99_5"] == 197.0
     assert (plans["2d"].ndim, plans["2d"].is_2d, plans["2d"].num_stages) == (2, True, 8)

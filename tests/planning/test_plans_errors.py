@@ -47,7 +47,12 @@ def test_missing_keys_are_named(tmp_path: Path, raw: dict[str, Any]) -> None:
 
 
 def test_not_a_plans_file(tmp_path: Path) -> None:
-    dataset_json = {"channel_names": {"0": "CT"}, "labels": {"background": 0}, "numTraining": 2, "file_ending": ".nii.gz"}
+    dataset_json = {
+        "channel_names": {"0": "CT"},
+        "labels": {"background": 0},
+        "numTraining": 2,
+        "file_ending": ".nii.gz",
+    }
     with pytest.raises(PlansError, match=r"plans\.json: not an nnU-Net v2 plans file \(missing \['dataset_name', .*found "
                                          r"keys \['channel_names', 'file_ending', 'labels', 'numTraining'\]\)"):  # fmt: skip
         Plans.load(_write(tmp_path, dataset_json))
@@ -58,7 +63,9 @@ def test_not_a_plans_file(tmp_path: Path) -> None:
 def test_unsupported_formats(raw: dict[str, Any]) -> None:
     with pytest.raises(PlansError, match=r"plans: this is an nnU-Net v1 plans file, which nnseg does not read"):
         Plans.from_json({"plans_per_stage": {}, "num_stages": 1})
-    with pytest.raises(PlansError, match=r"nnseg plans format version 99 is not supported \(this nnseg reads up to 1\)"):
+    with pytest.raises(
+        PlansError, match=r"nnseg plans format version 99 is not supported \(this nnseg reads up to 1\)"
+    ):
         Plans.from_json({**raw, "nnseg_format_version": 99})
 
 
@@ -106,14 +113,21 @@ def test_inherits_from_missing_parent(raw: dict[str, Any]) -> None:
 def test_configuration_missing_and_malformed_keys(raw: dict[str, Any]) -> None:
     cfg = raw["configurations"]["2d"]
     del cfg["batch_size"], cfg["patch_size"]
-    with pytest.raises(PlansError, match=re.escape("plans 'nnUNetPlans' of 'Dataset003_Liver': configuration '2d' lacks key(s) ['batch_size', 'patch_size']")):
+    with pytest.raises(
+        PlansError,
+        match=re.escape(
+            "plans 'nnUNetPlans' of 'Dataset003_Liver': configuration '2d' lacks key(s) ['batch_size', 'patch_size']"
+        ),
+    ):
         Plans.from_json(raw)
     raw = json.loads(FIXTURE.read_text())
     raw["configurations"]["3d_fullres"]["batch_size"] = "two"
     with pytest.raises(PlansError, match=r"/x/plans\.json: configuration '3d_fullres': key 'batch_size' is malformed"):
         Plans.from_json(raw, source="/x/plans.json")
     raw["configurations"] = {"2d": [1]}
-    with pytest.raises(PlansError, match=r"of 'Dataset003_Liver': 'configurations' must map configuration names to dicts"):
+    with pytest.raises(
+        PlansError, match=r"of 'Dataset003_Liver': 'configurations' must map configuration names to dicts"
+    ):
         Plans.from_json(raw)
 
 
@@ -135,7 +149,9 @@ def test_inconsistent_configuration(raw: dict[str, Any]) -> None:
 
 def test_architecture_and_memory_report_errors(raw: dict[str, Any]) -> None:
     del raw["configurations"]["2d"]["architecture"]["arch_kwargs"]
-    with pytest.raises(PlansError, match=r"of 'Dataset003_Liver' \[2d\]: 'architecture' lacks key\(s\) \['arch_kwargs'\]"):
+    with pytest.raises(
+        PlansError, match=r"of 'Dataset003_Liver' \[2d\]: 'architecture' lacks key\(s\) \['arch_kwargs'\]"
+    ):
         Plans.from_json(raw)
     with pytest.raises(PlansError, match=r"x: memory report lacks key\(s\) \['budget', 'gpu_memory_gb'\]"):
         MemoryReport.from_json({"estimate": 1.0}, where="x")
@@ -180,7 +196,9 @@ def _legacy(raw: dict[str, Any], name: str, class_name: str = "PlainConvUNet") -
 def test_old_format_is_converted(raw: dict[str, Any]) -> None:
     expected = Plans.from_json(raw)
     old = _legacy(_legacy(json.loads(FIXTURE.read_text()), "3d_fullres"), "2d")
-    with pytest.warns(UserWarning, match=r"of 'Dataset003_Liver': configuration\(s\) \['2d', '3d_fullres'\] use the old nnU-Net plans"):
+    with pytest.warns(
+        UserWarning, match=r"of 'Dataset003_Liver': configuration\(s\) \['2d', '3d_fullres'\] use the old nnU-Net plans"
+    ):
         plans = Plans.from_json(old)
     for name in ("2d", "3d_fullres", "3d_cascade_fullres"):
         assert plans[name] == expected[name]
@@ -198,5 +216,7 @@ def test_old_format_that_cannot_be_converted(raw: dict[str, Any]) -> None:
         Plans.from_json(old)
     old["configurations"]["3d_fullres"]["UNet_class_name"] = "PlainConvUNet"
     del old["configurations"]["3d_fullres"]["unet_max_num_features"]
-    with pytest.raises(PlansError, match=r"lacks key\(s\) \['unet_max_num_features'\] needed to rebuild its 'architecture'"):
+    with pytest.raises(
+        PlansError, match=r"lacks key\(s\) \['unet_max_num_features'\] needed to rebuild its 'architecture'"
+    ):
         Plans.from_json(old)

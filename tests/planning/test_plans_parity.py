@@ -176,7 +176,10 @@ def test_default_and_resenc_l_share_preprocessing(nnunet_plans: dict[str, Path])
     default, resenc_l = Plans.load(nnunet_plans["default"]), Plans.load(nnunet_plans["resenc_l"])
     for name in ("2d", "3d_fullres"):
         assert default[name].architecture != resenc_l[name].architecture
-        assert default[name].batch_size != resenc_l[name].batch_size or default[name].patch_size != resenc_l[name].patch_size
+        assert (
+            default[name].batch_size != resenc_l[name].batch_size
+            or default[name].patch_size != resenc_l[name].patch_size
+        )
         assert default[name].data_identifier == resenc_l[name].data_identifier
         assert default[name].preprocessing_hash() == resenc_l[name].preprocessing_hash()
     assert default.content_hash() != resenc_l.content_hash()

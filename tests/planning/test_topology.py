@@ -119,7 +119,9 @@ def test_repeat_last() -> None:
 def test_reference_feature_map_sizes() -> None:
     """The computed reference points of facts §4.5 (PlainConvUNet, 3 classes, no deep supervision)."""
     strides_3d = ((1, 1, 1),) + ((2, 2, 2),) * 5
-    assert feature_map_size((128,) * 3, strides_3d, features_per_stage(6, 32, 320), (2,) * 6, (2,) * 5, 3) == 452_796_416
+    assert (
+        feature_map_size((128,) * 3, strides_3d, features_per_stage(6, 32, 320), (2,) * 6, (2,) * 5, 3) == 452_796_416
+    )
     strides_2d = ((1, 1),) + ((2, 2),) * 6
     assert feature_map_size((512,) * 2, strides_2d, features_per_stage(7, 32, 512), (2,) * 7, (2,) * 6, 3) == 82_771_968
 

@@ -132,7 +132,10 @@ def test_bad_input_names_the_files(tmp_path: Path) -> None:
         determine_postprocessing(tmp_path / "pred", tmp_path / "ref", TWO, tmp_path / "out")
     (tmp_path / "pred" / "extra.nii.gz").unlink()
     write_segmentation(base(), tmp_path / "ref" / "c2.nii.gz", GEOMETRY)
-    with pytest.raises(PostprocessingError, match=r"cannot determine postprocessing: 1 of \d+ reference\(s\) in .*ref have no prediction .*c2.nii.gz"):
+    with pytest.raises(
+        PostprocessingError,
+        match=r"cannot determine postprocessing: 1 of \d+ reference\(s\) in .*ref have no prediction .*c2.nii.gz",
+    ):
         determine_postprocessing(tmp_path / "pred", tmp_path / "ref", TWO, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     with pytest.raises(PostprocessingError, match="is the prediction or reference folder"):
@@ -140,7 +143,9 @@ def test_bad_input_names_the_files(tmp_path: Path) -> None:
     other = Postprocessing((), ("1", "2", "3"))
     with pytest.raises(PostprocessingError, match=r"determined for labels \['1', '2', '3'\] but the dataset"):
         apply_postprocessing_folder(other, tmp_path / "pred", tmp_path / "out", TWO)
-    (tmp_path / "bad.json").write_text(json.dumps({"format_version": 1, "labels": ["1"], "steps": [{"operation": "x"}]}))
+    (tmp_path / "bad.json").write_text(
+        json.dumps({"format_version": 1, "labels": ["1"], "steps": [{"operation": "x"}]})
+    )
     with pytest.raises(PostprocessingError, match="expected .*keep_largest_component"):
         Postprocessing.load(tmp_path / "bad.json")
     with pytest.raises(PostprocessingError, match="does not exist; write one with"):

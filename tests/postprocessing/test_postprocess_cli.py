@@ -39,7 +39,18 @@ def test_determine_then_apply(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert (pred / "postprocessed" / "x.nii.gz").is_file()
     assert "kept" in capsys.readouterr().out
     out = tmp_path / "out"
-    args = ["postprocess", "apply", "-i", str(pred), "-o", str(out), "--pp", str(pp), "-d", str(ref.parent / "dataset.json")]
+    args = [
+        "postprocess",
+        "apply",
+        "-i",
+        str(pred),
+        "-o",
+        str(out),
+        "--pp",
+        str(pp),
+        "-d",
+        str(ref.parent / "dataset.json"),
+    ]
     assert cli.main([*args, "--num-parts", "2", "--part-id", "1"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["y.nii.gz"]
     assert cli.main(args) == 0

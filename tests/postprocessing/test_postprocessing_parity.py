@@ -56,10 +56,19 @@ def test_determine_matches_nnunetv2(tmp_path: Path, labels: dict, max_label: int
     ours = Postprocessing.determine(tmp_path / "pred", tmp_path / "ref", spec, tmp_path / "ours")
     theirs_in = tmp_path / "theirs"
     shutil.copytree(tmp_path / "pred", theirs_in)
-    fns, kwargs = remove.determine_postprocessing(str(theirs_in), str(tmp_path / "ref"), PLANS,
-                                                  json.loads((tmp_path / "dataset.json").read_text()), num_processes=1)
-    expected = [tuple(k["labels_or_regions"]) if isinstance(k["labels_or_regions"], (list, tuple))
-                and not isinstance(k["labels_or_regions"], tuple) else k["labels_or_regions"] for k in kwargs]
+    fns, kwargs = remove.determine_postprocessing(
+        str(theirs_in),
+        str(tmp_path / "ref"),
+        PLANS,
+        json.loads((tmp_path / "dataset.json").read_text()),
+        num_processes=1,
+    )
+    expected = [
+        tuple(k["labels_or_regions"])
+        if isinstance(k["labels_or_regions"], (list, tuple)) and not isinstance(k["labels_or_regions"], tuple)
+        else k["labels_or_regions"]
+        for k in kwargs
+    ]
     got = [step.labels if len(step.labels) > 1 else step.labels[0] for step in ours.steps]
     assert [_normal(v) for v in got] == [_normal(v) for v in expected]
     assert len(fns) == len(ours.steps)

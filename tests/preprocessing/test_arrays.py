@@ -25,8 +25,10 @@ from nnseg.preprocessing._arrays import (
 @settings(max_examples=60, deadline=None)
 @given(
     shape=st.tuples(st.integers(1, 3), st.integers(1, 400), st.integers(1, 600), st.integers(1, 600)),
-    patch=st.one_of(st.tuples(st.integers(1, 256), st.integers(1, 256), st.integers(1, 256)),
-                    st.tuples(st.integers(1, 1024), st.integers(1, 1024))),  # fmt: skip
+    patch=st.one_of(
+        st.tuples(st.integers(1, 256), st.integers(1, 256), st.integers(1, 256)),
+        st.tuples(st.integers(1, 1024), st.integers(1, 1024)),
+    ),  # fmt: skip
     itemsize=st.sampled_from([1, 2, 4]),
 )
 def test_layout_fits_array_and_byte_limits(shape: tuple[int, ...], patch: tuple[int, ...], itemsize: int) -> None:
@@ -36,7 +38,11 @@ def test_layout_fits_array_and_byte_limits(shape: tuple[int, ...], patch: tuple[
     assert all(1 <= b <= c <= s for b, c, s in zip(blocks[1:], chunks[1:], shape[1:]))
     assert math.prod(blocks) * itemsize <= MAX_BLOCK_BYTES or max(blocks) == 1
     # a chunk may exceed the limit only when it is down to one block per axis
-    assert math.prod(chunks) * itemsize <= MAX_CHUNK_BYTES or chunks == blocks or math.prod(blocks) * itemsize > MAX_CHUNK_BYTES
+    assert (
+        math.prod(chunks) * itemsize <= MAX_CHUNK_BYTES
+        or chunks == blocks
+        or math.prod(blocks) * itemsize > MAX_CHUNK_BYTES
+    )
 
 
 def test_layout_2d_patch_reads_one_slice() -> None:

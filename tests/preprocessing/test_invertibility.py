@@ -29,7 +29,9 @@ from nnseg.preprocessing._revert import (
 )
 from nnseg.testing import make_plans_json, make_synthetic_dataset
 
-SPEC = DatasetSpec(channel_names=("T1",), labels={"background": 0, "a": 1, "b": 2}, num_training=1, file_ending=".nii.gz")
+SPEC = DatasetSpec(
+    channel_names=("T1",), labels={"background": 0, "a": 1, "b": 2}, num_training=1, file_ending=".nii.gz"
+)
 
 
 def make_preprocessor(
@@ -147,7 +149,9 @@ def test_reverting_works_from_json_round_tripped_properties() -> None:
     restored = CaseProperties.from_json(json.loads(json.dumps(case.properties.to_json())))
     assert restored == case.properties
     assert restored.geometry == geometry
-    np.testing.assert_array_equal(revert_segmentation(case.seg, restored), revert_segmentation(case.seg, case.properties))
+    np.testing.assert_array_equal(
+        revert_segmentation(case.seg, restored), revert_segmentation(case.seg, case.properties)
+    )
 
 
 def test_probabilities_are_background_outside_the_crop_and_still_sum_to_one() -> None:

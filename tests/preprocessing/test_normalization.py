@@ -130,7 +130,9 @@ def test_build_normalizer_accepts_class_names_in_any_case_and_channel_keys() -> 
 
 
 def test_unknown_scheme_suggests_the_closest_name() -> None:
-    with pytest.raises(PlansError, match=r"unknown normalisation scheme 'CTNormalisation'.*Did you mean 'CTNormalization'"):
+    with pytest.raises(
+        PlansError, match=r"unknown normalisation scheme 'CTNormalisation'.*Did you mean 'CTNormalization'"
+    ):
         build_normalizer("CTNormalisation")
 
 

@@ -52,6 +52,8 @@ def _scenario(name: str, root: Path) -> RawDataset:
 @pytest.mark.parametrize("workers", [1, 2])
 def test_store_arrays_are_pinned(tmp_path: Path, name: str, workers: int) -> None:
     dataset = _scenario(name, tmp_path / "raw")
-    plans = Planner().plan(extract_fingerprint(dataset, num_samples=10_000), dataset.spec, dataset_name=dataset.root.name)
+    plans = Planner().plan(
+        extract_fingerprint(dataset, num_samples=10_000), dataset.spec, dataset_name=dataset.root.name
+    )
     store = preprocess_dataset(dataset, plans["3d_fullres"], tmp_path / "store", num_workers=workers, progress=False)
     assert _digest(store) == PINNED[name]

@@ -32,6 +32,7 @@ def plans_dict(
     return make_plans_json([16] * len(spacing), name=name, spacing=spacing, features=(8, 16), schemes=schemes,
                            use_mask=use_mask, intensity=INTENSITY, transpose=transpose_forward)  # fmt: skip
 
+
 def make_plan(spacing: Sequence[float], **kwargs: Any) -> ConfigurationPlan:
     """Return the one configuration of :func:`plans_dict`."""
     name = kwargs.get("name", "3d_fullres")
@@ -178,9 +179,11 @@ def test_preprocess_case_checks_the_number_of_channel_files(tmp_path: Path) -> N
 
 def test_case_properties_round_trip_through_json(tmp_path: Path) -> None:
     image, seg = mr_case()
-    props = Preprocessor(make_plan((0.7, 1.0, 1.3)), make_spec()).preprocess(
-        image, (1, 1, 1), seg=seg, geometry=ImageGeometry.identity((1, 1, 1))
-    ).properties
+    props = (
+        Preprocessor(make_plan((0.7, 1.0, 1.3)), make_spec())
+        .preprocess(image, (1, 1, 1), seg=seg, geometry=ImageGeometry.identity((1, 1, 1)))
+        .properties
+    )
     props.save(tmp_path / "props.json")
     assert CaseProperties.load(tmp_path / "props.json") == props
     assert CaseProperties.from_json(props.to_json()) == props

@@ -42,6 +42,7 @@ def plans_dict(
     return make_plans_json([16] * len(spacing), name=name, spacing=spacing, schemes=schemes, use_mask=use_mask,
                            intensity=CT_STATS, transpose=transpose)  # fmt: skip
 
+
 @pytest.fixture
 def nnunet(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
     """Import nnunetv2 (skip without it) with its folders pointing into tmp_path."""
@@ -54,7 +55,9 @@ def nnunet(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
     return DefaultPreprocessor, PlansManager
 
 
-def _edit_dataset(root: Path, labels: dict[str, Any], regions_class_order: list[int] | None, ignore: int | None) -> None:
+def _edit_dataset(
+    root: Path, labels: dict[str, Any], regions_class_order: list[int] | None, ignore: int | None
+) -> None:
     """Rewrite dataset.json labels; with ``ignore``, paint a slab of every label map with it."""
     path = root / "dataset.json"
     data = json.loads(path.read_text())
@@ -83,9 +86,13 @@ def _compare_case(
     assert ours.data.shape == ref_data.shape
     assert float(np.max(np.abs(ours.data - ref_data))) <= DATA_TOLERANCE
     props = ours.properties
-    assert props.bbox_used_for_cropping == tuple(tuple(int(v) for v in pair) for pair in ref_props["bbox_used_for_cropping"])
+    assert props.bbox_used_for_cropping == tuple(
+        tuple(int(v) for v in pair) for pair in ref_props["bbox_used_for_cropping"]
+    )
     assert props.shape_before_cropping == tuple(ref_props["shape_before_cropping"])
-    assert props.shape_after_cropping_and_before_resampling == tuple(ref_props["shape_after_cropping_and_before_resampling"])
+    assert props.shape_after_cropping_and_before_resampling == tuple(
+        ref_props["shape_after_cropping_and_before_resampling"]
+    )
     assert props.shape_after_resampling == tuple(ref_data.shape[1:])
     np.testing.assert_allclose(props.spacing, ref_props["spacing"])
     if seg_file is None:
@@ -95,7 +102,10 @@ def _compare_case(
     assert ours.seg is not None
     assert ours.seg.dtype == ref_seg.dtype
     np.testing.assert_array_equal(ours.seg, ref_seg)
-    expected = {location_key(tuple(k) if isinstance(k, list) else k): np.asarray(v) for k, v in ref_props["class_locations"].items()}
+    expected = {
+        location_key(tuple(k) if isinstance(k, list) else k): np.asarray(v)
+        for k, v in ref_props["class_locations"].items()
+    }
     assert ours.class_locations is not None
     assert set(ours.class_locations) == set(expected)
     for key, rows in expected.items():
@@ -189,7 +199,9 @@ def test_every_normalisation_scheme_matches_nnunet(scheme: str, use_mask: bool, 
     rng = np.random.default_rng(4)
     image = rng.uniform(0, 255, size=(6, 9, 8)).astype(np.float32)
     seg = np.where(rng.uniform(size=image.shape) > 0.3, 0, -1).astype(np.int8)
-    reference = getattr(schemes, scheme)(use_mask_for_norm=use_mask, intensityproperties=CT_STATS).run(image.copy(), seg)
+    reference = getattr(schemes, scheme)(use_mask_for_norm=use_mask, intensityproperties=CT_STATS).run(
+        image.copy(), seg
+    )
     ours = build_normalizer(scheme, use_mask_for_norm=use_mask, intensity_properties=CT_STATS)(image.copy(), seg)
     assert ours.dtype == reference.dtype == np.float32
     np.testing.assert_array_equal(ours, reference)

@@ -137,7 +137,9 @@ def test_disk_full_stops_and_keeps_finished_cases(dataset: RawDataset, reference
         return real(path, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(store_module, "write_array", filling_disk)
-    with pytest.raises(PreprocessingError, match=r"^the disk holding store .* is full; free space and run again") as info:
+    with pytest.raises(
+        PreprocessingError, match=r"^the disk holding store .* is full; free space and run again"
+    ) as info:
         preprocess_dataset(dataset, tiny_plan(dataset), tmp_path / "s", progress=False)
     assert info.value.failures["case_002"].startswith("the disk holding the store is full (WriteError: cannot write ")
     assert "[Errno 28] No space left on device" in info.value.failures["case_002"]
@@ -154,7 +156,10 @@ def test_disk_full_stops_and_keeps_finished_cases(dataset: RawDataset, reference
 
 
 def test_bad_worker_count(dataset: RawDataset, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"preprocess_dataset: num_workers must be an integer >= 0; got -1\. Set num_workers=0 or more"):
+    with pytest.raises(
+        ConfigError,
+        match=r"preprocess_dataset: num_workers must be an integer >= 0; got -1\. Set num_workers=0 or more",
+    ):
         preprocess_dataset(dataset, tiny_plan(dataset), tmp_path / "s", num_workers=-1)
     assert not (tmp_path / "s").exists()
 
@@ -173,6 +178,7 @@ def test_run_bounded_keeps_at_most_max_in_flight() -> None:
         return i
 
     with ThreadPoolExecutor(8) as pool:
+
         def submit(i: int) -> Future[int]:
             return pool.submit(job, i)
 

@@ -53,8 +53,9 @@ def test_one_png_per_case_and_reference_doubles_the_width(raw_dataset: Path, tmp
 
 
 def test_two_d_and_another_channel(tmp_path: Path) -> None:
-    raw = make_synthetic_dataset(tmp_path, num_cases=1, shape=(24, 24), spacing=(1.0, 1.0), two_d=True, modality="mr",
-                                 num_channels=2)
+    raw = make_synthetic_dataset(
+        tmp_path, num_cases=1, shape=(24, 24), spacing=(1.0, 1.0), two_d=True, modality="mr", num_channels=2
+    )
     (written,) = write_overlays(raw, raw, tmp_path / "out", channel=1)
     assert imread(written).ndim == 3
     with pytest.raises(ConfigError, match=r"overlay: channel 2 does not exist; the dataset has 2 channel\(s\)"):

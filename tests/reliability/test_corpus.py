@@ -164,8 +164,11 @@ CORPUS: dict[str, tuple[Case, int, str]] = {
     "image: missing channel file": (_raw_verify(lambda r: _image(r, 2).unlink()), 2, "case_002"),
     "label: missing": (_raw_verify(lambda r: _label(r).unlink()), 2, "case_000"),
     "label: truncated": (_raw_verify(lambda r: _truncate(_label(r, 1))), 2, "case_001"),
-    "label: from another case shape": (_raw_verify(lambda r: _label(r, 0).write_bytes(_image(r, 1).read_bytes())), 2,
-                                       "case_000"),
+    "label: from another case shape": (
+        _raw_verify(lambda r: _label(r, 0).write_bytes(_image(r, 1).read_bytes())),
+        2,
+        "case_000",
+    ),
     # dataset.json
     "dataset.json: not JSON": (_raw_verify(lambda r: _write(r / "dataset.json", "{")), 2, "dataset.json"),
     "dataset.json: missing": (_raw_verify(lambda r: (r / "dataset.json").unlink()), 2, "dataset.json"),
@@ -176,56 +179,126 @@ CORPUS: dict[str, tuple[Case, int, str]] = {
     # work folder artifacts (nnseg verify WORK: damaged items with their repair, exit 1)
     "work: workspace.json not JSON": (_work_verify(lambda w: _write(w / "workspace.json", "{")), 1, "workspace.json"),
     "work: dataset.json damaged": (_work_verify(lambda w: _write(w / "dataset.json", "[]")), 1, "dataset.json"),
-    "work: fingerprint.json damaged": (_work_verify(lambda w: _write(w / "fingerprint.json", "{")), 1,
-                                       "fingerprint.json"),
+    "work: fingerprint.json damaged": (
+        _work_verify(lambda w: _write(w / "fingerprint.json", "{")),
+        1,
+        "fingerprint.json",
+    ),
     "plans: not JSON": (_work_verify(lambda w: _write(w / "plans" / "nnUNetPlans.json", "{")), 1, "PlansError"),
-    "plans: no configurations": (_work_verify(lambda w: _write(w / "plans" / "nnUNetPlans.json", "{}")), 1,
-                                 "PlansError"),
+    "plans: no configurations": (
+        _work_verify(lambda w: _write(w / "plans" / "nnUNetPlans.json", "{}")),
+        1,
+        "PlansError",
+    ),
     "store: manifest damaged": (_work_verify(lambda w: _damage_store(w, "manifest")), 1, "store.json"),
     "store: truncated case": (_work_verify(lambda w: _damage_store(w, "truncate")), 1, "case_1"),
     "store: undecodable chunk of the right size": (_work_verify(lambda w: _damage_store(w, "flip")), 1, "case_1"),
-    "checkpoint: final truncated": (_work_verify(lambda w: _truncate(w / RUN / "checkpoint_final.pt")), 1,
-                                    "CheckpointError"),
-    "checkpoint: best is garbage": (_work_verify(lambda w: _write(w / RUN / "checkpoint_best.pt", "x")), 1,
-                                    "checkpoint_best.pt"),
+    "checkpoint: final truncated": (
+        _work_verify(lambda w: _truncate(w / RUN / "checkpoint_final.pt")),
+        1,
+        "CheckpointError",
+    ),
+    "checkpoint: best is garbage": (
+        _work_verify(lambda w: _write(w / RUN / "checkpoint_best.pt", "x")),
+        1,
+        "checkpoint_best.pt",
+    ),
     "run: run.json damaged": (_work_verify(lambda w: _write(w / RUN / "run.json", "{")), 1, "run.json"),
-    "run: validation summary lost": (_work_verify(
-        lambda w: (w / RUN / "validation" / "summary_preprocessed.json").unlink()), 1, "--val-only"),
-    "crossval: summary missing": (_work_verify(lambda w: (w / RUN.parent / "crossval_results_folds_0").mkdir()), 1,
-                                  "summary.json is missing"),
-    "probabilities/prediction: foreign part manifest": (_work_verify(
-        lambda w: ((w / "pred" / "nnseg_parts").mkdir(parents=True),
-                   _write(w / "pred" / "nnseg_parts" / "part_0_of_1.json", "[]"))), 1, "pred"),
+    "run: validation summary lost": (
+        _work_verify(lambda w: (w / RUN / "validation" / "summary_preprocessed.json").unlink()),
+        1,
+        "--val-only",
+    ),
+    "crossval: summary missing": (
+        _work_verify(lambda w: (w / RUN.parent / "crossval_results_folds_0").mkdir()),
+        1,
+        "summary.json is missing",
+    ),
+    "probabilities/prediction: foreign part manifest": (
+        _work_verify(
+            lambda w: (
+                (w / "pred" / "nnseg_parts").mkdir(parents=True),
+                _write(w / "pred" / "nnseg_parts" / "part_0_of_1.json", "[]"),
+            )
+        ),
+        1,
+        "pred",
+    ),
     # training (nnseg train)
-    "checkpoint: latest truncated on resume": (_train(lambda w: _latest_from_final(w, _truncate)), 2,
-                                               "CheckpointError: cannot resume the run in"),
-    "checkpoint: latest of a future format": (_train(lambda w: _latest_from_final(w, _torch_save(
-        {"format_version": 99, "network_weights": {}}))), 2, "format_version 99"),
-    "checkpoint: latest with a pickled payload": (_train(lambda w: _latest_from_final(w, _torch_save(
-        {"format_version": 2, "network_weights": {}, "train_state": {}, "x": _Pickled()}))), 2,
-        "holds pickled Python objects"),
-    "checkpoint: latest not an nnseg checkpoint": (_train(lambda w: _latest_from_final(w, _torch_save(
-        {"weights": {}}))), 2, "is not an nnseg checkpoint"),
-    "checkpoint: latest missing train_state": (_train(lambda w: _latest_from_final(w, _torch_save(
-        {"format_version": 2, "network_weights": {}}))), 2, "lacks key(s) ['train_state']"),
+    "checkpoint: latest truncated on resume": (
+        _train(lambda w: _latest_from_final(w, _truncate)),
+        2,
+        "CheckpointError: cannot resume the run in",
+    ),
+    "checkpoint: latest of a future format": (
+        _train(lambda w: _latest_from_final(w, _torch_save({"format_version": 99, "network_weights": {}}))),
+        2,
+        "format_version 99",
+    ),
+    "checkpoint: latest with a pickled payload": (
+        _train(
+            lambda w: _latest_from_final(
+                w, _torch_save({"format_version": 2, "network_weights": {}, "train_state": {}, "x": _Pickled()})
+            )
+        ),
+        2,
+        "holds pickled Python objects",
+    ),
+    "checkpoint: latest not an nnseg checkpoint": (
+        _train(lambda w: _latest_from_final(w, _torch_save({"weights": {}}))),
+        2,
+        "is not an nnseg checkpoint",
+    ),
+    "checkpoint: latest missing train_state": (
+        _train(lambda w: _latest_from_final(w, _torch_save({"format_version": 2, "network_weights": {}}))),
+        2,
+        "lacks key(s) ['train_state']",
+    ),
     "concurrent: a live trainer holds the run folder": (_train(_hold_lock), 1, "LockError: training in run folder"),
     "train: plans damaged": (_train(lambda w: _write(w / "plans" / "nnUNetPlans.json", "{")), 2, "PlansError"),
-    "train: splits file malformed": (_train(lambda w: _write(w / "splits_final.json", '{"train": 1}')), 2,
-                                     "ConfigError"),
+    "train: splits file malformed": (
+        _train(lambda w: _write(w / "splits_final.json", '{"train": 1}')),
+        2,
+        "ConfigError",
+    ),
     "train: store manifest damaged": (_train(lambda w: _damage_store(w, "manifest")), 2, "StoreError"),
     "train: bad option": (_train(lambda w: None, "--grad-clip-norm", "x"), 2, "--grad-clip-norm must be a number"),
     # model folders and zips
-    "model folder: no checkpoints": (_predict(lambda w, r, t: ["predict", "-i", str(r / "imagesTr"), "-o",
-                                                               str(t / "out"), "-m", str(t)]), 2, "ConfigError"),
-    "model zip: not a zip": (_predict(lambda w, r, t: (_write(t / "m.zip", "not a zip"),
-                                                       ["import-model", str(t / "m.zip"), "-o", str(t / "m")])[1]),
-                             2, "ModelZipError"),
-    "model zip: truncated": (_predict(lambda w, r, t: (
-        main(["export-model", str(w / RUN.parent), "-o", str(t / "m.zip")]), _truncate(t / "m.zip"),
-        ["import-model", str(t / "m.zip"), "-o", str(t / "m")])[2]), 2, "ModelZipError"),
-    "prediction: model with a damaged final checkpoint": (_predict(lambda w, r, t: (
-        _truncate(w / RUN / "checkpoint_final.pt"),
-        ["predict", "-i", str(r / "imagesTr"), "-o", str(t / "out"), "-m", str(w / RUN)])[1]), 2, "CheckpointError"),
+    "model folder: no checkpoints": (
+        _predict(lambda w, r, t: ["predict", "-i", str(r / "imagesTr"), "-o", str(t / "out"), "-m", str(t)]),
+        2,
+        "ConfigError",
+    ),
+    "model zip: not a zip": (
+        _predict(
+            lambda w, r, t: (_write(t / "m.zip", "not a zip"), ["import-model", str(t / "m.zip"), "-o", str(t / "m")])[
+                1
+            ]
+        ),
+        2,
+        "ModelZipError",
+    ),
+    "model zip: truncated": (
+        _predict(
+            lambda w, r, t: (
+                main(["export-model", str(w / RUN.parent), "-o", str(t / "m.zip")]),
+                _truncate(t / "m.zip"),
+                ["import-model", str(t / "m.zip"), "-o", str(t / "m")],
+            )[2]
+        ),
+        2,
+        "ModelZipError",
+    ),
+    "prediction: model with a damaged final checkpoint": (
+        _predict(
+            lambda w, r, t: (
+                _truncate(w / RUN / "checkpoint_final.pt"),
+                ["predict", "-i", str(r / "imagesTr"), "-o", str(t / "out"), "-m", str(w / RUN)],
+            )[1]
+        ),
+        2,
+        "CheckpointError",
+    ),
 }
 
 

@@ -70,7 +70,8 @@ def test_nifti_written_under_a_file_size_limit_is_an_error_not_a_truncated_file(
         "(the written file does not read back: image file "
     )
     assert "nothing was kept under that name. Free space (or raise the limit) and run the same command" in str(
-        result["message"])
+        result["message"]
+    )
     assert list(tmp_path.iterdir()) == []  # no partial file, not even a temporary one
 
 
@@ -86,8 +87,10 @@ def test_preprocessing_under_a_file_size_limit_then_rerun(tiny: tuple[RawDataset
     result = _run_limited(3500, "preprocess", str(dataset.root), str(plan_path), str(store))
     assert result["type"] == "PreprocessingWriteError"
     assert result["errno"] == errno.EFBIG
-    assert str(result["message"]).startswith(f"a file-size limit (`ulimit -f`) stopped writing store {store}; raise "
-                                             "the limit and run again. preprocessing failed for ")
+    assert str(result["message"]).startswith(
+        f"a file-size limit (`ulimit -f`) stopped writing store {store}; raise "
+        "the limit and run again. preprocessing failed for "
+    )
     status = PreprocessedStore(store).status(dataset.case_ids, verify=True)
     assert status.stale == ()  # nothing half-written counts as anything
     assert not [p for p in store.iterdir() if p.name.endswith(".tmp") or p.name.startswith(".preprocess")]
@@ -103,8 +106,11 @@ def test_bytes_that_do_not_reach_the_disk_are_a_write_error(tmp_path: Path, monk
             return handle.write(data[: len(data) // 2])  # a writer that silently drops bytes
 
     monkeypatch.setattr(Path, "write_bytes", short_write)
-    with pytest.raises(WriteError, match=rf"cannot write {target}: .*\(5 of 11 bytes reached the disk\); nothing "
-                       r"was kept under that name"):
+    with pytest.raises(
+        WriteError,
+        match=rf"cannot write {target}: .*\(5 of 11 bytes reached the disk\); nothing "
+        r"was kept under that name",
+    ):
         atomic_write_bytes(target, b"hello world")
     assert list(tmp_path.iterdir()) == []
 

@@ -41,16 +41,22 @@ def _truncate(path: Path, fraction: float = 0.6) -> Path:
 
 def test_truncated_nii_gz_is_an_error_not_zeros(tmp_path: Path) -> None:
     path = _truncate(_written(tmp_path, "a.nii.gz"))
-    with pytest.raises(ImageIOError, match=r"a\.nii\.gz is damaged: its compressed stream is broken \(the compressed "
-                       r"stream ended before its end-of-stream marker\); its missing or corrupt voxels would be read "
-                       r"as zeros\. Re-copy or re-export the file"):
+    with pytest.raises(
+        ImageIOError,
+        match=r"a\.nii\.gz is damaged: its compressed stream is broken \(the compressed "
+        r"stream ended before its end-of-stream marker\); its missing or corrupt voxels would be read "
+        r"as zeros\. Re-copy or re-export the file",
+    ):
         read_image(path)
 
 
 def test_truncated_uncompressed_nii(tmp_path: Path) -> None:
     path = _truncate(_written(tmp_path, "a.nii"))
-    with pytest.raises(ImageIOError, match=r"a\.nii is damaged: it holds \d+ of the 1344 data bytes its header "
-                       r"announces"):
+    with pytest.raises(
+        ImageIOError,
+        match=r"a\.nii is damaged: it holds \d+ of the 1344 data bytes its header "
+        r"announces",
+    ):
         read_image(path)
 
 
@@ -60,8 +66,11 @@ def test_gzip_checksum_failure(tmp_path: Path) -> None:
     data = bytearray(gzip.compress(raw, mtime=0))
     data[-8] ^= 0xFF  # the CRC-32 of the trailer
     path.write_bytes(bytes(data))
-    with pytest.raises(ImageIOError, match=r"a\.nii\.gz is damaged: its compressed stream is broken \(.*incorrect "
-                       r"data check\)"):
+    with pytest.raises(
+        ImageIOError,
+        match=r"a\.nii\.gz is damaged: its compressed stream is broken \(.*incorrect "
+        r"data check\)",
+    ):
         read_image(path)
 
 
@@ -80,8 +89,11 @@ def test_nan_written_with_nibabel_is_found_in_the_stored_values(tmp_path: Path, 
     path = tmp_path / f"n{ending}"
     nib.save(nib.Nifti1Image(array.T, np.diag([0.5, 1.0, 2.0, 1.0])), path)
     escaped = re.escape(f"n{ending}")
-    with pytest.raises(ImageIOError, match=rf"{escaped} holds 1 NaN and 2 infinite value\(s\); "
-                       r"expected finite intensities\. Replace them in the file"):
+    with pytest.raises(
+        ImageIOError,
+        match=rf"{escaped} holds 1 NaN and 2 infinite value\(s\); "
+        r"expected finite intensities\. Replace them in the file",
+    ):
         read_images([path])
 
 
@@ -98,8 +110,11 @@ def test_bad_pixdim_in_a_nifti_header(tmp_path: Path, value: float) -> None:
     data = bytearray(path.read_bytes())
     data[PIXDIM_OFFSET + 4 : PIXDIM_OFFSET + 8] = struct.pack("<f", value)  # pixdim[1], the x spacing
     path.write_bytes(bytes(data))
-    with pytest.raises(ImageIOError, match=rf"s\.nii has spacing \({value}, 1\.0, 2\.0\) \(x, y, z\); expected finite "
-                       r"spacings > 0 mm\. Fix the header"):
+    with pytest.raises(
+        ImageIOError,
+        match=rf"s\.nii has spacing \({value}, 1\.0, 2\.0\) \(x, y, z\); expected finite "
+        r"spacings > 0 mm\. Fix the header",
+    ):
         read_image(path)
 
 
@@ -118,16 +133,22 @@ def _mha_with(tmp_path: Path, old: bytes, new: bytes) -> Path:
 
 def test_zero_spacing_in_a_metaimage(tmp_path: Path) -> None:
     path = _mha_with(tmp_path, b"ElementSpacing = 1 1 1", b"ElementSpacing = 0 1 1")
-    with pytest.raises(ImageIOError, match=r"g\.mha has a zero or non-finite spacing \(SimpleITK: .*\); expected "
-                       r"finite spacings > 0 mm"):
+    with pytest.raises(
+        ImageIOError,
+        match=r"g\.mha has a zero or non-finite spacing \(SimpleITK: .*\); expected "
+        r"finite spacings > 0 mm",
+    ):
         read_image(path)
 
 
 def test_non_orthonormal_direction(tmp_path: Path) -> None:
     path = _mha_with(tmp_path, b"TransformMatrix = 1 0 0 0 1 0 0 0 1", b"TransformMatrix = 1 0.5 0 0 1 0 0 0 1")
-    with pytest.raises(ImageIOError, match=r"g\.mha has a direction matrix \(1\.0, 0\.0, 0\.0, 0\.5, 1\.0, 0\.0, 0\.0, "
-                       r"0\.0, 1\.0\) that is not orthonormal \(largest deviation of D @ D\.T from the identity: 0\.5, "
-                       r"tolerance 0\.0001\); expected a rotation or reflection"):
+    with pytest.raises(
+        ImageIOError,
+        match=r"g\.mha has a direction matrix \(1\.0, 0\.0, 0\.0, 0\.5, 1\.0, 0\.0, 0\.0, "
+        r"0\.0, 1\.0\) that is not orthonormal \(largest deviation of D @ D\.T from the identity: 0\.5, "
+        r"tolerance 0\.0001\); expected a rotation or reflection",
+    ):
         read_image(path)
 
 
@@ -157,6 +178,9 @@ def test_verify_lists_every_broken_case_and_the_fingerprint_refuses_with_the_sam
     assert "imagesTr/case_000_0000.nii.gz is damaged: its compressed stream is broken" in report.errors[0].message
     nan_message = "imagesTr/case_001_0000.nii.gz holds 1 NaN and 0 infinite value(s); expected finite intensities"
     assert nan_message in report.errors[1].message
-    with pytest.raises(NnsegError, match=r"case 'case_000': image file .*case_000_0000\.nii\.gz is damaged: its "
-                       "compressed stream is broken"):
+    with pytest.raises(
+        NnsegError,
+        match=r"case 'case_000': image file .*case_000_0000\.nii\.gz is damaged: its "
+        "compressed stream is broken",
+    ):
         extract_fingerprint(dataset, num_workers=1)

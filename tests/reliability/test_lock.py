@@ -47,8 +47,11 @@ def test_second_process_refuses_naming_the_first(tmp_path: Path) -> None:
     lock_path = tmp_path / "work.lock"
     child = _start_holder(tmp_path, lock_path)
     try:
-        with pytest.raises(LockError, match=rf"^preprocessing part 1 of 1 of store S is already running: pid {child.pid} "
-                           rf"on host {socket.gethostname()}, since \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d holds {lock_path}"):
+        with pytest.raises(
+            LockError,
+            match=rf"^preprocessing part 1 of 1 of store S is already running: pid {child.pid} "
+            rf"on host {socket.gethostname()}, since \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d holds {lock_path}",
+        ):
             WorkLock(lock_path, "preprocessing part 1 of 1 of store S").acquire()
     finally:
         child.kill()

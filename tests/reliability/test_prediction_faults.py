@@ -94,7 +94,10 @@ def test_failed_write_exits_1_keeps_nothing_partial_and_a_rerun_equals_an_undist
     first = out / ("case_0.npz" if probabilities else "case_0.nii.gz")
     assert (f"nnseg predict: error: WriteError: cannot write {first}: this process may write files of at most 2500 "
             "bytes (file-size limit, `ulimit -f`)") in err.decode()  # fmt: skip
-    assert "nothing was kept under that name. Free space (or raise the limit) and run the same command again" in err.decode()
+    assert (
+        "nothing was kept under that name. Free space (or raise the limit) and run the same command again"
+        in err.decode()
+    )
     assert sorted(p.name for p in out.iterdir()) == ["nnseg_parts"]  # no partial file, no temporary file
     assert not prediction_status(out).parts[0].done
     assert cli.main(["predict", *args]) == 0  # the limit is gone
@@ -154,7 +157,19 @@ def test_a_second_process_of_the_same_part_is_refused_and_a_dead_ones_lock_taken
     write_images(tmp_path / "in", num_cases=4, shape=(6, 17, 16))
     out = tmp_path / "out"
     marks = tmp_path / "marks"
-    args = ["-i", str(tmp_path / "in"), "-o", str(out), "-m", str(model), "--no-tta", "--num-parts", "2", "--part-id", "0"]
+    args = [
+        "-i",
+        str(tmp_path / "in"),
+        "-o",
+        str(out),
+        "-m",
+        str(model),
+        "--no-tta",
+        "--num-parts",
+        "2",
+        "--part-id",
+        "0",
+    ]
     first = _child(args, marks, pause=60.0)
     try:
         _wait_for(lambda: any(marks.iterdir()), "the first process to start predicting")
@@ -194,7 +209,9 @@ def test_bad_inputs_among_good_ones_are_named_and_the_good_ones_written(
     assert cli.main(["predict", "-i", str(source), "-o", str(out), "-m", str(model), "--no-tta"]) == 1
     err = capsys.readouterr().err
     assert "nnseg predict: 3 of 5 case(s) failed (part 0 of 1): case_1: ImageIOError: image file " in err
-    assert f"case_2: ImageIOError: image file {source / 'case_2_0000.nii.gz'} holds 1 NaN and 0 infinite value(s)" in err
+    assert (
+        f"case_2: ImageIOError: image file {source / 'case_2_0000.nii.gz'} holds 1 NaN and 0 infinite value(s)" in err
+    )
     assert ("case_3: extra channel file(s) [1]; the model expects exactly 1 channel(s) ['MRI'] (_0000 to _0000). Fix "
             "those inputs and rerun to predict them") in err  # fmt: skip
     assert sorted(p.name for p in out.glob("case_*")) == ["case_0.nii.gz", "case_4.nii.gz"]
@@ -237,7 +254,8 @@ def test_a_signal_stops_between_cases_and_a_rerun_finishes(model: Path, tmp_path
 def test_manifest_records_the_checksum_of_every_file(model: Path, tmp_path: Path) -> None:
     write_images(tmp_path / "in", num_cases=1, shape=(6, 17, 16))
     Predictor.from_nnunet_model_folder(model, settings=NO_TTA).predict_folder(
-        tmp_path / "in", tmp_path / "out", save_probabilities=True, progress=False)
+        tmp_path / "in", tmp_path / "out", save_probabilities=True, progress=False
+    )
     (manifest,) = PartManifest.load_all(tmp_path / "out")
     assert sorted(manifest.done["case_0"]) == ["case_0.json", "case_0.nii.gz", "case_0.npz"]
     assert manifest.done["case_0"]["case_0.npz"] == sha256_file(tmp_path / "out" / "case_0.npz")

@@ -32,11 +32,17 @@ def test_truncated_case_is_named_not_dropped(built: tuple[PreprocessedStore, dic
     with data.open("r+b") as handle:
         handle.truncate(size // 2)
     assert store.status().stale == ("case_001",)
-    with pytest.raises(StoreError, match=r"holds 1 damaged or incomplete case\(s\): 'case_001'\. To repair them, run "
-                       r"preprocessing again \(`nnseg preprocess WORK -c CONFIG`"):
+    with pytest.raises(
+        StoreError,
+        match=r"holds 1 damaged or incomplete case\(s\): 'case_001'\. To repair them, run "
+        r"preprocessing again \(`nnseg preprocess WORK -c CONFIG`",
+    ):
         store.case_ids()
-    with pytest.raises(StoreError, match=rf"case 'case_001' in store .* is damaged: case_001\.data\.b2nd has "
-                       rf"{size // 2} bytes, its marker recorded {size}\. To repair it, run preprocessing again"):
+    with pytest.raises(
+        StoreError,
+        match=rf"case 'case_001' in store .* is damaged: case_001\.data\.b2nd has "
+        rf"{size // 2} bytes, its marker recorded {size}\. To repair it, run preprocessing again",
+    ):
         store.read_case("case_001")
     preprocess_dataset(*tiny, store.root, progress=False)
     assert _store_bytes(store.root) == reference
@@ -52,8 +58,11 @@ def test_changed_bytes_of_the_right_size_are_found_by_the_checksum(
     data.write_bytes(bytes(raw))
     assert store.status().done == ("case_000", "case_001", "case_002", "case_003")  # sizes alone agree
     assert store.status(verify=True).stale == ("case_002",)
-    with pytest.raises(StoreError, match=r"case 'case_002' in store .* is damaged: a file cannot be decoded .*To "
-                       r"repair it, run preprocessing again"):
+    with pytest.raises(
+        StoreError,
+        match=r"case 'case_002' in store .* is damaged: a file cannot be decoded .*To "
+        r"repair it, run preprocessing again",
+    ):
         store.read_case("case_002")
     preprocess_dataset(*tiny, store.root, progress=False)  # a resumed run verifies checksums and redoes it
     assert _store_bytes(store.root) == reference

@@ -43,20 +43,38 @@ def _damage_store_file(work: Path) -> None:
 
 
 DAMAGES: dict[str, tuple[Callable[[Path], None], str, str]] = {
-    "workspace.json": (lambda w: (w / "workspace.json").write_text("{"), "workspace.json",
-                       "fix workspace.json, or nnseg fingerprint RAW_DIR -o {work}"),
+    "workspace.json": (
+        lambda w: (w / "workspace.json").write_text("{"),
+        "workspace.json",
+        "fix workspace.json, or nnseg fingerprint RAW_DIR -o {work}",
+    ),
     "dataset.json": (lambda w: (w / "dataset.json").write_text("[]"), "dataset.json", "copy the raw dataset's"),
-    "plans": (lambda w: (w / "plans" / "nnUNetPlans.json").write_text('{"x": 1}'), "nnUNetPlans.json",
-              "nnseg plan {work} --name nnUNetPlans"),
-    "store chunk": (_damage_store_file, "stale or damaged case(s): case_1",
-                    "nnseg preprocess {work} -c 3d_fullres --plans nnUNetPlans"),
-    "final checkpoint": (lambda w: _truncate(w / RUN / "checkpoint_final.pt"), "checkpoint_final.pt",
-                         "nnseg train {work} -c 3d_fullres -f 0 --plans nnUNetPlans --run-name nnseg"),
+    "plans": (
+        lambda w: (w / "plans" / "nnUNetPlans.json").write_text('{"x": 1}'),
+        "nnUNetPlans.json",
+        "nnseg plan {work} --name nnUNetPlans",
+    ),
+    "store chunk": (
+        _damage_store_file,
+        "stale or damaged case(s): case_1",
+        "nnseg preprocess {work} -c 3d_fullres --plans nnUNetPlans",
+    ),
+    "final checkpoint": (
+        lambda w: _truncate(w / RUN / "checkpoint_final.pt"),
+        "checkpoint_final.pt",
+        "nnseg train {work} -c 3d_fullres -f 0 --plans nnUNetPlans --run-name nnseg",
+    ),
     "run.json": (lambda w: (w / RUN / "run.json").write_text("{"), "run.json", "delete it and run `nnseg train"),
-    "validation summary": (lambda w: (w / RUN / "validation" / "summary_preprocessed.json").unlink(),
-                           "the finished run has no validation summary", "--val-only"),
-    "crossval": (lambda w: (w / RUN.parent / "crossval_results_folds_0_1").mkdir(), "summary.json is missing",
-                 "nnseg crossval {work}/runs/nnUNetPlans__3d_fullres__nnseg -f 0 1"),
+    "validation summary": (
+        lambda w: (w / RUN / "validation" / "summary_preprocessed.json").unlink(),
+        "the finished run has no validation summary",
+        "--val-only",
+    ),
+    "crossval": (
+        lambda w: (w / RUN.parent / "crossval_results_folds_0_1").mkdir(),
+        "summary.json is missing",
+        "nnseg crossval {work}/runs/nnUNetPlans__3d_fullres__nnseg -f 0 1",
+    ),
 }
 
 
@@ -76,7 +94,9 @@ def test_each_damaged_item_is_named_with_its_repair(
     assert out.strip().endswith("1 damaged item(s)")
 
 
-def test_a_damaged_prediction_folder_is_named(template: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_damaged_prediction_folder_is_named(
+    template: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     work = copy_work(template, tmp_path)
     parts = work / "predictions" / "nnseg_parts"
     parts.mkdir(parents=True)

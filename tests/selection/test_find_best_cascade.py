@@ -61,7 +61,9 @@ def test_ensemble_with_its_own_lowres_stage_predicts_the_lowres_once(tmp_path: P
         f"nnseg predict -i INPUT_FOLDER -o OUTPUT_FOLDER_3d_cascade_fullres -m {cascade} -f 0 1 --save-probabilities "
         "--prev-stage-predictions OUTPUT_FOLDER_3d_lowres",
     ]
-    assert "nnseg ensemble -i OUTPUT_FOLDER_3d_cascade_fullres OUTPUT_FOLDER_3d_lowres -o OUTPUT_FOLDER_ensemble" in text
+    assert (
+        "nnseg ensemble -i OUTPUT_FOLDER_3d_cascade_fullres OUTPUT_FOLDER_3d_lowres -o OUTPUT_FOLDER_ensemble" in text
+    )
 
 
 def test_cli_find_best_with_the_cascade(tmp_path: Path) -> None:

@@ -132,8 +132,9 @@ def test_spacing_and_geometry_round_trip(tmp_path: Path, spacing: tuple[float, .
 
 
 def test_spacing_jitter_varies_spacing_deterministically(tmp_path: Path) -> None:
-    folder = make_synthetic_dataset(tmp_path, num_cases=4, spacing=(3.0, 1.0, 1.0), spacing_jitter=0.1,
-                                    file_ending=".nrrd")
+    folder = make_synthetic_dataset(
+        tmp_path, num_cases=4, spacing=(3.0, 1.0, 1.0), spacing_jitter=0.1, file_ending=".nrrd"
+    )
     spacings = [read_image(folder / "imagesTr" / f"case_00{i}_0000.nrrd")[1].spacing for i in range(4)]
     assert len(set(spacings)) == 4
     assert all(abs(s[0] - 3.0) <= 0.3 and abs(s[1] - 1.0) <= 0.1 for s in spacings)
@@ -233,8 +234,9 @@ def test_any_small_case_is_valid(shape: list[int], modality: str, num_classes: i
 
 # ------------------------------------------------------------------------------------------ 2D
 def test_two_d_writes_real_2d_files(tmp_path: Path) -> None:
-    folder = make_synthetic_dataset(tmp_path, num_cases=2, two_d=True, shape=(1, 64, 56), spacing=(9.0, 0.5, 0.75),
-                                    modality="mr")
+    folder = make_synthetic_dataset(
+        tmp_path, num_cases=2, two_d=True, shape=(1, 64, 56), spacing=(9.0, 0.5, 0.75), modality="mr"
+    )
     for case_id in _cases(folder):
         array, geometry = read_image(folder / "imagesTr" / f"{case_id}_0000.nii.gz")
         assert geometry.ndim == 2
@@ -266,7 +268,9 @@ def test_interrupted_run_is_completed(tmp_path: Path) -> None:
 
 def test_other_dataset_in_the_folder_is_refused_unless_overwrite(tmp_path: Path) -> None:
     folder = make_synthetic_dataset(tmp_path, num_cases=4)
-    with pytest.raises(ConfigError, match=r"already holds a different dataset \(its dataset.json differs.*overwrite=True"):
+    with pytest.raises(
+        ConfigError, match=r"already holds a different dataset \(its dataset.json differs.*overwrite=True"
+    ):
         make_synthetic_dataset(tmp_path, num_cases=2)
     (folder / "dataset.json").unlink()
     with pytest.raises(ConfigError, match=r"contains 2 file\(s\) this call would not write"):
@@ -291,7 +295,10 @@ def test_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
         ({"num_cases": 0}, r"num_cases must be an integer >= 1; got 0\. Set num_cases=1 or more"),
         ({"num_cases": 2.0}, r"num_cases must be an integer >= 1; got 2.0"),
         ({"num_test_cases": -1}, r"num_test_cases must be an integer >= 0; got -1"),
-        ({"num_classes": 1}, r"num_classes must be an integer in \[2, 10\]; got 1\. Choose num_classes between 2 and 10"),
+        (
+            {"num_classes": 1},
+            r"num_classes must be an integer in \[2, 10\]; got 1\. Choose num_classes between 2 and 10",
+        ),
         ({"num_classes": 11}, r"num_classes must be an integer in \[2, 10\]; got 11"),
         ({"num_channels": 0}, r"num_channels must be an integer >= 1; got 0"),
         ({"modality": "pet"}, r"modality must be one of 'ct', 'mr'; got 'pet'"),
@@ -330,9 +337,32 @@ def test_unusual_dataset_name_warns(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------------------ CLI
 def test_cli_writes_a_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["synth", str(tmp_path), "--num-cases", "2", "--num-test-cases", "1", "--shape", "12", "32", "32",
-            "--spacing", "4", "1", "1", "--modality", "mr", "--num-channels", "2", "--num-classes", "4",
-            "--seed", "3", "--name", "Dataset009_Cli"]
+    argv = [
+        "synth",
+        str(tmp_path),
+        "--num-cases",
+        "2",
+        "--num-test-cases",
+        "1",
+        "--shape",
+        "12",
+        "32",
+        "32",
+        "--spacing",
+        "4",
+        "1",
+        "1",
+        "--modality",
+        "mr",
+        "--num-channels",
+        "2",
+        "--num-classes",
+        "4",
+        "--seed",
+        "3",
+        "--name",
+        "Dataset009_Cli",
+    ]
     assert main(argv) == 0
     folder = tmp_path / "Dataset009_Cli"
     assert str(folder) in capsys.readouterr().out
@@ -353,7 +383,10 @@ def test_cli_two_d_and_defaults(tmp_path: Path) -> None:
 def test_cli_bad_argument_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["synth", str(tmp_path), "--num-classes", "1"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == "nnseg synth: error: ConfigError: make_synthetic_dataset: num_classes must be an integer in [2, 10]; got 1. Choose num_classes between 2 and 10."
+    assert (
+        err
+        == "nnseg synth: error: ConfigError: make_synthetic_dataset: num_classes must be an integer in [2, 10]; got 1. Choose num_classes between 2 and 10."
+    )
 
 
 # ------------------------------------------------------------------------------------------ parity
@@ -364,7 +397,8 @@ def test_nnunetv2_accepts_the_dataset(tmp_path: Path, monkeypatch: pytest.Monkey
         monkeypatch.setenv(variable, str(tmp_path / variable))
     from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
 
-    folder = make_synthetic_dataset(tmp_path, num_cases=3, num_test_cases=1, modality="mr", num_channels=2,
-                                    num_classes=4)
+    folder = make_synthetic_dataset(
+        tmp_path, num_cases=3, num_test_cases=1, modality="mr", num_channels=2, num_classes=4
+    )
     verify_dataset_integrity(str(folder), num_processes=1)  # raises on any problem
     assert (folder / "dataset.json").is_file()

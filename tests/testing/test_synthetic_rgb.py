@@ -27,8 +27,13 @@ def _pixels(path: Path) -> np.ndarray:
 def test_rgb_dataset_has_one_colour_file_per_case(tmp_path: Path) -> None:
     folder = make_synthetic_dataset(tmp_path, rgb=True, **TINY)
     assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png")) == [
-        "imagesTr/case_000_0000.png", "imagesTr/case_001_0000.png", "imagesTs/case_002_0000.png",
-        "labelsTr/case_000.png", "labelsTr/case_001.png", "labelsTs/case_002.png"]
+        "imagesTr/case_000_0000.png",
+        "imagesTr/case_001_0000.png",
+        "imagesTs/case_002_0000.png",
+        "labelsTr/case_000.png",
+        "labelsTr/case_001.png",
+        "labelsTs/case_002.png",
+    ]
     spec = json.loads((folder / "dataset.json").read_text())
     assert spec["channel_names"] == {"0": "R", "1": "G", "2": "B"}
     assert spec["nnseg_synthetic"]["rgb"] is True
@@ -58,16 +63,20 @@ def test_grey_dataset_json_does_not_mention_rgb(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "got"),
     [
-        ({"two_d": False, "shape": (8, 24, 20), "file_ending": ".nii.gz"},
-         "two_d=False, file_ending='.nii.gz', num_channels=1"),
+        (
+            {"two_d": False, "shape": (8, 24, 20), "file_ending": ".nii.gz"},
+            "two_d=False, file_ending='.nii.gz', num_channels=1",
+        ),
         ({"file_ending": ".nii.gz"}, "two_d=True, file_ending='.nii.gz', num_channels=1"),
         ({"num_channels": 2}, "two_d=True, file_ending='.png', num_channels=2"),
     ],
 )
 def test_rgb_needs_a_2d_png_dataset_of_one_grey_channel(tmp_path: Path, kwargs: dict[str, Any], got: str) -> None:
-    match = (r"^make_synthetic_dataset: rgb=True writes 2D RGB PNG files derived from one grey image; expected "
-             rf"two_d=True, file_ending='.png' and num_channels=1, got {got}\. CLI: nnseg synth OUT --two-d "
-             r"--file-ending .png --rgb\.$")
+    match = (
+        r"^make_synthetic_dataset: rgb=True writes 2D RGB PNG files derived from one grey image; expected "
+        rf"two_d=True, file_ending='.png' and num_channels=1, got {got}\. CLI: nnseg synth OUT --two-d "
+        r"--file-ending .png --rgb\.$"
+    )
     with pytest.raises(ConfigError, match=match):
         make_synthetic_dataset(tmp_path, rgb=True, **{**TINY, **kwargs})
     assert not any(tmp_path.iterdir())

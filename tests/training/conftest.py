@@ -11,7 +11,9 @@ from nnseg.preprocessing._store import PreprocessedStore
 
 
 @pytest.fixture(scope="module")
-def threshold_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[PreprocessedStore, ConfigurationPlan, DatasetSpec]:
+def threshold_store(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[PreprocessedStore, ConfigurationPlan, DatasetSpec]:
     """Four threshold cases of varying shape, all at least as large as the patch."""
     plan, spec = make_plan(), make_spec()
     shapes = [(20, 24, 28), (24, 20, 22), (18, 26, 20), (17, 30, 30)]

@@ -94,7 +94,9 @@ def test_augmented_distributions_match(store: Store) -> None:
         batches = [loader.batch(step) for step in range(40)]
         data = torch.cat([b.data for b in batches])
         labels = torch.cat([b.target[0] for b in batches])
-        stats[name] = np.array([float(data.mean()), float(data.std()), *((labels == k).float().mean().item() for k in (0, 1, 2))])
+        stats[name] = np.array(
+            [float(data.mean()), float(data.std()), *((labels == k).float().mean().item() for k in (0, 1, 2))]
+        )
     assert np.allclose(stats["cpu"], stats["device"], atol=0.02), stats
 
 

@@ -67,7 +67,9 @@ def test_for_plan_follows_nnunet_rules() -> None:
 def test_switch_off_with_replace_and_bad_values() -> None:
     config = dataclasses.replace(AugmentationConfig(), p_rotation=0.0, p_scaling=0.0)
     assert config.initial_patch_size((32, 32, 32)) == (32, 32, 32)
-    with pytest.raises(ConfigError, match=r"AugmentationConfig: p_blur must be a number in \[0, 1\]; got 1.5\. Leave it at its default"):
+    with pytest.raises(
+        ConfigError, match=r"AugmentationConfig: p_blur must be a number in \[0, 1\]; got 1.5\. Leave it at its default"
+    ):
         dataclasses.replace(config, p_blur=1.5)
     with pytest.raises(ConfigError, match="gamma_range must be .low, high. with low <= high"):
         AugmentationConfig(gamma_range=(1.5, 0.7))

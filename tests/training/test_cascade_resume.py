@@ -81,7 +81,9 @@ class _SigtermAt(Callback):
 def test_sigterm_and_resume_end_bitwise_identical(store: PreprocessedStore, tmp_path: Path) -> None:
     straight = _trainer(store).fit(tmp_path / "straight")
     stopped_dir = tmp_path / "stopped"
-    with pytest.raises(TrainingStopped, match=rf"training in {stopped_dir} stopped by SIGTERM after step {STOP_AFTER} "):
+    with pytest.raises(
+        TrainingStopped, match=rf"training in {stopped_dir} stopped by SIGTERM after step {STOP_AFTER} "
+    ):
         _trainer(store, STOP_AFTER).fit(stopped_dir)
     latest = torch.load(stopped_dir / "checkpoint_latest.pt", weights_only=True)
     assert latest["train_state"]["step"] == STOP_AFTER

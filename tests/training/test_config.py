@@ -43,8 +43,11 @@ def test_step_budget() -> None:
     assert (config.iterations_per_epoch, config.num_epochs, config.seed) == (250, 4, 3)
     small = TrainerConfig.from_step_budget(40)
     assert (small.iterations_per_epoch, small.num_epochs) == (40, 1)
-    with pytest.raises(ConfigError, match=r"total_steps=1100 is not a multiple of iterations_per_epoch=250.*Use "
-                       r"1000 or 1250 steps"):
+    with pytest.raises(
+        ConfigError,
+        match=r"total_steps=1100 is not a multiple of iterations_per_epoch=250.*Use "
+        r"1000 or 1250 steps",
+    ):
         TrainerConfig.from_step_budget(1100)
 
 
@@ -53,7 +56,9 @@ def test_json_round_trip_and_unknown_field() -> None:
     assert TrainerConfig.from_json(config.to_json()) == config
     with pytest.raises(ConfigError, match=r"unknown field 'num_epoch'\. Did you mean 'num_epochs'\?"):
         TrainerConfig.from_json({"num_epoch": 3})
-    with pytest.raises(ConfigError, match=r"expected a JSON object of fields \(a dict, as to_json writes\); got a list"):
+    with pytest.raises(
+        ConfigError, match=r"expected a JSON object of fields \(a dict, as to_json writes\); got a list"
+    ):
         TrainerConfig.from_json([250, 1000])  # type: ignore[arg-type]
 
 
@@ -66,7 +71,11 @@ def test_amp_is_automatic_on_cuda_only() -> None:
 @pytest.mark.parametrize(
     ("field", "value", "match"),
     [
-        ("iterations_per_epoch", 0, r"iterations_per_epoch must be an integer >= 1; got 0\. Set iterations_per_epoch=1"),
+        (
+            "iterations_per_epoch",
+            0,
+            r"iterations_per_epoch must be an integer >= 1; got 0\. Set iterations_per_epoch=1",
+        ),
         ("seed", -1, r"seed must be an integer >= 0; got -1\. Set seed=0 or more"),
         ("num_epochs", 2.5, r"num_epochs must be an integer >= 1; got 2.5"),
         ("val_iterations_per_epoch", -1, r"val_iterations_per_epoch must be an integer >= 0"),
@@ -74,7 +83,11 @@ def test_amp_is_automatic_on_cuda_only() -> None:
         ("momentum", 1.0, r"momentum must be a number in \[0, 1\); got 1.0\. Leave it at its default \(0.99\)"),
         ("oversample_foreground", 1.5, r"oversample_foreground must be a number in \[0, 1\]; got 1.5"),
         ("grad_clip_norm", float("nan"), r"grad_clip_norm must be a number"),
-        ("lr_schedule", "per_epochs", r"lr_schedule must be one of 'per_step', 'per_epoch'; got 'per_epochs'\. Did you mean 'per_epoch'\?"),
+        (
+            "lr_schedule",
+            "per_epochs",
+            r"lr_schedule must be one of 'per_step', 'per_epoch'; got 'per_epochs'\. Did you mean 'per_epoch'\?",
+        ),
         ("amp", "yes", r"amp must be True, False or None \(auto\); got 'yes'"),
         ("compile", 1, r"compile must be True or False; got 1"),
         ("final_validation", "yes", r"final_validation must be True or False; got .yes."),

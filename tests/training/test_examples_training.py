@@ -35,4 +35,9 @@ def test_step_budget_example(tmp_path: Path) -> None:
     out = _run("step_budget.py", tmp_path)
     assert "4 steps = 2 epochs x 2" in out
     assert out.count("epoch ") == 2
-    assert torch.load(tmp_path / "runs" / "budget_4" / "fold_0" / "checkpoint_final.pt", weights_only=True)["train_state"]["step"] == 4
+    assert (
+        torch.load(tmp_path / "runs" / "budget_4" / "fold_0" / "checkpoint_final.pt", weights_only=True)["train_state"][
+            "step"
+        ]
+        == 4
+    )

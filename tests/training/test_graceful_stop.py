@@ -78,8 +78,10 @@ def _wait_for_step(process: subprocess.Popen[bytes], progress: Path, step: int) 
         if progress.is_file() and progress.read_text().strip() == str(step):
             return
         time.sleep(0.02)
-    pytest.fail(f"the training subprocess did not reach step {step} ({process.poll()}): "
-                f"{process.communicate()[1].decode()[-2000:] if process.poll() is not None else 'still running'}")
+    pytest.fail(
+        f"the training subprocess did not reach step {step} ({process.poll()}): "
+        f"{process.communicate()[1].decode()[-2000:] if process.poll() is not None else 'still running'}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -158,8 +160,11 @@ def test_a_second_trainer_of_the_same_folder_is_refused_naming_the_first(store_d
     first = _run(store_dir, run_dir, 30.0, progress)
     try:
         _wait_for_step(first, progress, 1)
-        with pytest.raises(LockError, match=rf"training in run folder {run_dir} is already running: pid {first.pid} "
-                                            r"on host .+, since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d holds .+\.train\.lock"):
+        with pytest.raises(
+            LockError,
+            match=rf"training in run folder {run_dir} is already running: pid {first.pid} "
+            r"on host .+, since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d holds .+\.train\.lock",
+        ):
             _trainer(store_dir).fit(run_dir)
     finally:
         first.kill()

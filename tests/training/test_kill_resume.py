@@ -66,7 +66,9 @@ def test_sigkilled_run_resumes_to_bitwise_identical_weights(tmp_path: Path) -> N
     from training_data_helpers import make_plan, make_spec, threshold_case, write_store
 
     store_dir = tmp_path / "store"
-    write_store(store_dir, make_plan(), make_spec(), {f"case_{i}": threshold_case(s, seed=i) for i, s in enumerate(SHAPES)})
+    write_store(
+        store_dir, make_plan(), make_spec(), {f"case_{i}": threshold_case(s, seed=i) for i, s in enumerate(SHAPES)}
+    )
     straight = _run(store_dir, tmp_path / "straight", 0.0)
     killed = _run(store_dir, tmp_path / "killed", 0.5)
     latest = tmp_path / "killed" / "checkpoint_latest.pt"
@@ -74,7 +76,9 @@ def test_sigkilled_run_resumes_to_bitwise_identical_weights(tmp_path: Path) -> N
     while _checkpoint_step(latest) < ITERATIONS * 2 and killed.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     if killed.poll() is not None:  # it must still be running: a crash here is a broken script, not a resume bug
-        pytest.fail(f"the training subprocess exited early ({killed.returncode}): {killed.communicate()[1].decode()[-2000:]}")
+        pytest.fail(
+            f"the training subprocess exited early ({killed.returncode}): {killed.communicate()[1].decode()[-2000:]}"
+        )
     os.kill(killed.pid, signal.SIGKILL)
     assert killed.wait(10) == -signal.SIGKILL
     assert not (tmp_path / "killed" / "checkpoint_final.pt").exists()

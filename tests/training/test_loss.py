@@ -67,7 +67,10 @@ def test_deep_supervision_weights_match_nnunet() -> None:
     assert [round(w, 3) for w in deep_supervision_weights(5)] == [0.533, 0.267, 0.133, 0.067, 0.0]
     assert deep_supervision_weights(1) == (1.0,)
     assert sum(deep_supervision_weights(7)) == pytest.approx(1.0)
-    with pytest.raises(ConfigError, match=r"deep_supervision_weights: num_outputs must be an integer >= 1; got 0\. Set num_outputs=1 or more"):
+    with pytest.raises(
+        ConfigError,
+        match=r"deep_supervision_weights: num_outputs must be an integer >= 1; got 0\. Set num_outputs=1 or more",
+    ):
         deep_supervision_weights(0)
 
 

@@ -48,7 +48,10 @@ class Record(Callback):
 def test_defaults_are_nnunets() -> None:
     config = TrainerConfig()
     assert (config.lr_schedule, config.replay_validation_batches, config.probabilistic_oversampling) == (
-        "per_epoch", False, False)
+        "per_epoch",
+        False,
+        False,
+    )
     assert (config.save_probabilities, config.validate_with_best, config.pretrained_weights) == (False, False, None)
 
 
@@ -108,7 +111,9 @@ def test_validate_finished_reruns_the_validation_with_the_best_weights(setup: di
 
 def test_validate_finished_refuses_an_unfinished_run_and_writes_nothing(setup: dict[str, Any], tmp_path: Path) -> None:
     run = tmp_path / "never"
-    with pytest.raises(ConfigError, match=r"the run .*never has not finished: checkpoint_final.pt is missing.*train it"):
+    with pytest.raises(
+        ConfigError, match=r"the run .*never has not finished: checkpoint_final.pt is missing.*train it"
+    ):
         _trainer(setup).validate_finished(run)
     assert not run.exists()
 

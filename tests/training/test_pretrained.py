@@ -59,7 +59,9 @@ def test_another_architecture_lists_every_differing_parameter(tmp_path: Path) ->
     Checkpoint(_network(LABELS, seed=0, stages=3).state_dict()).save(path)
     network = _network(LABELS, seed=0, stages=2)
     before = {k: v.clone() for k, v in network.state_dict().items()}
-    with pytest.raises(CheckpointError, match=r"do not fit this network \(\d+ differing parameter\(s\)\): .*decoder") as info:
+    with pytest.raises(
+        CheckpointError, match=r"do not fit this network \(\d+ differing parameter\(s\)\): .*decoder"
+    ) as info:
         load_pretrained_weights(network, path)
     assert "only the segmentation heads may differ" in str(info.value)
     for name, value in network.state_dict().items():
@@ -69,7 +71,10 @@ def test_another_architecture_lists_every_differing_parameter(tmp_path: Path) ->
 def test_another_patch_dimensionality_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "two_d.pt"
     Checkpoint(_network(LABELS, seed=0, patch=(16, 16)).state_dict()).save(path)
-    with pytest.raises(CheckpointError, match=r"encoder\.stages\.0\.0\.convs\.0\.conv\.weight: \(4, 1, 3, 3\) in the checkpoint, \(4, 1, 3, 3, 3\) here"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"encoder\.stages\.0\.0\.convs\.0\.conv\.weight: \(4, 1, 3, 3\) in the checkpoint, \(4, 1, 3, 3, 3\) here",
+    ):
         load_pretrained_weights(_network(LABELS, seed=0), path)
 
 

@@ -203,7 +203,11 @@ def test_forced_sample_class_is_uniform_among_present_classes() -> None:
     ("field", "value", "match"),
     [
         ("batch_size", 0, r"PatchSampler: batch_size must be an integer >= 1; got 0\. Set batch_size=1 or more"),
-        ("oversample_foreground_percent", 1.5, r"PatchSampler: oversample_foreground_percent must be a number in \[0, 1\]"),
+        (
+            "oversample_foreground_percent",
+            1.5,
+            r"PatchSampler: oversample_foreground_percent must be a number in \[0, 1\]",
+        ),
         ("has_ignore_label", 1, r"PatchSampler: has_ignore_label must be True or False; got 1"),
     ],
 )

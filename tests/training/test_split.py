@@ -120,9 +120,22 @@ def test_fuzzed_split_json_gives_a_split_or_a_config_error(data: object) -> None
     assert Split.from_json(split.to_json()) == split
 
 
-@pytest.mark.parametrize("data", [{"val": []}, {"train": ["a"]}, ["a"], None, {"train": ["a"], "val": [1]},
-                                  {"train": ["a"], "val": [], "fold": -1}, {"train": ["a"], "val": [], "fold": True}])
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"val": []},
+        {"train": ["a"]},
+        ["a"],
+        None,
+        {"train": ["a"], "val": [1]},
+        {"train": ["a"], "val": [], "fold": -1},
+        {"train": ["a"], "val": [], "fold": True},
+    ],
+)
 def test_malformed_split_json_is_a_config_error(data: object) -> None:
-    with pytest.raises(ConfigError, match=r"a split must be \{\"train\": \[case ids\], \"val\": \[case ids\], \"fold\": "
-                                          r"null, \"all\" or an integer >= 0\}; got .*Rewrite it with Split\.to_json"):
+    with pytest.raises(
+        ConfigError,
+        match=r"a split must be \{\"train\": \[case ids\], \"val\": \[case ids\], \"fold\": "
+        r"null, \"all\" or an integer >= 0\}; got .*Rewrite it with Split\.to_json",
+    ):
         Split.from_json(data)  # type: ignore[arg-type]

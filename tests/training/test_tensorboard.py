@@ -59,7 +59,7 @@ def test_scalars_per_epoch_and_a_picture(trainer_parts: dict[str, Any], tmp_path
     assert {"train_loss", "val_loss", "pseudo_dice", "ema_pseudo_dice", "lr", "seconds_per_step"} <= tags
     assert any(tag.startswith("pseudo_dice/") for tag in tags)
     assert sorted({step for _, _, step in writer.scalars}) == [2, 4]
-    (tag, image, step), = writer.images
+    ((tag, image, step),) = writer.images
     assert (tag, step) == ("validation", 4)
     assert image.dtype == np.uint8
     assert image.shape[2] == 3
@@ -81,7 +81,9 @@ def test_bad_option_and_missing_tensorboard(tmp_path: Path, monkeypatch: pytest.
         TensorBoardLogger(image_every_epochs=-1)
     if importlib.util.find_spec("tensorboard") is not None:
         pytest.skip("tensorboard is installed: the missing-package message cannot be shown")
-    with pytest.raises(ConfigError, match=r"TensorBoardLogger needs the tensorboard package.*pip install 'nnseg\[tensorboard\]'"):
+    with pytest.raises(
+        ConfigError, match=r"TensorBoardLogger needs the tensorboard package.*pip install 'nnseg\[tensorboard\]'"
+    ):
         TensorBoardLogger(tmp_path).on_fit_start(None, tmp_path)  # type: ignore[arg-type]
 
 

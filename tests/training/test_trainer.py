@@ -23,8 +23,14 @@ from nnseg.training._loss import DiceCELoss
 from nnseg.training._split import Split
 from nnseg.training._trainer import Trainer
 
-CONFIG = TrainerConfig(iterations_per_epoch=2, num_epochs=4, val_iterations_per_epoch=1, num_loader_workers=0, seed=3,
-                       final_validation=False)
+CONFIG = TrainerConfig(
+    iterations_per_epoch=2,
+    num_epochs=4,
+    val_iterations_per_epoch=1,
+    num_loader_workers=0,
+    seed=3,
+    final_validation=False,
+)
 
 
 @pytest.fixture(scope="module")
@@ -139,8 +145,11 @@ def test_resuming_with_another_config_is_refused(setup: dict[str, Any], tmp_path
     with pytest.raises(Crash):
         _trainer(setup, callbacks=[MetricsLog(), CrashAtEpoch(1)]).fit(tmp_path / "run")
     other = TrainerConfig.from_json({**CONFIG.to_json(), "seed": 4, "num_loader_workers": 1})
-    with pytest.raises(CheckpointError, match=r"holds a checkpoint of a different run: config\.seed is 3 in the "
-                       r"folder, 4 in this run\. Use a new run folder"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"holds a checkpoint of a different run: config\.seed is 3 in the "
+        r"folder, 4 in this run\. Use a new run folder",
+    ):
         _trainer(setup, other).fit(tmp_path / "run")
     other_plan = {**setup, "plan": make_plan(batch_size=3)}  # same preprocessing: the store fits, the run does not
     with pytest.raises(CheckpointError, match=r"plan\.batch_size is 2 in the folder, 3 in this run"):
@@ -148,8 +157,11 @@ def test_resuming_with_another_config_is_refused(setup: dict[str, Any], tmp_path
     other_split = {**setup, "split": Split(("case_0", "case_1", "case_2", "case_4"), ("case_3",), 0)}
     with pytest.raises(CheckpointError, match=r"split\.train is .* in the folder, .* in this run; split\.val is"):
         _trainer(other_split).fit(tmp_path / "run")
-    with pytest.raises(ConfigError, match=r"holds the state of 2 callback\(s\) but the trainer has 1; resume with "
-                       r"the same callbacks"):
+    with pytest.raises(
+        ConfigError,
+        match=r"holds the state of 2 callback\(s\) but the trainer has 1; resume with "
+        r"the same callbacks",
+    ):
         _trainer(setup, callbacks=[MetricsLog()]).fit(tmp_path / "run")
     resumed = _trainer(setup, callbacks=[MetricsLog(), CrashAtEpoch(99)]).fit(tmp_path / "run")  # still resumable
     assert _step(resumed) == CONFIG.total_steps
@@ -160,9 +172,12 @@ def test_a_run_killed_before_its_first_checkpoint_refuses_another_config(setup: 
         _trainer(setup, callbacks=[MetricsLog(), CrashAtEpoch(0)]).fit(tmp_path / "run")
     assert not (tmp_path / "run" / "checkpoint_latest.pt").exists()
     other = TrainerConfig.from_json({**CONFIG.to_json(), "num_epochs": 5})
-    with pytest.raises(CheckpointError, match=r"holds run\.json \(no checkpoint yet\) of a different run: "
-                       r"config\.num_epochs is 4 in the folder, 5 in this run\..* Delete .*run\.json if that run is "
-                       r"abandoned"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"holds run\.json \(no checkpoint yet\) of a different run: "
+        r"config\.num_epochs is 4 in the folder, 5 in this run\..* Delete .*run\.json if that run is "
+        r"abandoned",
+    ):
         _trainer(setup, other).fit(tmp_path / "run")
     (tmp_path / "run" / "run.json").write_text("{not json")
     with pytest.raises(CheckpointError, match=r"run\.json cannot be read"):
@@ -247,9 +262,11 @@ def test_periodic_checkpoints_are_kept_as_configured(setup: dict[str, Any], tmp_
         _trainer(setup, config, callbacks=[MetricsLog(), CrashAtEpoch(7)]).fit(tmp_path / "run")
     run = tmp_path / "run"
     assert sorted(p.name for p in run.glob("checkpoint_*.pt")) == [
-        "checkpoint_epoch_00004.pt", "checkpoint_epoch_00006.pt", "checkpoint_latest.pt"]
-    assert [_step(run / n) for n in ("checkpoint_epoch_00004.pt",
-                                                                     "checkpoint_latest.pt")] == [4, 6]
+        "checkpoint_epoch_00004.pt",
+        "checkpoint_epoch_00006.pt",
+        "checkpoint_latest.pt",
+    ]
+    assert [_step(run / n) for n in ("checkpoint_epoch_00004.pt", "checkpoint_latest.pt")] == [4, 6]
     assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no temporary file left
 
 
@@ -323,7 +340,8 @@ def test_a_store_of_other_plans_is_refused(setup: dict[str, Any], tmp_path: Path
     assert not (tmp_path / "run").exists()
     with pytest.raises(ConfigError, match=r"is not a preprocessed store \(no store.json\)"):
         Trainer(setup["plan"], PreprocessedStore(tmp_path), setup["split"], spec=setup["spec"], config=CONFIG).fit(
-            tmp_path / "run")
+            tmp_path / "run"
+        )
 
 
 def test_a_checkpoint_of_another_network_is_refused(setup: dict[str, Any], tmp_path: Path) -> None:
