@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _bench_common import tree_rss  # a sibling module of the benchmark scripts
+
 RESULTS = Path(__file__).resolve().parent / "results" / "fingerprint.json"
 SIZES = {"full": ((64, 128, 128), 16), "quick": ((32, 64, 64), 8)}
 DATASET_NAME = "Dataset301_BenchFingerprint"
@@ -47,28 +49,13 @@ extract_fingerprint(RawDataset.from_folder(raw), num_workers=int(workers), cache
 """
 
 
-def _rss_of_tree(pid: int) -> int:
-    """Resident memory in bytes of ``pid`` and all its descendants (Linux /proc)."""
-    total, stack = 0, [pid]
-    while stack:
-        current = stack.pop()
-        try:
-            with open(f"/proc/{current}/status") as handle:
-                total += next(int(line.split()[1]) * 1024 for line in handle if line.startswith("VmRSS:"))
-            with open(f"/proc/{current}/task/{current}/children") as handle:
-                stack.extend(int(child) for child in handle.read().split())
-        except (OSError, StopIteration):
-            continue
-    return total
-
-
 def _timed(command: list[str], env: dict[str, str]) -> tuple[float, int]:
     """Run ``command``; return (wall seconds, peak RSS bytes). Raises if it fails."""
     start = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak = 0
     while process.poll() is None:
-        peak = max(peak, _rss_of_tree(process.pid))
+        peak = max(peak, tree_rss(process.pid))
         time.sleep(0.02)
     seconds = time.perf_counter() - start
     stderr = process.stderr.read().decode() if process.stderr else ""

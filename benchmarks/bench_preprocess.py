@@ -45,6 +45,7 @@ from typing import Any
 
 import blosc2
 import numpy as np
+from _bench_common import tree_rss  # a sibling module of the benchmark scripts
 
 from nnseg.preprocessing._arrays import array_layout, read_array, read_region, write_array
 
@@ -261,36 +262,13 @@ if __name__ == "__main__":
 """
 
 
-def _tree_rss(root: int) -> int:
-    """Resident memory (bytes) of ``root`` and all its descendants, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                ppid = int(Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        todo.extend(children.get(pid, []))
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            pass
-    return total
-
-
 def _measure(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int, str]:
     """Run ``cmd``; return (wall seconds, peak RSS of its process tree summed over processes, stdout)."""
     start = time.perf_counter()
     child = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = 0
     while child.poll() is None:
-        peak = max(peak, _tree_rss(child.pid))
+        peak = max(peak, tree_rss(child.pid))
         time.sleep(0.02)
     seconds = time.perf_counter() - start
     out, err = child.communicate()

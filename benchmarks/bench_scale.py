@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _bench_common import tree_rss  # a sibling module of the benchmark scripts
+
 RESULTS = Path(__file__).resolve().parent / "results" / "scale.json"
 COUNTS = {"full": (10, 100, 1000), "quick": (10, 30)}
 SHAPE = (16, 24, 24)
@@ -53,28 +55,13 @@ preprocess_dataset(dataset, plan, store, num_workers=int(workers), progress=Fals
 """
 
 
-def _tree_rss(root: int) -> int:
-    """Resident memory (bytes) of ``root`` and all its descendants, from /proc."""
-    total, stack = 0, [root]
-    while stack:
-        pid = stack.pop()
-        try:
-            with open(f"/proc/{pid}/status") as handle:
-                total += next(int(line.split()[1]) * 1024 for line in handle if line.startswith("VmRSS:"))
-            with open(f"/proc/{pid}/task/{pid}/children") as handle:
-                stack.extend(int(child) for child in handle.read().split())
-        except (OSError, StopIteration):
-            continue
-    return total
-
-
 def _measure(command: list[str]) -> tuple[float, int]:
     """Run ``command``; return (wall seconds, peak RSS bytes of its process tree)."""
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak = 0
     while process.poll() is None:
-        peak = max(peak, _tree_rss(process.pid))
+        peak = max(peak, tree_rss(process.pid))
         time.sleep(0.02)
     seconds = time.perf_counter() - start
     stderr = process.stderr.read().decode() if process.stderr else ""

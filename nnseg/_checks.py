@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from nnseg._suggest import unknown_name_hint
 from nnseg.errors import ConfigError
 
-__all__ = ["parse_bool", "parse_choice", "parse_int", "parse_number", "parse_optional_bool"]
+__all__ = ["parse_bool", "parse_choice", "parse_device", "parse_int", "parse_number", "parse_optional_bool"]
 
 T = TypeVar("T")
 
@@ -137,3 +137,25 @@ def parse_choice(owner: str, name: str, value: Any, choices: Iterable[T]) -> T:
     listed = ", ".join(repr(option) for option in options)
     hint = unknown_name_hint(value, [str(o) for o in options]) if isinstance(value, str) else ""
     raise _fail(owner, name, f"one of {listed}", value, hint or f"Choose one of {listed}.")
+
+
+def parse_device(owner: str, name: str, value: Any) -> str:
+    """Check that ``value`` names a torch device (``"cpu"``, ``"cuda"``, ``"cuda:1"``, a ``torch.device``).
+
+    Only the name is checked, not whether this machine has the device.
+
+    Returns:
+        The device's canonical name (``str(torch.device(value))``).
+
+    Raises:
+        ConfigError: ``"<owner>: <name> must be a torch device such as 'cpu', 'cuda' or 'cuda:1'; got ..."``.
+    """
+    import torch  # the base layer imports torch only when a device is checked
+
+    try:
+        if isinstance(value, bool) or not isinstance(value, str | torch.device):
+            raise TypeError(value)
+        return str(torch.device(value))
+    except (RuntimeError, TypeError, ValueError):
+        raise _fail(owner, name, "a torch device such as 'cpu', 'cuda' or 'cuda:1'", value,
+                    f"Pass {name}='cpu' or the name of a device torch knows.") from None  # fmt: skip

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from nnseg._checks import parse_bool, parse_choice, parse_int, parse_number, parse_optional_bool
+from nnseg._checks import parse_bool, parse_choice, parse_device, parse_int, parse_number, parse_optional_bool
 from nnseg.errors import ConfigError
 from nnseg.inference._accumulate import ACCUMULATORS, Accumulator
 
@@ -31,15 +31,7 @@ DEFAULT_TILE_BATCH_SIZE = 4
 
 
 def _device(name: str, value: Any) -> str:
-    try:
-        if isinstance(value, bool) or not isinstance(value, str | torch.device):
-            raise TypeError(value)
-        return str(torch.device(value))
-    except (RuntimeError, TypeError, ValueError):
-        raise ConfigError(
-            f"{_OWNER}: {name} must be a torch device such as 'cpu', 'cuda' or 'cuda:1'; got {value!r}. "
-            f"Pass {name}='cpu' or the name of a device torch knows."
-        ) from None
+    return parse_device(_OWNER, name, value)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ Example:
 """
 
 from nnseg.checkpoint import Checkpoint, TrainState
+from nnseg.losses import DeepSupervisionLoss, DiceBCELoss, DiceCELoss, SoftDiceLoss, deep_supervision_weights
 from nnseg.training._augment_device import CropFactory, CroppedBatch, DeviceAugmenter
 from nnseg.training._augment_spatial import initial_patch_size
 from nnseg.training._augmentation import AugmentationConfig, augment_sample, deep_supervision_scales, make_targets
@@ -16,7 +17,6 @@ from nnseg.training._config import TrainerConfig
 from nnseg.training._ddp import DistributedContext, rank_batch_sizes, rank_oversampling
 from nnseg.training._final_validation import validate_cases
 from nnseg.training._loader import TrainingLoader, ValidationLoader, iterate_batches
-from nnseg.training._loss import DeepSupervisionLoss, DiceBCELoss, DiceCELoss, SoftDiceLoss, deep_supervision_weights
 from nnseg.training._sampling import PatchSampler, SampledPatch, crop_and_pad, patch_bounds
 from nnseg.training._split import Split, kfold_splits, write_splits_file
 from nnseg.training._tensorboard import TensorBoardLogger

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from nnseg._checks import parse_bool, parse_choice, parse_int, parse_number, parse_optional_bool
+from nnseg._checks import parse_bool, parse_choice, parse_device, parse_int, parse_number, parse_optional_bool
 from nnseg._suggest import unknown_name_hint
 from nnseg.errors import ConfigError
 
@@ -120,7 +120,7 @@ class TrainerConfig:
             object.__setattr__(self, "pretrained_weights", os.fspath(self.pretrained_weights))
         if self.augmentation_device is not None:
             object.__setattr__(
-                self, "augmentation_device", _device_name("augmentation_device", self.augmentation_device)
+                self, "augmentation_device", parse_device(_OWNER, "augmentation_device", self.augmentation_device)
             )
 
     @property
@@ -208,18 +208,3 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainerConfig)}
 
 def _number(name: str, value: Any, **bounds: Any) -> None:
     parse_number(_OWNER, name, value, default=_DEFAULTS[name], **bounds)
-
-
-def _device_name(name: str, value: Any) -> str:
-    """``value`` as a torch device string, or a ConfigError naming the option."""
-    import torch
-
-    try:
-        if isinstance(value, bool) or not isinstance(value, str | torch.device):
-            raise TypeError(value)
-        return str(torch.device(value))
-    except (RuntimeError, TypeError, ValueError):
-        raise ConfigError(
-            f"{_OWNER}: {name} must be a torch device such as 'cpu' or 'cuda:0', or None; got {value!r}. Pass a "
-            "device name torch knows."
-        ) from None

@@ -30,11 +30,11 @@ from nnseg._atomic import atomic_write, atomic_write_json
 from nnseg.dataset import DatasetSpec
 from nnseg.inference import InferenceSettings, export_logits, predict_logits
 from nnseg.inference._export import write_outputs
+from nnseg.losses import full_resolution
 from nnseg.planning import ConfigurationPlan
 from nnseg.preprocessing import PROBABILITY_RESAMPLER, PreprocessedCase, PreprocessedStore
 from nnseg.preprocessing._resampling import Resampler, resampler_from_plan
 from nnseg.training._ddp import DistributedContext
-from nnseg.training._loss import full_resolution
 from nnseg.training._pseudo_dice import ConfusionCounts, confusion_counts
 
 __all__ = ["FullResolution", "validate_cases"]

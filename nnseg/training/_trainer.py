@@ -21,6 +21,7 @@ from torch import nn
 
 from nnseg.checkpoint import Checkpoint, TrainState
 from nnseg.dataset import DatasetSpec
+from nnseg.losses import DeepSupervisionLoss, DiceBCELoss, DiceCELoss, deep_supervision_weights, full_resolution
 from nnseg.network import build_network
 from nnseg.planning import ConfigurationPlan
 from nnseg.preprocessing import PreprocessedStore
@@ -31,7 +32,6 @@ from nnseg.training._config import TrainerConfig
 from nnseg.training._ddp import GLOBAL_RNG_LOCK, DistributedContext, rank_batch_sizes, rank_oversampling
 from nnseg.training._graceful import EpochLoss, SignalStop
 from nnseg.training._loader import TrainingLoader, ValidationLoader
-from nnseg.training._loss import DeepSupervisionLoss, DiceBCELoss, DiceCELoss, deep_supervision_weights, full_resolution
 from nnseg.training._pretrained import load_pretrained_weights
 from nnseg.training._pseudo_dice import ConfusionCounts, confusion_counts
 from nnseg.training._resume import TrainingParts, capture_checkpoint, restore_checkpoint

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pipeline_helpers import train_tiny_2d
 
 from nnseg.cli import main as cli
 from nnseg.io import read_segmentation
@@ -15,13 +16,7 @@ def test_png_dataset_trains_and_predicts_2d(tmp_path: Path, capsys: pytest.Captu
     raw = tmp_path / "Dataset002_Png"
     assert cli.main(["synth", str(tmp_path), "--two-d", "--file-ending", ".png", "--num-cases", "4", "--shape", "40",
                      "40", "--spacing", "1", "1", "--num-test-cases", "1", "--name", raw.name]) == 0  # fmt: skip
-    work = str(tmp_path / "work")
-    assert cli.main(["fingerprint", str(raw), "-o", work, "--num-workers", "1"]) == 0
-    assert cli.main(["plan", work, "--no-measure"]) == 0
-    assert cli.main(["preprocess", work, "-c", "2d", "--num-workers", "1"]) == 0
-    assert cli.main(["train", work, "-c", "2d", "-f", "all", "--iterations-per-epoch", "2", "--num-epochs", "1",
-                     "--val-iterations", "1", "--device", "cpu", "--num-workers", "0", "--no-final-validation"]) == 0  # fmt: skip
-    run = next((tmp_path / "work" / "runs").glob("*__2d__*/fold_all"))
+    run = train_tiny_2d(raw, tmp_path / "work")
     out = tmp_path / "pred"
     assert cli.main(["predict", "-i", str(raw / "imagesTs"), "-o", str(out), "-m", str(run), "-f", "all",
                      "--device", "cpu", "--no-tta"]) == 0  # fmt: skip

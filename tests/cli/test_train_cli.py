@@ -14,13 +14,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
 
-from training_data_helpers import INTENSITY, make_plan, make_spec, threshold_case, write_store  # noqa: E402
+from training_data_helpers import write_tiny_work  # noqa: E402
 
 from nnseg.checkpoint import Checkpoint  # noqa: E402
 from nnseg.cli._train import CONFIG_FLAGS, config_from_args  # noqa: E402
 from nnseg.cli.main import main  # noqa: E402
-from nnseg.planning import Plans  # noqa: E402
-from nnseg.preprocessing import store_name  # noqa: E402
 from nnseg.training._config import TrainerConfig  # noqa: E402
 from nnseg.training._split import Split, kfold_splits  # noqa: E402
 from nnseg.workspace import Workspace  # noqa: E402
@@ -31,19 +29,8 @@ SHAPES = [(20, 24, 28), (24, 20, 22), (18, 26, 20), (17, 30, 30), (20, 20, 20)]
 @pytest.fixture
 def work(tmp_path: Path) -> Path:
     """A work folder with plans, dataset.json and a preprocessed store of the tiny plan (no raw dataset)."""
-    plan, spec = make_plan(), make_spec()
     workspace = Workspace(tmp_path / "work")
-    plans = Plans.from_json({
-        "dataset_name": "Dataset001_Synthetic", "plans_name": "nnUNetPlans",
-        "original_median_spacing_after_transp": [1.0, 1.0, 1.0], "original_median_shape_after_transp": [24, 24, 24],
-        "image_reader_writer": "SimpleITKIO", "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
-        "configurations": {"3d_fullres": plan.to_json()}, "experiment_planner_used": "ExperimentPlanner",
-        "label_manager": "LabelManager", "foreground_intensity_properties_per_channel": {"0": dict(INTENSITY)},
-    })  # fmt: skip
-    plans.save(workspace.plans_path("nnUNetPlans"))
-    spec.save(workspace.dataset_json_path)
-    cases = {f"case_{i}": threshold_case(s, seed=i) for i, s in enumerate(SHAPES)}
-    write_store(workspace.preprocessed_dir(store_name(plans["3d_fullres"], spec)), plans["3d_fullres"], spec, cases)
+    write_tiny_work(workspace)
     return workspace.root
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from pipeline_helpers import train_tiny_2d
 
 from nnseg.cli import main as cli
 from nnseg.dataset import DatasetSpec
@@ -67,13 +68,7 @@ def test_rgb_dataset_from_synth_to_evaluation(tmp_path: Path, capsys: pytest.Cap
                      "--shape", "40", "40", "--num-test-cases", "1", "--name", raw.name]) == 0  # fmt: skip
     assert json.loads((raw / "dataset.json").read_text())["channel_names"] == {"0": "R", "1": "G", "2": "B"}
     assert cli.main(["verify", str(raw)]) == 0
-    work = str(tmp_path / "work")
-    assert cli.main(["fingerprint", str(raw), "-o", work, "--num-workers", "1"]) == 0
-    assert cli.main(["plan", work, "--no-measure"]) == 0
-    assert cli.main(["preprocess", work, "-c", "2d", "--num-workers", "1"]) == 0
-    assert cli.main(["train", work, "-c", "2d", "-f", "all", "--iterations-per-epoch", "2", "--num-epochs", "1",
-                     "--val-iterations", "1", "--device", "cpu", "--num-workers", "0", "--no-final-validation"]) == 0  # fmt: skip
-    run = next((tmp_path / "work" / "runs").glob("*__2d__*/fold_all"))
+    run = train_tiny_2d(raw, tmp_path / "work")
     inputs = tmp_path / "inputs"
     shutil.copytree(raw / "imagesTs", inputs)
     Image.fromarray(np.zeros((40, 40), np.uint8)).save(inputs / "grey_0000.png")  # one colour where RGB is expected

@@ -18,28 +18,15 @@ def build_trained_work(root: Path) -> Path:
     """``root/work``: the tiny plan's store and fold 0 trained for 2 steps through ``nnseg train``."""
     if str(TRAINING) not in sys.path:
         sys.path.insert(0, str(TRAINING))
-    from training_data_helpers import INTENSITY, make_plan, make_spec, threshold_case, write_store
+    from training_data_helpers import write_tiny_work
 
     from nnseg.cli.main import main
-    from nnseg.planning import Plans
-    from nnseg.preprocessing import store_name
     from nnseg.workspace import Workspace
 
-    plan, spec = make_plan(), make_spec()
     workspace = Workspace(root / "work")
     (root / "raw").mkdir()
     workspace.initialise(root / "raw")
-    plans = Plans.from_json({
-        "dataset_name": "Dataset001_Synthetic", "plans_name": "nnUNetPlans",
-        "original_median_spacing_after_transp": [1.0, 1.0, 1.0], "original_median_shape_after_transp": [24, 24, 24],
-        "image_reader_writer": "SimpleITKIO", "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
-        "configurations": {"3d_fullres": plan.to_json()}, "experiment_planner_used": "ExperimentPlanner",
-        "label_manager": "LabelManager", "foreground_intensity_properties_per_channel": {"0": dict(INTENSITY)},
-    })  # fmt: skip
-    plans.save(workspace.plans_path("nnUNetPlans"))
-    spec.save(workspace.dataset_json_path)
-    cases = {f"case_{i}": threshold_case(s, seed=i) for i, s in enumerate(SHAPES)}
-    write_store(workspace.preprocessed_dir(store_name(plans["3d_fullres"], spec)), plans["3d_fullres"], spec, cases)
+    write_tiny_work(workspace)
     assert main(["train", str(workspace.root), "-c", "3d_fullres", "-f", "0", *TRAIN_ARGS]) == 0
     return workspace.root
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nnseg.errors import ConfigError
-from nnseg.training._loss import (
+from nnseg.losses import (
     DeepSupervisionLoss,
     DiceBCELoss,
     DiceCELoss,

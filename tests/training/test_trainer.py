@@ -15,11 +15,11 @@ from training_data_helpers import make_plan, trainer_setup
 
 from nnseg.checkpoint import Checkpoint
 from nnseg.errors import CheckpointError, ConfigError, StoreError
+from nnseg.losses import DiceCELoss
 from nnseg.network import build_network
 from nnseg.preprocessing import PreprocessedStore
 from nnseg.training._callbacks import Callback, EarlyStopping, MetricsLog, ProgressBar
 from nnseg.training._config import TrainerConfig
-from nnseg.training._loss import DiceCELoss
 from nnseg.training._split import Split
 from nnseg.training._trainer import Trainer
 

@@ -75,3 +75,24 @@ def trainer_setup(folder: Path, train: Sequence[str]) -> dict[str, Any]:
     cases = {f"case_{i}": threshold_case(shape, seed=i) for i, shape in enumerate(shapes)}
     store = write_store(folder, plan, spec, cases)
     return {"plan": plan, "spec": spec, "store": store, "split": Split(tuple(train), ("case_4",), 0)}
+
+
+WORK_SHAPES = [(20, 24, 28), (24, 20, 22), (18, 26, 20), (17, 30, 30), (20, 20, 20)]
+
+
+def write_tiny_work(workspace: Any) -> None:
+    """Plans (``nnUNetPlans`` with the tiny 3d_fullres plan), dataset.json and a store of five threshold cases."""
+    from nnseg.preprocessing import store_name
+
+    plan, spec = make_plan(), make_spec()
+    plans = Plans.from_json({
+        "dataset_name": "Dataset001_Synthetic", "plans_name": "nnUNetPlans",
+        "original_median_spacing_after_transp": [1.0, 1.0, 1.0], "original_median_shape_after_transp": [24, 24, 24],
+        "image_reader_writer": "SimpleITKIO", "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
+        "configurations": {"3d_fullres": plan.to_json()}, "experiment_planner_used": "ExperimentPlanner",
+        "label_manager": "LabelManager", "foreground_intensity_properties_per_channel": {"0": dict(INTENSITY)},
+    })  # fmt: skip
+    plans.save(workspace.plans_path("nnUNetPlans"))
+    spec.save(workspace.dataset_json_path)
+    cases = {f"case_{i}": threshold_case(s, seed=i) for i, s in enumerate(WORK_SHAPES)}
+    write_store(workspace.preprocessed_dir(store_name(plans["3d_fullres"], spec)), plans["3d_fullres"], spec, cases)
