@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _bench_common import tree_rss  # a sibling module of the benchmark scripts
+from _bench_common import run_measured  # a sibling module of the benchmark scripts
 
 RESULTS = Path(__file__).resolve().parent / "results" / "fingerprint.json"
 SIZES = {"full": ((64, 128, 128), 16), "quick": ((32, 64, 64), 8)}
@@ -51,16 +51,7 @@ extract_fingerprint(RawDataset.from_folder(raw), num_workers=int(workers), cache
 
 def _timed(command: list[str], env: dict[str, str]) -> tuple[float, int]:
     """Run ``command``; return (wall seconds, peak RSS bytes). Raises if it fails."""
-    start = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = 0
-    while process.poll() is None:
-        peak = max(peak, tree_rss(process.pid))
-        time.sleep(0.02)
-    seconds = time.perf_counter() - start
-    stderr = process.stderr.read().decode() if process.stderr else ""
-    if process.returncode != 0:
-        raise RuntimeError(f"{command[:3]} failed with exit code {process.returncode}:\n{stderr[-3000:]}")
+    seconds, peak, _ = run_measured(command, env)
     return seconds, peak
 
 

@@ -45,7 +45,7 @@ from typing import Any
 
 import blosc2
 import numpy as np
-from _bench_common import tree_rss  # a sibling module of the benchmark scripts
+from _bench_common import run_measured  # a sibling module of the benchmark scripts
 
 from nnseg.preprocessing._arrays import array_layout, read_array, read_region, write_array
 
@@ -264,17 +264,7 @@ if __name__ == "__main__":
 
 def _measure(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int, str]:
     """Run ``cmd``; return (wall seconds, peak RSS of its process tree summed over processes, stdout)."""
-    start = time.perf_counter()
-    child = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak = 0
-    while child.poll() is None:
-        peak = max(peak, tree_rss(child.pid))
-        time.sleep(0.02)
-    seconds = time.perf_counter() - start
-    out, err = child.communicate()
-    if child.returncode:
-        raise RuntimeError(f"{cmd[:3]} failed:\n{err[-2000:]}")
-    return seconds, peak, out
+    return run_measured(cmd, env)
 
 
 def _prepare(case_shape: tuple[int, ...], num_cases: int, work: Path) -> tuple[Path, Path]:

@@ -22,14 +22,12 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from _bench_common import tree_rss  # a sibling module of the benchmark scripts
+from _bench_common import run_measured  # a sibling module of the benchmark scripts
 
 RESULTS = Path(__file__).resolve().parent / "results" / "scale.json"
 COUNTS = {"full": (10, 100, 1000), "quick": (10, 30)}
@@ -57,16 +55,7 @@ preprocess_dataset(dataset, plan, store, num_workers=int(workers), progress=Fals
 
 def _measure(command: list[str]) -> tuple[float, int]:
     """Run ``command``; return (wall seconds, peak RSS bytes of its process tree)."""
-    start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = 0
-    while process.poll() is None:
-        peak = max(peak, tree_rss(process.pid))
-        time.sleep(0.02)
-    seconds = time.perf_counter() - start
-    stderr = process.stderr.read().decode() if process.stderr else ""
-    if process.returncode != 0:
-        raise RuntimeError(f"{command[:3]} failed with exit code {process.returncode}:\n{stderr[-3000:]}")
+    seconds, peak, _ = run_measured(command)
     return seconds, peak
 
 
