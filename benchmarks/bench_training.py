@@ -45,7 +45,8 @@ from bench_dataloader import SPEC, _StoreAsNnunetDataset, make_plan, write_store
 
 from nnseg.planning import ConfigurationPlan
 from nnseg.preprocessing import PreprocessedStore
-from nnseg.training import AugmentationConfig, Callback, MetricsLog, Split, Trainer, TrainerConfig, validate_cases
+from nnseg.training import AugmentationConfig, Callback, MetricsLog, Split, Trainer, TrainerConfig
+from nnseg.training._final_validation import validate_cases
 
 
 def nnunet_trainer(plan: ConfigurationPlan, scratch: Path, num_epochs: int, iterations: int,

@@ -55,3 +55,12 @@ def test_unknown_names_still_raise_attribute_error() -> None:
         module.missing  # noqa: B018
     with pytest.raises(AttributeError, match="has no attribute 'Trainerr'"):
         importlib.import_module("nnseg.evaluation").Trainerr  # noqa: B018
+
+
+def test_training_internals_moved_out_of_the_package_still_import() -> None:
+    import nnseg.training
+    from nnseg.training._sampling import patch_bounds
+
+    with pytest.warns(DeprecationWarning, match=r"nnseg\.training\.patch_bounds .*nnseg\.training\._sampling"):
+        assert nnseg.training.patch_bounds is patch_bounds
+    assert "patch_bounds" not in nnseg.training.__all__

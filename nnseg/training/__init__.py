@@ -6,18 +6,18 @@ Example:
     >>> batch = next(iter(loader.iterate(start_step=0)))
 """
 
+from nnseg._deprecation import moved_names
 from nnseg.checkpoint import Checkpoint, TrainState
 from nnseg.losses import DeepSupervisionLoss, DiceBCELoss, DiceCELoss, SoftDiceLoss, deep_supervision_weights
-from nnseg.training._augment_device import CropFactory, CroppedBatch, DeviceAugmenter
-from nnseg.training._augment_spatial import initial_patch_size
+from nnseg.training._augment_device import CropFactory, DeviceAugmenter
 from nnseg.training._augmentation import AugmentationConfig, augment_sample, deep_supervision_scales, make_targets
-from nnseg.training._batches import Batch, BatchFactory, LoaderError, check_training_cases
+from nnseg.training._batches import Batch
 from nnseg.training._callbacks import Callback, EarlyStopping, MetricsLog, ProgressBar, ProgressPlot
 from nnseg.training._config import TrainerConfig
-from nnseg.training._ddp import DistributedContext, rank_batch_sizes, rank_oversampling
-from nnseg.training._final_validation import validate_cases
-from nnseg.training._loader import TrainingLoader, ValidationLoader, iterate_batches
-from nnseg.training._sampling import PatchSampler, SampledPatch, crop_and_pad, patch_bounds
+from nnseg.training._ddp import DistributedContext
+from nnseg.training._loader import TrainingLoader, ValidationLoader
+from nnseg.training._pretrained import load_pretrained_weights
+from nnseg.training._sampling import PatchSampler
 from nnseg.training._split import Split, kfold_splits, write_splits_file
 from nnseg.training._tensorboard import TensorBoardLogger
 from nnseg.training._trainer import Trainer
@@ -41,27 +41,31 @@ __all__ = [
     "TrainerConfig",
     "deep_supervision_weights",
     "kfold_splits",
-    "rank_batch_sizes",
-    "rank_oversampling",
-    "validate_cases",
+    "load_pretrained_weights",
     "write_splits_file",
     "AugmentationConfig",
     "Batch",
-    "BatchFactory",
     "CropFactory",
-    "CroppedBatch",
     "DeviceAugmenter",
-    "LoaderError",
     "PatchSampler",
-    "SampledPatch",
     "TrainingLoader",
     "ValidationLoader",
     "augment_sample",
-    "check_training_cases",
-    "crop_and_pad",
     "deep_supervision_scales",
-    "initial_patch_size",
-    "iterate_batches",
     "make_targets",
-    "patch_bounds",
 ]
+
+__getattr__ = moved_names(__name__, {
+    "BatchFactory": "nnseg.training._batches",
+    "CroppedBatch": "nnseg.training._augment_device",
+    "LoaderError": "nnseg.errors",
+    "SampledPatch": "nnseg.training._sampling",
+    "check_training_cases": "nnseg.training._batches",
+    "crop_and_pad": "nnseg.training._sampling",
+    "initial_patch_size": "nnseg.training._augment_spatial",
+    "iterate_batches": "nnseg.training._loader",
+    "patch_bounds": "nnseg.training._sampling",
+    "rank_batch_sizes": "nnseg.training._ddp",
+    "rank_oversampling": "nnseg.training._ddp",
+    "validate_cases": "nnseg.training._final_validation",
+})  # fmt: skip

@@ -160,7 +160,7 @@ class CascadeAugmentation:
 
 
 class CascadeBatchFactory(BatchFactory):
-    """A :class:`~nnseg.training.BatchFactory` whose samples carry the one-hot previous stage after the image.
+    """A :class:`~nnseg.training._batches.BatchFactory` whose samples carry the one-hot previous stage after the image.
 
     Args:
         base: The factory of the plain configuration (store, cases, sampler, augmentation, seed, augment).

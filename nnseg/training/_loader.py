@@ -1,6 +1,6 @@
 """Training and validation loaders: worker processes, prefetching, pinned memory, deterministic per step.
 
-The batch of step ``s`` is :class:`~nnseg.training.BatchFactory` ``(s)``: a pure function of the seed and
+The batch of step ``s`` is :class:`~nnseg.training._batches.BatchFactory` ``(s)``: a pure function of the seed and
 ``s``. Workers (``torch.utils.data.DataLoader`` processes) each compute whole batches and the loader yields
 them in step order, so the stream is identical with 0, 1 or any number of workers, and a loader started at
 step ``s`` continues exactly where an uninterrupted one would be. A failing sample raises

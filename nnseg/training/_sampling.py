@@ -65,7 +65,7 @@ class PatchSampler:
     Args:
         patch_size: The network's patch, 2 or 3 entries (``plan.patch_size``).
         initial_patch_size: The larger patch cropped before spatial augmentation (same length; defaults to
-            ``patch_size``, as for validation). See :func:`nnseg.training.initial_patch_size`.
+            ``patch_size``, as for validation). See :func:`nnseg.training._augment_spatial.initial_patch_size`.
         batch_size: Samples per batch.
         oversample_foreground_percent: Fraction of each batch forced to contain foreground.
         probabilistic_oversampling: Force each sample with that probability instead of the last samples.

@@ -11,7 +11,8 @@ import torch
 from training_data_helpers import make_plan, make_spec, threshold_case
 
 from nnseg.errors import ConfigError
-from nnseg.training import AugmentationConfig, augment_sample, deep_supervision_scales, initial_patch_size, make_targets
+from nnseg.training import AugmentationConfig, augment_sample, deep_supervision_scales, make_targets
+from nnseg.training._augment_spatial import initial_patch_size
 
 OFF = AugmentationConfig(p_rotation=0, p_scaling=0, p_noise=0, p_blur=0, p_brightness=0, p_contrast=0,
                          p_low_resolution=0, p_gamma_inverted=0, p_gamma=0, p_mirror_per_axis=0)  # fmt: skip

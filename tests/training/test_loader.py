@@ -15,19 +15,12 @@ import pytest
 import torch
 from training_data_helpers import make_plan, make_spec, threshold_case, write_store
 
-from nnseg.errors import ConfigError
+from nnseg.errors import ConfigError, LoaderError
 from nnseg.planning import ConfigurationPlan
 from nnseg.preprocessing._store import PreprocessedStore
-from nnseg.training import (
-    AugmentationConfig,
-    Batch,
-    BatchFactory,
-    LoaderError,
-    PatchSampler,
-    TrainingLoader,
-    ValidationLoader,
-    iterate_batches,
-)
+from nnseg.training import AugmentationConfig, Batch, PatchSampler, TrainingLoader, ValidationLoader
+from nnseg.training._batches import BatchFactory
+from nnseg.training._loader import iterate_batches
 
 Store = tuple[PreprocessedStore, ConfigurationPlan, object]
 

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nnseg.errors import ConfigError, StoreError
-from nnseg.training import PatchSampler, crop_and_pad, patch_bounds
+from nnseg.training import PatchSampler
+from nnseg.training._sampling import crop_and_pad, patch_bounds
 
 
 class ArrayReader:
