@@ -381,23 +381,15 @@ MAX_TRAINER_LINES = 300
 KNOWN_OVERSIZED: set[str] = set()
 
 
-def _docstring_lines(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> int:
-    first = node.body[0] if node.body else None
-    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
-        return (first.end_lineno or first.lineno) - first.lineno + 1
-    return 0
-
-
 def oversized_definitions(path: Path, label: str) -> list[str]:
     """``"label:name has N lines (limit L)"`` for every function over 60 lines and class over 250 (Trainer 300).
 
-    Lines are counted from the ``def``/``class`` line to the end, without the definition's own docstring (an
-    ``Args:`` list grows with the parameters, not with the logic).
+    Lines are counted from the ``def``/``class`` line to its last line, docstring included.
     """
     found = []
     for node in ast.walk(_parse(path)):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            lines = (node.end_lineno or node.lineno) - node.lineno + 1 - _docstring_lines(node)
+            lines = (node.end_lineno or node.lineno) - node.lineno + 1
             if isinstance(node, ast.ClassDef):
                 limit = MAX_TRAINER_LINES if node.name == "Trainer" else MAX_CLASS_LINES
             else:
@@ -421,11 +413,5 @@ def test_known_oversized_definitions_are_still_oversized() -> None:
 
 def test_oversized_definitions_are_found(tmp_path: Path) -> None:
     probe = tmp_path / "probe.py"
-    probe.write_text(
-        'def long():\n    """Doc\n\n    more."""\n'
-        + "    x = 1\n" * 60
-        + "\n\nclass Trainer:\n"
-        + "    y = 1\n" * 280
-        + "\n"
-    )
+    probe.write_text("def long():\n" + "    x = 1\n" * 60 + "\n\nclass Trainer:\n" + "    y = 1\n" * 280 + "\n")
     assert oversized_definitions(probe, "probe.py") == ["probe.py:long has 61 lines (limit 60)"]

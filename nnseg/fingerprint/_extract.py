@@ -308,8 +308,7 @@ def extract_fingerprint(
         >>> fp = extract_fingerprint(ds, num_workers=8, cache_dir="work/fingerprint_cache", progress=True)
         >>> fp.save("work/fingerprint.json")
     """
-    cases, count = _settings(dataset, num_samples, num_workers)
-    num_channels = dataset.spec.num_channels
+    (cases, count), num_channels = _settings(dataset, num_samples, num_workers), dataset.spec.num_channels
     if cache_dir is None:
         if shard is not None:
             raise ConfigError(
@@ -323,15 +322,22 @@ def extract_fingerprint(
     cache.open(create=True)
     owned = set(shard.select(c.case_id for c in cases)) if shard is not None else None
     todo = [c for c in cases if (owned is None or c.case_id in owned) and not cache.has(c)]
-    logger.info("fingerprint: %d case(s) to compute, %d cached", len(todo), len(cases) - len(todo))
-    tasks = [_CaseTask(case, num_channels, count, seed, cache.root, key) for case in todo]
-    names = [c.case_id for c in todo]
-    for _ in run_cases(_compute_task, tasks, names, num_workers=num_workers, progress=progress,
-                       local=lambda index: _compute_task(tasks[index])):  # fmt: skip
-        pass
+    _compute_into_cache(cache, [_CaseTask(case, num_channels, count, seed, cache.root, key) for case in todo],
+                        cached=len(cases) - len(todo), num_workers=num_workers, progress=progress)  # fmt: skip
     if shard is not None:
         return None
     return _from_cache(cache, [c.case_id for c in cases], dataset.spec.channel_names)
+
+
+def _compute_into_cache(
+    cache: FingerprintCache, tasks: list[_CaseTask], *, cached: int, num_workers: int, progress: bool
+) -> None:
+    """Compute ``tasks`` (each stores its case in ``cache`` atomically), this process working too."""
+    logger.info("fingerprint: %d case(s) to compute, %d cached in %s", len(tasks), cached, cache.root)
+    names = [task.case.case_id for task in tasks]
+    for _ in run_cases(_compute_task, tasks, names, num_workers=num_workers, progress=progress,
+                       local=lambda index: _compute_task(tasks[index])):  # fmt: skip
+        pass
 
 
 def fingerprint_cache_status(

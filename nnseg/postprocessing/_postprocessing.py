@@ -109,7 +109,7 @@ class Postprocessing:
             got = data.get("format_version") if isinstance(data, Mapping) else type(data).__name__
             raise PostprocessingError(
                 f"{where}: not an nnseg postprocessing file of format_version {FORMAT_VERSION} (got {got!r}); "
-                "nnU-Net's postprocessing.pkl cannot be read (it is a pickle): determine it again with "
+                "nnU-Net's own postprocessing files are not read (nnseg never loads pickled files): determine it again with "
                 "`nnseg postprocess determine`."
             )
         try:

@@ -1,4 +1,25 @@
-"""``make_synthetic_dataset``: write a small, deterministic nnU-Net raw dataset to disk."""
+"""``make_synthetic_dataset``: write a small, deterministic nnU-Net raw dataset to disk.
+
+The folder ``out_dir/dataset_name`` receives ``imagesTr/<case>_<XXXX><ending>``, ``labelsTr/`` and, when
+``num_test_cases > 0``, ``imagesTs/`` and ``labelsTs/`` with held-out cases; ``dataset.json`` is written last, so
+its presence means the dataset is complete. Cases are named ``case_000``, ``case_001``, ...; the test cases continue
+the numbering. Case ``i`` holds the arrays of :func:`make_synthetic_case` with ``seed=(seed, i)`` for that case's
+shape, so the output is a pure function of the arguments (same arguments, identical files; another seed, other
+data). CT images are written as int16, MR images as float32, labels as uint8.
+
+Every case gets its own shape (each axis of ``shape`` times a factor in [0.85, 1.15]; 2 % with ``large``) and its
+own origin; the spacing is ``spacing`` exactly unless ``spacing_jitter`` is set (rounded to 4 decimals). NIfTI
+stores spacing and origin as float32, so a spacing such as 0.8 reads back as 0.800000011920929 (``.nrrd`` and
+``.mha`` keep it exact). ``rgb`` writes three colours derived from the grey image into one PNG per case
+(nnU-Net's natural-image convention; needs ``num_channels=1``). ``large`` images are about 256^3 voxels, large
+against the patch, so the default :class:`~nnseg.planning.Planner` keeps ``3d_lowres`` and ``3d_cascade_fullres``
+(with the default spacing and CT; MR's crop to the body makes its images smaller); leave ``shape`` at its default.
+
+An existing folder is reused only when it is empty, holds the same synthetic dataset (its ``dataset.json``
+records the generator arguments), or holds nothing but files this call would write anyway (an interrupted
+earlier call). Anything else is refused unless ``overwrite=True``, which deletes the image and label files in
+the four image folders (other files are left alone) before writing.
+"""
 
 from __future__ import annotations
 
@@ -96,74 +117,32 @@ class _Settings:
 
 
 def make_synthetic_dataset(
-    out_dir: str | os.PathLike[str],
-    *,
-    num_cases: int = 8,
-    shape: Sequence[int] = DEFAULT_SHAPE,
-    spacing: Sequence[float] = (1.0, 1.0, 1.0),
-    modality: str = "ct",
-    num_channels: int = 1,
-    num_classes: int = 3,
-    seed: int = 0,
-    num_test_cases: int = 0,
-    two_d: bool = False,
-    dataset_name: str = "Dataset001_Synthetic",
-    file_ending: str = ".nii.gz",
-    spacing_jitter: float = 0.0,
-    overwrite: bool = False,
-    lesion_scale: float = 1.0,
-    rgb: bool = False,
-    large: bool = False,
-) -> Path:
-    """Write a synthetic dataset in the nnU-Net v2 raw layout and return its folder.
-
-    The folder ``out_dir/dataset_name`` receives ``imagesTr/<case>_<XXXX><ending>``, ``labelsTr/`` and,
-    when ``num_test_cases > 0``, ``imagesTs/`` and ``labelsTs/`` with held-out cases; ``dataset.json`` is
-    written last, so its presence means the dataset is complete. Cases are named ``case_000``,
-    ``case_001``, ...; the test cases continue the numbering. Case ``i`` holds the arrays of
-    :func:`make_synthetic_case` with ``seed=(seed, i)`` for that case's shape, so the output is a pure
-    function of the arguments (same arguments, identical files; another seed, other data). CT images are
-    written as int16, MR images as float32, labels as uint8.
-
-    Every case gets its own shape (each axis of ``shape`` times a factor in [0.85, 1.15]) and its own
-    origin; the spacing is ``spacing`` exactly unless ``spacing_jitter`` is set. NIfTI stores spacing
-    and origin as float32, so a spacing such as 0.8 reads back as 0.800000011920929 (``.nrrd`` and
-    ``.mha`` keep it exact).
-
-    An existing folder is reused only when it is empty, holds the same synthetic dataset (its
-    ``dataset.json`` records the generator arguments), or holds nothing but files this call would write
-    anyway (an interrupted earlier call). Anything else is refused unless ``overwrite=True``, which deletes
-    the image and label files in the four image folders (other files are left alone) before writing.
+    out_dir: str | os.PathLike[str], *, num_cases: int = 8, shape: Sequence[int] = DEFAULT_SHAPE,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0), modality: str = "ct", num_channels: int = 1, num_classes: int = 3,
+    seed: int = 0, num_test_cases: int = 0, two_d: bool = False, dataset_name: str = "Dataset001_Synthetic",
+    file_ending: str = ".nii.gz", spacing_jitter: float = 0.0, overwrite: bool = False, lesion_scale: float = 1.0,
+    rgb: bool = False, large: bool = False,
+) -> Path:  # fmt: skip
+    """Write a synthetic dataset in the nnU-Net v2 raw layout and return its folder (see the module docstring).
 
     Args:
         out_dir: Parent folder, created if needed.
         num_cases: Number of training cases (>= 1).
-        shape: Typical spatial shape in array order ``(z, y, x)``; each entry >= 8.
-        spacing: Spacing in mm in array order ``(z, y, x)``, e.g. ``(5.0, 1.0, 1.0)`` for thick slices.
-        modality: ``"ct"`` (channel name ``"CT"``, CT normalisation) or ``"mr"`` (names such as ``"T2"``
-            and ``"ADC"``, z-score normalisation, zero outside the body); see :func:`make_synthetic_case`.
+        shape: Typical spatial shape ``(z, y, x)``, each entry >= 8 (each case varies it by up to 15 %).
+        spacing: Spacing in mm ``(z, y, x)``, e.g. ``(5.0, 1.0, 1.0)`` for thick slices.
+        modality: ``"ct"`` or ``"mr"`` (channel names, normalisation; see :func:`make_synthetic_case`).
         num_channels: Number of image channels (>= 1).
-        num_classes: Number of labels including background, 2 to 10: background, organ, lesion (small),
-            structure3, ...
-        seed: Non-negative seed.
-        num_test_cases: Number of held-out cases in ``imagesTs``/``labelsTs`` (>= 0).
-        two_d: Write 2D files of shape ``(y, x)``, using the last two entries of ``shape`` and ``spacing``
-            (``shape`` and ``spacing`` may then also have two entries).
+        num_classes: Labels including background, 2 to 10: background, organ, lesion (small), structure3, ...
+        seed: Non-negative seed; the files are a pure function of the arguments.
+        num_test_cases: Held-out cases in ``imagesTs``/``labelsTs`` (>= 0).
+        two_d: Write 2D files ``(y, x)`` from the last two entries of ``shape`` and ``spacing``.
         dataset_name: Name of the dataset folder, normally ``DatasetNNN_Name``.
-        file_ending: One of ``.nii.gz``, ``.nii``, ``.nrrd``, ``.mha``; with ``two_d`` also ``.png`` (8-bit
-            grey images, spacing 1, like a natural-image dataset).
-        spacing_jitter: If > 0, each case's spacing is ``spacing`` times a factor in
-            ``[1 - spacing_jitter, 1 + spacing_jitter]``, rounded to 4 decimals (below 0.5).
+        file_ending: ``.nii.gz``, ``.nii``, ``.nrrd``, ``.mha``; with ``two_d`` also ``.png`` (8-bit grey).
+        spacing_jitter: Each case's spacing times a factor in ``[1 - jitter, 1 + jitter]`` (below 0.5).
         overwrite: Replace the image and label files of a folder that holds something else.
-        lesion_scale: Factor on the lesion's semi-axes in [0.5, 2.5] (see :func:`make_synthetic_case`);
-            the demo uses 1.8 so that the lesion is learnt within its CPU budget.
-        rgb: Write each case as one 8-bit RGB PNG ``<case>_0000.png`` holding the channels ``R``, ``G``,
-            ``B`` (three colours derived from the grey image; nnU-Net's natural-image convention). Needs
-            ``two_d``, ``file_ending=".png"`` and ``num_channels=1``.
-        large: Write 3D cases of about 256^3 voxels (shape jitter 2 %) instead of ``shape``: large enough
-            against the patch that the default :class:`~nnseg.planning.Planner` plans ``3d_lowres`` and
-            ``3d_cascade_fullres`` (with the default spacing and CT modality; MR's crop to the body makes
-            its images smaller). Leave ``shape`` at its default; not with ``two_d``.
+        lesion_scale: Factor on the lesion's semi-axes in [0.5, 2.5] (the demo uses 1.8).
+        rgb: One 8-bit RGB PNG per case (channels ``R``, ``G``, ``B``); needs ``two_d`` and ``.png``.
+        large: 3D cases of about 256^3 voxels, so the default planner plans the cascade; not with ``two_d``.
 
     Returns:
         The dataset folder ``out_dir/dataset_name``.
@@ -173,21 +152,10 @@ def make_synthetic_dataset(
             False.
     """
     settings = _validate(
-        num_cases=num_cases,
-        shape=shape,
-        spacing=spacing,
-        modality=modality,
-        num_channels=num_channels,
-        num_classes=num_classes,
-        seed=seed,
-        num_test_cases=num_test_cases,
-        two_d=two_d,
-        file_ending=file_ending,
-        spacing_jitter=spacing_jitter,
-        lesion_scale=lesion_scale,
-        rgb=rgb,
-        large=large,
-    )
+        num_cases=num_cases, shape=shape, spacing=spacing, modality=modality, num_channels=num_channels,
+        num_classes=num_classes, seed=seed, num_test_cases=num_test_cases, two_d=two_d, file_ending=file_ending,
+        spacing_jitter=spacing_jitter, lesion_scale=lesion_scale, rgb=rgb, large=large,
+    )  # fmt: skip
     folder = Path(out_dir) / _check_dataset_name(dataset_name)
     spec = _dataset_spec(settings, dataset_name)
     prepare_folder(folder, spec, _expected_files(settings), overwrite=overwrite)

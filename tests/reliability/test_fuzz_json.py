@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -32,21 +31,24 @@ def _mutations(valid: dict[str, Any]) -> st.SearchStrategy[Any]:
     return replaced | removed | added | JSON
 
 
-def _result_or_nnseg_error(parse: Any, data: Any) -> None:
-    with contextlib.suppress(NnsegError):  # any other exception fails the test
-        parse(data)
+def _result_or_nnseg_error(parse: Any, data: Any) -> Any:
+    """``parse(data)``, or the NnsegError it raised; any other exception fails the test."""
+    try:
+        return parse(data)
+    except NnsegError as err:
+        return err
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_mutations(VALID_SPEC))
 def test_dataset_json(data: Any) -> None:
-    _result_or_nnseg_error(DatasetSpec.from_dict, data)
+    assert isinstance(_result_or_nnseg_error(DatasetSpec.from_dict, data), DatasetSpec | NnsegError)
 
 
 @settings(max_examples=150, deadline=None)
 @given(JSON)
 def test_store_manifest(data: Any) -> None:
-    _result_or_nnseg_error(StoreManifest.from_json, data)
+    assert isinstance(_result_or_nnseg_error(StoreManifest.from_json, data), StoreManifest | NnsegError)
 
 
 @settings(max_examples=60, deadline=None)
@@ -56,7 +58,8 @@ def test_store_manifest_file(tmp_path_factory: Any, content: bytes) -> None:
 
     root: Path = tmp_path_factory.mktemp("s")
     (root / "store.json").write_bytes(content)
-    _result_or_nnseg_error(lambda _: PreprocessedStore(root).manifest(), None)
+    outcome = _result_or_nnseg_error(lambda _: PreprocessedStore(root).manifest(), None)
+    assert outcome is None or isinstance(outcome, StoreManifest | NnsegError)
 
 
 def test_valid_spec_parses() -> None:
@@ -72,7 +75,7 @@ def test_plans_json(data: st.DataObject) -> None:
     from nnseg.planning import Plans
 
     document = data.draw(_mutations(json.loads(PLANS_FILE.read_text())))
-    _result_or_nnseg_error(Plans.from_json, document)
+    assert isinstance(_result_or_nnseg_error(Plans.from_json, document), Plans | NnsegError)
 
 
 @settings(max_examples=80, deadline=None)
@@ -82,4 +85,4 @@ def test_workspace_json(tmp_path_factory: Any, data: Any) -> None:
 
     root: Path = tmp_path_factory.mktemp("w")
     (root / "workspace.json").write_text(json.dumps(data))
-    _result_or_nnseg_error(lambda _: Workspace(root).raw_dataset_dir(), None)
+    assert isinstance(_result_or_nnseg_error(lambda _: Workspace(root).raw_dataset_dir(), None), Path | NnsegError)
