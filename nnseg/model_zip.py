@@ -13,7 +13,6 @@ the result into place only when everything is complete, so a failed import leave
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -24,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from nnseg._integrity import sha256_file
 from nnseg.errors import ModelZipError
 
 __all__ = ["DEFAULT_MAX_BYTES", "ImportedModels", "export_model", "import_model"]
@@ -91,7 +91,7 @@ def export_model(
     manifest = {
         "format": _FORMAT, "format_version": _FORMAT_VERSION, "model": root.resolve().name,
         "folds": [d.name.removeprefix("fold_") if d != root else None for d in fold_dirs], "checkpoint": checkpoint,
-        "files": {arcname: _sha256(path) for path, arcname in files},
+        "files": {arcname: sha256_file(path) for path, arcname in files},
     }  # fmt: skip
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
@@ -141,14 +141,6 @@ def _export_files(root: Path, fold_dirs: list[Path], checkpoint: str) -> Iterato
     for pattern in _ROOT_GLOBS:
         for path in sorted(root.glob(pattern)):
             yield path, str(top / path.relative_to(root).as_posix())
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ------------------------------------------------------------------------------------------------- import
@@ -271,7 +263,7 @@ def _verify_manifest(staging: Path, source: Path) -> None:
         )
     for name, expected in files.items():
         path = staging.joinpath(*PurePosixPath(name).parts)
-        actual = _sha256(path) if path.is_file() else "missing"
+        actual = sha256_file(path) if path.is_file() else "missing"
         if actual != expected:
             raise ModelZipError(
                 f"import-model: {source}: {name} is {'missing' if actual == 'missing' else 'damaged'} (its "

@@ -8,7 +8,6 @@ training log allowed explicitly.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -18,6 +17,7 @@ from typing import Any
 
 import torch
 
+from nnseg._hashing import content_hash, state_dict_digest
 from nnseg.checkpoint import Checkpoint, load_weights_only, strip_wrapper_prefixes
 from nnseg.dataset import DatasetSpec
 from nnseg.errors import CheckpointError, NnsegError
@@ -53,15 +53,6 @@ def load_nnunet_checkpoint(path: Path) -> dict[str, Any]:
     return content
 
 
-def _weights_digest(weights: Sequence[Mapping[str, torch.Tensor]]) -> str:
-    digest = hashlib.blake2b(digest_size=8)
-    for state in weights:
-        for name, tensor in state.items():
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
 @dataclass(frozen=True, eq=False)
 class TrainedModel:
     """Everything needed to predict: plan, labels, fold weights and mirror axes.
@@ -86,11 +77,7 @@ class TrainedModel:
 
     def identity(self) -> str:
         """Hash of the plan, labels and weights: outputs of models with different identities never mix."""
-        digest = hashlib.blake2b(digest_size=8)
-        digest.update(repr(sorted(self.plan.to_json(standalone=True).items())).encode())
-        digest.update(repr(sorted(self.spec.to_dict().items())).encode())
-        digest.update(_weights_digest(self.weights).encode())
-        return digest.hexdigest()
+        return content_hash([self.plan.to_json(standalone=True), self.spec.to_dict(), state_dict_digest(self.weights)])
 
     def build_network(self) -> torch.nn.Module:
         """The plan's network without deep supervision, on the CPU, with fold 0's weights, in eval mode.
