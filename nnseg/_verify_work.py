@@ -29,15 +29,20 @@ class Damage:
     Args:
         path: The file or folder.
         problem: What is wrong.
-        repair: The command (or step) that repairs it.
+        repair: The command (or step) that repairs it, or finishes it.
+        incomplete: True for work that is merely unfinished (an interrupted prediction run): nothing written is
+            wrong, the same command finishes it.
     """
 
     path: Path
     problem: str
     repair: str
+    incomplete: bool = False
 
     def line(self) -> str:
-        """``"DAMAGED path: problem -> repair: command"``."""
+        """``"DAMAGED path: problem -> repair: command"`` (``"INCOMPLETE path: problem -> finish: command"``)."""
+        if self.incomplete:
+            return f"INCOMPLETE {self.path}: {self.problem} -> finish: {self.repair}"
         return f"DAMAGED {self.path}: {self.problem} -> repair: {self.repair}"
 
 
@@ -48,7 +53,7 @@ class WorkReport:
     Args:
         root: The work folder.
         checked: Every item checked (files and folders).
-        damaged: The damaged or incomplete ones, with their repair.
+        damaged: The damaged or incomplete ones, with their repair (:attr:`Damage.incomplete` tells which).
     """
 
     root: Path
@@ -57,12 +62,20 @@ class WorkReport:
 
     @property
     def ok(self) -> bool:
-        """Whether nothing is damaged."""
-        return not self.damaged
+        """Whether nothing is damaged (unfinished work is not damage)."""
+        return all(d.incomplete for d in self.damaged)
+
+    @property
+    def incomplete(self) -> tuple[Damage, ...]:
+        """The unfinished items (an interrupted prediction run), each with the command that finishes it."""
+        return tuple(d for d in self.damaged if d.incomplete)
 
     def format(self) -> str:
-        """One line per damaged item, then a summary line."""
-        verdict = "OK" if self.ok else f"{len(self.damaged)} damaged item(s)"
+        """One line per damaged or unfinished item, then a summary line."""
+        broken = len(self.damaged) - len(self.incomplete)
+        verdict = "OK" if self.ok else f"{broken} damaged item(s)"
+        if self.incomplete:
+            verdict += f", {len(self.incomplete)} unfinished item(s)"
         lines = [d.line() for d in self.damaged]
         return "\n".join([*lines, f"{self.root}: {len(self.checked)} item(s) checked, {verdict}"])
 
@@ -186,4 +199,5 @@ class _Checker:
                 self.damaged.append(Damage(folder, f"outputs damaged or not written by this run: {', '.join(redo)}",
                                            repair))  # fmt: skip
             elif not status.is_complete:
-                self.damaged.append(Damage(folder, f"incomplete: {len(status.missing)} case(s) missing", repair))
+                finish = f"run the same `nnseg predict ... -o {folder}` again (it predicts the missing cases only)"
+                self.damaged.append(Damage(folder, f"{len(status.missing)} case(s) not predicted yet", finish, True))

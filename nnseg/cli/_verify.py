@@ -4,7 +4,8 @@ The folder's content decides: a ``workspace.json`` makes it a work folder, anyth
 dataset. RAW_DIR: one line per problem (the layout problems, then the problems found by reading every case
 whose files could be found, even when the layout is broken) and a summary line; exit 0 without errors
 (warnings allowed), 2 with errors. WORK: one line per damaged item with the command that repairs it (see
-:func:`nnseg._verify_work.verify_work`); exit 0 when clean, 1 when something is damaged.
+:func:`nnseg._verify_work.verify_work`), one INCOMPLETE line per unfinished prediction folder with the command
+that finishes it; exit 0 when nothing is damaged (unfinished work included), 1 when something is damaged.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
             "problems included. Exit 0 without errors (warnings allowed), 2 with errors. Given a work folder "
             "(holding workspace.json): check workspace.json, dataset.json, fingerprint, plans, every store, run "
             "folder, cross-validation and prediction folder, and print each damaged item with the command that "
-            "repairs it; exit 0 when clean, 1 when something is damaged."
+            "repairs it (unfinished prediction folders: INCOMPLETE, with the command that finishes them); exit 0 "
+            "when nothing is damaged, 1 when something is damaged."
         ),
     )
     parser.add_argument(

@@ -112,3 +112,29 @@ def test_a_folder_that_is_no_work_folder(tmp_path: Path, capsys: pytest.CaptureF
         verify_work(tmp_path)
     assert main(["verify", str(tmp_path)]) == 2  # checked as a raw dataset: no dataset.json
     assert "dataset.json" in capsys.readouterr().out + capsys.readouterr().err
+
+
+def test_an_unfinished_prediction_folder_is_a_note_not_damage(
+    template: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nnseg.inference._parts import PartManifest
+    from nnseg.sharding import Shard
+
+    work = copy_work(template, tmp_path)
+    folder = work / "predictions"
+    folder.mkdir()
+    cases = ("case_a", "case_b")
+    PartManifest(Shard(0, 1), "model", {"file_ending": ".nii.gz"}, cases, cases).save(folder)
+    (folder / "case_a.nii.gz").write_bytes(b"not recorded")  # a file this run did not write: damage, not a gap
+    assert main(["verify", str(work)]) == 1
+    assert f"DAMAGED {folder}: outputs damaged or not written by this run: case_a" in capsys.readouterr().out
+
+    (folder / "case_a.nii.gz").unlink()
+    report = verify_work(work)
+    assert report.ok
+    assert [d.path for d in report.incomplete] == [folder]
+    assert main(["verify", str(work)]) == 0
+    out = capsys.readouterr().out
+    assert f"INCOMPLETE {folder}: 2 case(s) not predicted yet -> finish: run the same `nnseg predict" in out
+    assert "DAMAGED" not in out
+    assert out.strip().endswith("OK, 1 unfinished item(s)")
