@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any
 
-__all__ = ["LoadMonitor", "busy_processes", "cpu_times", "load_snapshot", "run_measured", "tree_rss"]
+__all__ = ["LoadMonitor", "busy_processes", "command_line", "cpu_times", "load_snapshot", "run_measured", "tree_rss"]
 
 BUSY_SHARE = 0.2  # a process using at least this share of one core over an interval counts as busy
 
@@ -95,8 +95,8 @@ def busy_processes(
     before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], seconds: float,
     exclude: set[int] | frozenset[int] = frozenset(),
     share: float = BUSY_SHARE,
-) -> list[tuple[str, float]]:  # fmt: skip
-    """``(name, cores used)`` of the processes busy between two :func:`cpu_times` snapshots, busiest first.
+) -> list[tuple[int, str, float]]:  # fmt: skip
+    """``(pid, name, cores used)`` of the processes busy between two :func:`cpu_times` snapshots, busiest first.
 
     A process counts when it used at least ``share`` of one core over the ``seconds`` between the snapshots;
     processes in ``exclude`` (the benchmark runner and its children) and processes that started in between
@@ -110,8 +110,25 @@ def busy_processes(
             continue
         used = (cpu - before[pid][1]) / seconds
         if used >= share:
-            busy.append((name, round(used, 2)))
-    return sorted(busy, key=lambda item: -item[1])
+            busy.append((pid, name, round(used, 2)))
+    return sorted(busy, key=lambda item: -item[2])
+
+
+def command_line(pid: int, name: str = "?", limit: int = 60) -> str:
+    """A short command line of process ``pid`` (program name without its folder, then the arguments).
+
+    Falls back to ``name`` when the process is gone or has no command line (kernel threads).
+    """
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            parts = handle.read().decode(errors="replace").split("\0")
+    except OSError:
+        return name
+    parts = [part for part in parts if part]
+    if not parts:
+        return name
+    text = " ".join([os.path.basename(parts[0]), *parts[1:]])
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _load_average() -> list[float]:
@@ -125,14 +142,16 @@ def load_snapshot(interval: float = 0.5) -> dict[str, Any]:
     """The machine's load now: load averages, and the other processes busy over ``interval`` seconds.
 
     Returns:
-        ``{"time": ISO time (UTC), "load_average": [1, 5, 15 min], "other_busy": count, "busy": ["name 95%", ...]}``
-        (``busy``: the five busiest, with their share of one core); this process and its children are not counted.
+        ``{"time": ISO time (UTC), "load_average": [1, 5, 15 min], "other_busy": count,
+        "busy": [{"command": short command line, "cpu": cores used}, ...]}`` (``busy``: the five busiest); this
+        process and its children are not counted.
     """
     first, start = cpu_times(), time.perf_counter()
     time.sleep(interval)
     busy = busy_processes(first, cpu_times(), time.perf_counter() - start, descendants(os.getpid()))
     return {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "load_average": _load_average(),
-            "other_busy": len(busy), "busy": [f"{name} {used:.0%}" for name, used in busy[:5]]}  # fmt: skip
+            "other_busy": len(busy),
+            "busy": [{"command": command_line(pid, name), "cpu": used} for pid, name, used in busy[:5]]}  # fmt: skip
 
 
 class LoadMonitor:
@@ -144,7 +163,7 @@ class LoadMonitor:
 
     def __init__(self, period: float = 5.0) -> None:
         self.period = period
-        self.samples: list[tuple[float, int, list[tuple[str, float]]]] = []
+        self.samples: list[tuple[float, int, list[str]]] = []  # (1-minute load, other busy, their commands)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -164,22 +183,25 @@ class LoadMonitor:
             if seconds >= min(self.period, 1.0) or not self.samples:
                 busy = busy_processes(previous, now, seconds, descendants(os.getpid()))
                 load = _load_average()
-                self.samples.append((load[0] if load else 0.0, len(busy), busy))
+                commands = [command_line(pid, name) for pid, name, _ in busy]
+                self.samples.append((load[0] if load else 0.0, len(busy), commands))
                 previous, start = now, time.perf_counter()
             if stopped:
                 return
 
     def summary(self) -> dict[str, Any]:
-        """``{"samples", "load1_mean", "load1_max", "other_busy_mean", "other_busy_max", "busy"}`` (``busy``: the
-        names seen busy most often, with how many samples)."""
+        """``{"samples", "load1_mean", "load1_max", "other_busy_mean", "other_busy_max", "busy"}``.
+
+        ``busy``: the five commands seen busy in the most samples, as ``{"command", "samples"}``.
+        """
         if not self.samples:
             return {"samples": 0}
         loads, counts = [s[0] for s in self.samples], [s[1] for s in self.samples]
         seen: dict[str, int] = {}
-        for _, _, busy in self.samples:
-            for name in {name for name, _ in busy}:
-                seen[name] = seen.get(name, 0) + 1
+        for _, _, commands in self.samples:
+            for command in set(commands):
+                seen[command] = seen.get(command, 0) + 1
         top = sorted(seen.items(), key=lambda item: -item[1])[:5]
         return {"samples": len(self.samples), "load1_mean": round(sum(loads) / len(loads), 2),
                 "load1_max": max(loads), "other_busy_mean": round(sum(counts) / len(counts), 2),
-                "other_busy_max": max(counts), "busy": [f"{name} ({n}x)" for name, n in top]}  # fmt: skip
+                "other_busy_max": max(counts), "busy": [{"command": c, "samples": n} for c, n in top]}  # fmt: skip

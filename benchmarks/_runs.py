@@ -41,36 +41,47 @@ def idle_warning(snapshot: dict[str, Any]) -> str | None:
     load = snapshot.get("load_average") or []
     if not load or load[0] <= IDLE_LOAD:
         return None
-    busy = snapshot.get("busy") or []
+    busy = ", ".join(
+        f"{b.get('command', '?')} ({b.get('cpu', 0):.0%})" for b in snapshot.get("busy") or [] if isinstance(b, dict)
+    )
     return (f"run_all.py: warning: the machine is not idle (1-minute load average {load[0]:.2f} > {IDLE_LOAD}; "
-            f"{snapshot.get('other_busy', 0)} other busy process(es){': ' + ', '.join(busy) if busy else ''}); "
+            f"{snapshot.get('other_busy', 0)} other busy process(es){': ' + busy if busy else ''}); "
             "the ratios will carry the other jobs' noise. Rerun on an idle machine for figures to quote.\n")  # fmt: skip
 
 
-def _one_minute(snapshot: Any) -> str:
-    load = snapshot.get("load_average") if isinstance(snapshot, dict) else None
-    return f"{load[0]:.2f}" if load else "-"
+def _one_minute(snapshot: dict[str, Any]) -> str:
+    load = snapshot.get("load_average")
+    return f"{load[0]:.2f}" if isinstance(load, list) and load else "-"
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _commands(*parts: dict[str, Any]) -> list[str]:
+    """The distinct busy commands named in snapshots / monitor summaries, in order of appearance."""
+    found = [b.get("command") for part in parts for b in part.get("busy") or [] if isinstance(b, dict)]
+    return list(dict.fromkeys(str(c) for c in found if c))
 
 
 def load_row(run: dict[str, Any]) -> list[str]:
     """Machine-section cells of one run: start, 1-minute load before / during / after, other busy processes."""
-    load = run.get("load") if isinstance(run.get("load"), dict) else {}
-    before, during, after = load.get("before") or {}, load.get("during") or {}, load.get("after") or {}
-    seen = during.get("load1_mean") is not None
+    load = _dict(run.get("load"))
+    before, during, after = _dict(load.get("before")), _dict(load.get("during")), _dict(load.get("after"))
+    seen = isinstance(during.get("load1_mean"), float | int) and isinstance(during.get("load1_max"), float | int)
     during_text = f"{during['load1_mean']:.2f} / {during['load1_max']:.2f}" if seen else "-"
     busy = (f"{before.get('other_busy', '-')} / {during.get('other_busy_max', '-') if seen else '-'} / "
             f"{after.get('other_busy', '-')}")  # fmt: skip
-    names = sorted({*before.get("busy", []), *during.get("busy", []), *after.get("busy", [])})
     return [str(run.get("stage", "?")), str(before.get("time", "-")), _one_minute(before), during_text,
-            _one_minute(after), busy, ", ".join(names) or "-"]  # fmt: skip
+            _one_minute(after), busy, ", ".join(_commands(before, during, after)[:5]) or "-"]  # fmt: skip
 
 
 def load_summary(stage: str, runs: list[dict[str, Any]], data: Any) -> str:
     """Short load text for the goals table: from runs.json, else what the benchmark's JSON recorded itself."""
     run = next((r for r in reversed(runs) if r.get("stage") == stage and isinstance(r.get("load"), dict)), None)
     if run is not None:
-        stage_cells = load_row(run)
-        return f"{stage_cells[2]} before, {stage_cells[3]} during (mean / max), other busy {stage_cells[5]}"
+        _, _, before, during, after, busy, _ = load_row(run)
+        return f"{before} before, {during} during (mean / max), {after} after; other busy processes {busy}"
     found = []
     for where in (data, data.get("machine") if isinstance(data, dict) else None):
         if isinstance(where, dict):
