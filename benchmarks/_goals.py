@@ -43,6 +43,10 @@ def _div(top: Any, bottom: Any) -> float | None:
     return None if a is None or b is None or b <= 0 else a / b
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _dicts(value: Any) -> list[dict[str, Any]]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
@@ -96,7 +100,7 @@ def dataloader_goals(data: dict[str, Any]) -> list[Goal]:
            for n, r in rows.items() if isinstance(n, int) and n >= 1}  # fmt: skip
     text, status = _per_workers(cpu, lambda v: _at_most(v, 0.5))
     goals.append(Goal("dataloader", "data loader: CPU-s per batch <= 0.5x nnU-Net's", text, status))
-    settings = data.get("settings") if isinstance(data.get("settings"), dict) else {}
+    settings = _dict(data.get("settings"))
     patch, batch = settings.get("patch_size"), settings.get("batch_size")
     if rows and (patch != LOADER_PATCH or batch != LOADER_BATCH):  # measured, but not where the goal is set
         where = f" (patch {patch}, batch {batch}; the goal is at patch 128^3, batch 2)"
@@ -151,16 +155,22 @@ def preprocess_goals(data: dict[str, Any]) -> list[Goal]:
     return goals
 
 
+MIN_KEYS = ("agreement_min", "agreement_with_nnunet_min", "min_agreement")  # lowest per-case voxel agreement
+PER_CASE_KEYS = ("agreement_per_case", "agreement_with_nnunet_per_case", "per_case_agreement")  # list or {case: value}
+
+
 def _agreement(row: dict[str, Any]) -> tuple[float | None, bool]:
     """(lowest per-case voxel agreement, True) when the row has per-case figures, else (the mean, False)."""
-    lowest = _num(row.get("agreement_min"))
-    if lowest is not None:
-        return lowest, True
-    per_case = row.get("agreement_per_case")
-    values = per_case.values() if isinstance(per_case, dict) else per_case if isinstance(per_case, list) else []
-    numbers = [v for v in (_num(x) for x in values) if v is not None]
-    if numbers:
-        return min(numbers), True
+    for key in MIN_KEYS:
+        lowest = _num(row.get(key))
+        if lowest is not None:
+            return lowest, True
+    for key in PER_CASE_KEYS:
+        per_case = row.get(key)
+        values = per_case.values() if isinstance(per_case, dict) else per_case if isinstance(per_case, list) else []
+        numbers = [v for v in (_num(x) for x in values) if v is not None]
+        if numbers:
+            return min(numbers), True
     return _num(row.get("agreement_with_nnunet")), False
 
 
@@ -192,7 +202,7 @@ def predict_goals(data: dict[str, Any]) -> list[Goal]:
 
 def training_goals(data: dict[str, Any]) -> list[Goal]:
     """One optimiser step of the same network: >= 1.3x on CPU, never slower on CUDA."""
-    timing = data.get("timing") if isinstance(data.get("timing"), dict) else {}
+    timing = _dict(data.get("timing"))
     speed = _div(timing.get("nnunetv2"), timing.get("nnseg"))
     cuda = _div(timing.get("nnunetv2 (cuda)"), timing.get("nnseg (cuda)"))
     return [

@@ -135,6 +135,22 @@ def summarize_predict(data: dict[str, Any]) -> list[Row]:
     return out
 
 
+def summarize_scale(data: dict[str, Any]) -> list[Row]:
+    """bench_scale.py: time per case and peak RSS from the fewest to the most cases, per stage and worker count."""
+    rows = [r for r in data.get("rows", []) if isinstance(r, dict)]
+    out = []
+    for stage, workers in dict.fromkeys((r.get("stage"), r.get("workers")) for r in rows):
+        runs = sorted(
+            (r for r in rows if r.get("stage") == stage and r.get("workers") == workers), key=lambda r: r["cases"]
+        )
+        small, large = runs[0], runs[-1]
+        out.append(_row("scale", f"{stage}, {workers} worker(s), {small['cases']} -> {large['cases']} cases",
+                        f"{fmt(small['ms_per_case'])} -> {fmt(large['ms_per_case'])} ms per case",
+                        f"{fmt(small['peak_rss_mb'])} -> {fmt(large['peak_rss_mb'])} MB RSS",
+                        note="ms per case include one process start-up, spread over the cases"))  # fmt: skip
+    return out
+
+
 SUMMARIZERS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "fingerprint": summarize_fingerprint,
     "preprocess": summarize_preprocess,
@@ -142,6 +158,7 @@ SUMMARIZERS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "dataloader": summarize_dataloader,
     "training": summarize_training,
     "predict": summarize_predict,
+    "scale": summarize_scale,
 }
 
 
