@@ -44,9 +44,12 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=1500, check=False, cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    written = sorted(p.stem for p in tmp_path.glob("*.json"))
+    written = sorted(p.stem for p in tmp_path.glob("*.json") if p.name != "runs.json")
     expected = sorted(p.stem.removeprefix("bench_") for p in (REPO / "benchmarks").glob("bench_*.py"))
     assert written == expected
+    runs = json.loads((tmp_path / "runs.json").read_text())["runs"]
+    assert sorted(r["stage"] for r in runs) == expected
+    assert all(len(r["load"]["before"]["load_average"]) == 3 for r in runs)
     for path in tmp_path.glob("*.json"):
         json.loads(path.read_text())
     assert (tmp_path / "REPORT.md").read_text().startswith("# Benchmark report")
