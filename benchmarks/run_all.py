@@ -6,12 +6,18 @@ Usage::
     python benchmarks/run_all.py --quick         # each with its --quick flag (and 1 worker, 1 repeat)
     python benchmarks/run_all.py --report-only   # rebuild the report from the JSON already in results/
     python benchmarks/run_all.py --only preprocess planning --no-nnunet
+    python benchmarks/run_all.py --note "idle machine, nothing else running"
 
 Each ``bench_<stage>.py`` runs as its own process with ``--output <results-dir>/<stage>.json`` (plus
 ``--quick`` when asked for and the script has that flag). The report goes to ``benchmarks/REPORT.md`` and
 ``docs/benchmarks.md``. Full-size results live in ``benchmarks/results/``; ``--quick`` results go to
 ``benchmarks/results/quick/`` and their report to ``benchmarks/results/quick/REPORT.md`` so that a smoke
 run never replaces the published figures. nnU-Net v2 columns appear when nnunetv2 is installed.
+
+The report opens with the goals of issue 18 (each with its measured ratio, verdict and the machine's load while
+its benchmark ran). The load (1/5/15-minute averages and the other processes busy on the machine) is recorded
+before, during and after each benchmark into ``<results-dir>/runs.json``; a start on a machine whose 1-minute
+load is above 0.5 prints a warning, since every ratio then carries the other jobs' noise.
 """
 
 from __future__ import annotations
@@ -22,11 +28,10 @@ import importlib.metadata
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +39,15 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "results"
 REPORTS = (HERE / "REPORT.md", REPO / "docs" / "benchmarks.md")
+SNAPSHOT_SECONDS = 0.5  # how long a before/after snapshot watches the other processes
+MONITOR_PERIOD = 5.0  # seconds between load samples while a benchmark runs
 
-Row = dict[str, str]
-SUMMARY_COLUMNS = ("stage", "variant", "nnseg speed", "nnseg peak memory", "vs nnU-Net v2", "floor", "note")
+if str(HERE) not in sys.path:  # the sibling helper modules, also when this file is loaded by path (tests)
+    sys.path.insert(0, str(HERE))
+from _bench_common import LoadMonitor, load_snapshot  # noqa: E402
+from _goals import check_goals  # noqa: E402
+from _runs import idle_warning, load_row, load_summary, read_runs, write_runs  # noqa: E402
+from _summaries import SUMMARY_COLUMNS, fmt, summarize  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------------ machine
@@ -98,7 +109,11 @@ def command_for(script: Path, output: Path, *, quick: bool, no_nnunet: bool, fla
 
 
 def run_one(script: Path, results_dir: Path, *, quick: bool, no_nnunet: bool, timeout: float) -> dict[str, Any]:
-    """Run one benchmark; return ``{"stage", "command", "seconds", "ok", "error"}``."""
+    """Run one benchmark; return ``{"stage", "command", "seconds", "ok", "error", "load"}``.
+
+    ``load`` holds :func:`load_snapshot` ``before`` and ``after`` the run and the :class:`LoadMonitor` summary
+    ``during`` it (the benchmark's own processes are not counted as other busy processes).
+    """
     output = results_dir / f"{stage_name(script)}.json"
     flags = script_flags(script)
     if "--output" not in flags:
@@ -108,172 +123,31 @@ def run_one(script: Path, results_dir: Path, *, quick: bool, no_nnunet: bool, ti
     shown = " ".join(["python", *(_relative(part) for part in command[1:])])
     sys.stdout.write(f"==> {shown}\n")
     sys.stdout.flush()
+    before = load_snapshot(SNAPSHOT_SECONDS)
     start = time.perf_counter()
-    try:
-        result = subprocess.run(command, cwd=REPO, timeout=timeout, check=False, capture_output=True, text=True)
-    except subprocess.TimeoutExpired:
-        return {"stage": stage_name(script), "command": shown, "seconds": timeout, "ok": False,
-                "error": f"timed out after {timeout:.0f} s"}  # fmt: skip
+    with LoadMonitor(MONITOR_PERIOD) as monitor:
+        process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+            error = ""
+        except subprocess.TimeoutExpired:
+            process.kill()
+            stdout, stderr = process.communicate()
+            error = f"timed out after {timeout:.0f} s"
     seconds = time.perf_counter() - start
-    sys.stdout.write(result.stdout)
-    ok = result.returncode == 0 and output.is_file()
-    error = "" if ok else (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
-    return {"stage": stage_name(script), "command": shown, "seconds": round(seconds, 1), "ok": ok, "error": error}
+    load = {"before": before, "during": monitor.summary(), "after": load_snapshot(SNAPSHOT_SECONDS)}
+    sys.stdout.write(stdout)
+    ok = not error and process.returncode == 0 and output.is_file()
+    if not ok and not error:
+        error = (stderr.strip().splitlines() or [f"exit code {process.returncode}"])[-1]
+    return {"stage": stage_name(script), "command": shown, "seconds": round(seconds, 1), "ok": ok, "error": error,
+            "load": load}  # fmt: skip
 
 
 def _relative(part: str) -> str:
     """A path inside the repository as a relative path (for the report); anything else unchanged."""
     path = Path(part)
     return str(path.relative_to(REPO)) if path.is_absolute() and path.is_relative_to(REPO) else part
-
-
-# ------------------------------------------------------------------------------------------------ summaries
-def _fmt(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return "-" if value is None else ("yes" if value else "no")
-    if isinstance(value, float):
-        if value == 0 or 0.01 <= abs(value) < 1e5:
-            return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
-        return f"{value:.2e}"
-    if isinstance(value, list | tuple):
-        return "x".join(str(v) for v in value) if all(isinstance(v, int) for v in value) else json.dumps(value)
-    return str(value)
-
-
-def _ratio(ours: float | None, theirs: float | None, *, higher_is_better: bool) -> str:
-    if not ours or not theirs:
-        return "-"
-    factor = ours / theirs if higher_is_better else theirs / ours
-    return f"{factor:.2f}x {'faster' if factor >= 1 else 'slower'}"
-
-
-def _row(
-    stage: str, variant: str, speed: str, memory: str = "-", ratio: str = "-", floor: str = "-", note: str = ""
-) -> Row:
-    return dict(zip(SUMMARY_COLUMNS, (stage, variant, speed, memory, ratio, floor, note), strict=True))
-
-
-def summarize_fingerprint(data: dict[str, Any]) -> list[Row]:
-    """bench_fingerprint.py: rows ``variant / workers / seconds / peak_rss_mb``."""
-    rows, cases = data.get("rows", []), data.get("cases") or 0
-    out = []
-    for workers in sorted({r["workers"] for r in rows}):
-        by = {r["variant"]: r for r in rows if r["workers"] == workers}
-        ours, theirs = by.get("nnseg"), by.get("nnunetv2")
-        if ours is None:
-            continue
-        same = data.get("equal", {}).get("nnunetv2")
-        out.append(_row("fingerprint", f"{workers} worker(s), {cases} cases", f"{cases / ours['seconds']:.2f} cases/s",
-                        f"{ours['peak_rss_mb']} MB RSS",
-                        _ratio(ours["seconds"], theirs and theirs["seconds"], higher_is_better=False),
-                        note="" if same is None else f"same fingerprint as nnU-Net: {_fmt(same)}"))  # fmt: skip
-    return out
-
-
-def summarize_preprocess(data: dict[str, Any]) -> list[Row]:
-    """bench_preprocess.py: ``throughput`` rows per tool (nnseg, nnunetv2, io-floor) and worker count."""
-    rows = data.get("throughput", [])
-    out = []
-    for workers in sorted({r["workers"] for r in rows}):
-        by = {r["tool"]: r for r in rows if r["workers"] == workers}
-        ours, theirs, floor = by.get("nnseg"), by.get("nnunetv2"), by.get("io-floor")
-        if ours is None:
-            continue
-        out.append(_row("preprocess", f"{workers} worker(s), {ours['cases']} cases", f"{ours['cases_per_s']:.2f} cases/s",
-                        f"{ours['peak_rss_mb']:.0f} MB RSS",
-                        _ratio(ours["cases_per_s"], theirs and theirs["cases_per_s"], higher_is_better=True),
-                        f"{floor['cases_per_s']:.2f} cases/s (IO only)" if floor else "-"))  # fmt: skip
-    for fmt in data.get("formats", [])[:1]:
-        out.append(_row("preprocess", f"store format: {fmt.get('format', '?')}", f"{_fmt(fmt.get('patch_ms_cold'))} ms per patch (cold)",
-                        note=f"compression ratio {_fmt(fmt.get('ratio'))}"))  # fmt: skip
-    return out
-
-
-def summarize_planning(data: dict[str, Any]) -> list[Row]:
-    """bench_planning.py: seconds per plan for each fingerprint and planner."""
-    rows = data.get("rows", [])
-    if not rows:
-        return []
-    ours = statistics.median(r["nnseg_s"] for r in rows)
-    theirs_all = [r["nnunet_s"] for r in rows if r.get("nnunet_s")]
-    ratios = [r["nnunet_s"] / r["nnseg_s"] for r in rows if r.get("nnunet_s") and r.get("nnseg_s")]
-    same = [r.get("same_plans") for r in rows if r.get("same_plans") is not None]
-    return [_row("planning", f"{len(rows)} fingerprint x planner pairs", f"{1000 * ours:.1f} ms per plan (median)",
-                 ratio=f"{statistics.median(ratios):.0f}x faster (median)" if ratios else "-",
-                 note=(f"same plans as nnU-Net in {sum(bool(s) for s in same)} of {len(same)}" if same else "")
-                 + (f"; nnU-Net median {statistics.median(theirs_all):.2f} s" if theirs_all else ""))]  # fmt: skip
-
-
-def summarize_dataloader(data: dict[str, Any]) -> list[Row]:
-    """bench_dataloader.py: batches per second by worker count."""
-    settings = data.get("settings", {})
-    patch = _fmt(settings.get("patch_size")) if settings.get("patch_size") else "?"
-    out = []
-    for r in data.get("throughput", []):
-        ours, theirs = r.get("nnseg_batches_per_s"), r.get("nnunetv2_batches_per_s")
-        out.append(_row("training data", f"{r.get('workers')} worker(s), patch {patch}, batch {settings.get('batch_size', '?')}",
-                        f"{ours:.2f} batches/s" if ours else "-",
-                        ratio=_ratio(ours, theirs, higher_is_better=True)))  # fmt: skip
-    return out
-
-
-def summarize_training(data: dict[str, Any]) -> list[Row]:
-    """bench_training.py: ``timing`` (seconds per step by trainer) and ``budget`` (Dice after N steps)."""
-    timing, budget = data.get("timing", {}), data.get("budget", {})
-    plan = data.get("plan", {})
-    ours = next((k for k in timing if k.startswith("nnseg")), None)
-    if ours is None:
-        return []
-    theirs = next((k for k in timing if k.startswith("nnunet")), None)
-    dice = ", ".join(f"{k} {_fmt(v.get('dice'))}" for k, v in budget.items() if isinstance(v, dict))
-    seeds = f" (mean of {data['seeds']} seeds)" if data.get("seeds", 1) > 1 else ""
-    return [_row("training", f"patch {_fmt(plan.get('patch_size'))}, batch {plan.get('batch_size', '?')}",
-                 f"{timing[ours]:.3f} s per step",
-                 ratio=_ratio(timing[ours], timing.get(theirs) if theirs else None, higher_is_better=False),
-                 note=f"Dice after {data.get('budget_steps', '?')} steps{seeds}: {dice}" if dice else "")]  # fmt: skip
-
-
-def summarize_predict(data: dict[str, Any]) -> list[Row]:
-    """bench_predict.py: ``rows`` of seconds per case and peak RSS per tool, with and without mirror TTA."""
-    rows = data.get("rows", [])
-    out = []
-    for row in rows:
-        if row.get("tool", "").startswith("nnunet"):
-            continue
-        reference = next((r for r in rows if r.get("tool") == "nnunet" and r.get("tta") == row.get("tta")), None)
-        agreement = row.get("agreement_with_nnunet")
-        out.append(_row("prediction", f"{row['tool']}, TTA {'on' if row.get('tta') else 'off'}, {data.get('cases', '?')} cases",
-                        f"{row['seconds_per_case']:.2f} s per case", f"{row['peak_rss_mb']:.0f} MB RSS",
-                        _ratio(row["seconds_per_case"], reference and reference["seconds_per_case"], higher_is_better=False),
-                        note="" if agreement is None else f"voxel agreement with nnU-Net {agreement:.6f}"))  # fmt: skip
-    return out
-
-
-SUMMARIZERS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
-    "fingerprint": summarize_fingerprint,
-    "preprocess": summarize_preprocess,
-    "planning": summarize_planning,
-    "dataloader": summarize_dataloader,
-    "training": summarize_training,
-    "predict": summarize_predict,
-}
-
-
-def summarize(stage: str, data: dict[str, Any]) -> list[Row]:
-    """Summary rows of one benchmark's JSON (a generic row for a benchmark this script does not know yet)."""
-    summarizer = SUMMARIZERS.get(stage)
-    if summarizer is not None:
-        try:
-            rows = summarizer(data)
-        except (KeyError, TypeError, ValueError, ZeroDivisionError) as err:
-            return [
-                _row(
-                    stage, "-", "-", note=f"could not summarise the JSON ({type(err).__name__}: {err}); see the details"
-                )
-            ]
-        if rows:
-            return rows
-    return [_row(stage, "-", "see the details below", note="no summary for this benchmark's JSON layout")]
 
 
 # ------------------------------------------------------------------------------------------------ Markdown
@@ -287,36 +161,65 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
 
 
+PROFILE_KEYS = ("stages", "profile", "profiles", "stage_cpu_ms_per_sample")  # where-the-time-goes tables
+
+
 def details(data: Any) -> list[str]:
-    """Every table of a benchmark's JSON: lists of objects as tables, objects of scalars as key/value tables."""
+    """Every table of a benchmark's JSON: lists of objects as tables, objects of scalars as key/value tables.
+
+    Profiles (``stages``, ``profile``, ...) come first; an object of objects (e.g. a profile per tool) is one
+    table with a row per outer key.
+    """
     lines: list[str] = []
     if not isinstance(data, dict):
-        return [f"`{_fmt(data)}`", ""]
+        return [f"`{fmt(data)}`", ""]
     scalars = {k: v for k, v in data.items() if not isinstance(v, dict | list) or _is_scalar_list(v)}
     if scalars:
-        lines += markdown_table(["key", "value"], [[k, _fmt(v)] for k, v in scalars.items()]) + [""]
-    for key, value in data.items():
-        if key in scalars:
-            continue
-        lines += [f"*{key}*", ""]
+        lines += markdown_table(["key", "value"], [[k, fmt(v)] for k, v in scalars.items()]) + [""]
+    ordered = sorted((k for k in data if k not in scalars), key=lambda k: k not in PROFILE_KEYS)
+    for key in ordered:
+        value = data[key]
+        lines += [f"*{key}*" + (" (where the time goes)" if key in PROFILE_KEYS else ""), ""]
         if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
             header = list(dict.fromkeys(k for row in value for k in row))
-            lines += markdown_table(header, [[_fmt(row.get(k)) for k in header] for row in value]) + [""]
-        elif isinstance(value, dict) and all(
-            not isinstance(v, dict | list) or _is_scalar_list(v) for v in value.values()
+            lines += markdown_table(header, [[fmt(row.get(k)) for k in header] for row in value]) + [""]
+        elif isinstance(value, dict) and all(_is_scalar(v) for v in value.values()):
+            lines += markdown_table(["key", "value"], [[k, fmt(v)] for k, v in value.items()]) + [""]
+        elif (
+            isinstance(value, dict)
+            and value
+            and all(isinstance(v, dict) and all(_is_scalar(x) for x in v.values()) for v in value.values())
         ):
-            lines += markdown_table(["key", "value"], [[k, _fmt(v)] for k, v in value.items()]) + [""]
+            header = list(dict.fromkeys(k for row in value.values() for k in row))
+            lines += markdown_table(["", *header], [[name, *(fmt(row.get(k)) for k in header)]
+                                                    for name, row in value.items()]) + [""]  # fmt: skip
         else:
             lines += ["```json", json.dumps(value, indent=1)[:4000], "```", ""]
     return lines
+
+
+def _is_scalar(value: Any) -> bool:
+    return not isinstance(value, dict | list) or _is_scalar_list(value)
 
 
 def _is_scalar_list(value: Any) -> bool:
     return isinstance(value, list) and all(not isinstance(v, dict | list) for v in value)
 
 
+def goals_section(results: dict[str, Any], runs: list[dict[str, Any]]) -> list[str]:
+    """The "Goals of issue 18" section: one row per goal with its measured value, verdict and load."""
+    goals = check_goals(results)
+    counts = {status: sum(g.status == status for g in goals) for status in ("met", "not met", "not measured")}
+    rows = [[g.goal, g.measured, g.status, load_summary(g.stage, runs, results.get(g.stage))] for g in goals]
+    return ["## Goals of issue 18", "",
+            f"{counts['met']} of {len(goals)} goals met, {counts['not met']} not met, {counts['not measured']} not "
+            "measured. Speed ratios are nnU-Net v2 time / nnseg time in the same run (higher is better); memory "
+            "and CPU-time ratios are nnseg / nnU-Net (lower is better). Load is the 1-minute load average.", "",
+            *markdown_table(["goal", "measured", "status", "load during the benchmark"], rows), ""]  # fmt: skip
+
+
 def build_report(results: dict[str, dict[str, Any]], runs: list[dict[str, Any]], info: dict[str, str],
-                 *, quick: bool) -> str:  # fmt: skip
+                 *, quick: bool, note: str | None = None) -> str:  # fmt: skip
     """The whole report as Markdown."""
     summary = [row for stage, data in results.items() for row in summarize(stage, data)]
     lines = [
@@ -324,6 +227,7 @@ def build_report(results: dict[str, dict[str, Any]], runs: list[dict[str, Any]],
         "",
         "<!-- Written by `python benchmarks/run_all.py`; do not edit by hand. -->",
         "",
+        *([f"**Note:** {note}", ""] if note else []),
         f"Generated {datetime.date.today().isoformat()} from the JSON files of `benchmarks/bench_*.py`. Speeds are",
         'wall-clock, peak memory is the resident set size of the process and its workers; "vs nnU-Net v2" compares',
         "with nnunetv2 run on the same data on the same machine (absent when nnunetv2 is not installed); the floor",
@@ -331,10 +235,19 @@ def build_report(results: dict[str, dict[str, Any]], runs: list[dict[str, Any]],
         "figures are noisy; the ratios, measured back to back, are more stable. The machine below is the one",
         "that wrote this report; each benchmark's JSON records where it ran (see the details).",
         "",
+        *goals_section(results, runs),
         "## Machine",
         "",
         *markdown_table(["", ""], [[k, v] for k, v in info.items()]),
         "",
+    ]
+    if any(isinstance(r.get("load"), dict) for r in runs):
+        lines += ["Load while each benchmark ran (1-minute load average; other busy processes: those outside the",
+                  "benchmark using at least 20 % of a core, counted before / at most during / after):", "",
+                  *markdown_table(["stage", "started (UTC)", "load before", "during (mean / max)", "after",
+                                   "other busy processes", "busy others"],
+                                  [load_row(r) for r in runs if isinstance(r.get("load"), dict)]), ""]  # fmt: skip
+    lines += [
         "## Summary",
         "",
         *markdown_table(list(SUMMARY_COLUMNS), [[r[c] for c in SUMMARY_COLUMNS] for r in summary]),
@@ -343,8 +256,8 @@ def build_report(results: dict[str, dict[str, Any]], runs: list[dict[str, Any]],
     if runs:
         lines += ["## Runs", ""]
         lines += markdown_table(["stage", "command", "seconds", "result"],
-                                [[r["stage"], f"`{r['command']}`" if r["command"] else "-", _fmt(r["seconds"]),
-                                  "ok" if r["ok"] else f"failed: {r['error']}"] for r in runs])  # fmt: skip
+                                [[str(r.get("stage")), f"`{r['command']}`" if r.get("command") else "-", fmt(r.get("seconds")),
+                                  "ok" if r.get("ok") else f"failed: {r.get('error')}"] for r in runs])  # fmt: skip
         lines.append("")
     lines += ["## Details", ""]
     for stage, data in results.items():
@@ -374,12 +287,27 @@ def hand_written_part(report: Path) -> str:
     return "" if start < 0 else "\n" + old[start:]
 
 
+def run_all(scripts: list[Path], results_dir: Path, args: argparse.Namespace, note: str | None) -> list[dict[str, Any]]:
+    """Run ``scripts`` one after the other (warning first when the machine is busy), recording each in runs.json."""
+    warning = idle_warning(load_snapshot(SNAPSHOT_SECONDS))
+    if warning:
+        sys.stderr.write(warning)
+    runs = []
+    for script in scripts:
+        runs.append(run_one(script, results_dir, quick=args.quick, no_nnunet=args.no_nnunet, timeout=args.timeout))
+        write_runs(results_dir, runs, note)  # after each benchmark: a crash later keeps what was measured
+    return runs
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks (or only rebuild the report) and write the report files."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="small sizes: --quick, 1 worker, 1 repeat where supported")
     parser.add_argument(
-        "--only", nargs="+", metavar="STAGE", help="run these benchmarks only (e.g. preprocess planning)"
+        "--only",
+        nargs="+",
+        metavar="STAGE",
+        help="run these benchmarks only (e.g. preprocess planning); the report still shows every stage's JSON",
     )
     parser.add_argument("--no-nnunet", action="store_true", help="pass --no-nnunet / --skip-nnunet where accepted")
     parser.add_argument("--report-only", action="store_true", help="do not run anything; report the existing JSON")
@@ -387,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, nargs="+", help="report files (default REPORT.md and docs/benchmarks.md; "
                         "with --quick results/quick/REPORT.md)")  # fmt: skip
     parser.add_argument("--timeout", type=float, default=4 * 3600, help="seconds allowed per benchmark")
+    parser.add_argument("--note", help="a free-text line for the report's header (e.g. the machine's state); kept in "
+                        "runs.json for later --report-only rebuilds")  # fmt: skip
     args = parser.parse_args(argv)
     results_dir = args.results_dir or (RESULTS / "quick" if args.quick else RESULTS)
     reports = args.report or ([results_dir / "REPORT.md"] if args.quick else list(REPORTS))
@@ -396,11 +326,12 @@ def main(argv: list[str] | None = None) -> int:
                          f"{', '.join(stage_name(s) for s in discover())}\n")  # fmt: skip
         return 2
     results_dir.mkdir(parents=True, exist_ok=True)
-    runs = [] if args.report_only else [
-        run_one(s, results_dir, quick=args.quick, no_nnunet=args.no_nnunet, timeout=args.timeout) for s in scripts
-    ]  # fmt: skip
-    results = load_results(results_dir, [stage_name(s) for s in scripts])
-    text = build_report(results, runs, machine(), quick=args.quick)
+    note = args.note if args.note is not None else read_runs(results_dir)["note"]
+    runs = [] if args.report_only else run_all(scripts, results_dir, args, note)
+    stages = [stage_name(s) for s in discover()]  # the report covers every stage measured, not only those rerun
+    results = load_results(results_dir, stages)
+    recorded = [r for r in read_runs(results_dir)["runs"] if r.get("stage") in stages]
+    text = build_report(results, recorded, machine(), quick=args.quick, note=note)
     for report in reports:
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(text + hand_written_part(report))
